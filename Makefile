@@ -1,0 +1,46 @@
+# purifyd — the two commands the README documents are `make run` and `make test`.
+SHELL := /bin/bash
+PREFIX ?= /usr/local
+SWIFT ?= swift
+VENV := .venv
+PY := $(VENV)/bin/python
+DEB_PACKAGES := libdnnl-dev libjpeg-dev libpng-dev libinotifytools0-dev libsystemd-dev pkg-config python3-venv
+
+.PHONY: deps debs venv build release test test-swift test-python run clean
+
+deps: debs venv
+
+# Debian packages: installed only when one is missing (needs root, as on CI).
+debs:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:" $$missing; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: training/requirements.txt training/requirements-nodeps.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q -r training/requirements.txt
+	$(PY) -m pip install -q --no-deps -r training/requirements-nodeps.txt
+	touch $@
+
+build: debs
+	$(SWIFT) build
+
+release: debs
+	$(SWIFT) build -c release
+
+test: deps
+	$(MAKE) test-python
+	$(MAKE) test-swift
+
+test-python:
+	$(PY) -m pytest -q training/tests
+
+test-swift:
+	$(SWIFT) test
+
+clean:
+	rm -rf .build var
