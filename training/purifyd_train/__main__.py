@@ -1,0 +1,10 @@
+"""python -m purifyd_train <command> [args]: classifiers | pairs | gan | export | evaluate."""
+import importlib
+import sys
+
+COMMANDS = {"classifiers": "train_classifiers", "pairs": "make_pairs", "gan": "train_gan",
+            "export": "export", "evaluate": "evaluate"}
+
+if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
+    sys.exit(f"usage: python -m purifyd_train {{{'|'.join(COMMANDS)}}} [args]")
+importlib.import_module(f"purifyd_train.{COMMANDS[sys.argv[1]]}").main(sys.argv[2:])

@@ -1,0 +1,103 @@
+"""Writes a bundle's card.md from the evaluation results and the training records of the run."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .attacks import L2_ATTACKS, PAPER_ATTACKS
+from .common import run_dir
+
+PAPER = ("Zhang, Yao, Sakurai, Saitoh, \"Leveraging Generalizability of Image-to-Image Translation for "
+         "Enhanced Adversarial Defense\", arXiv 2504.01399")
+
+
+def _read(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def pct(record: dict) -> str:
+    lo, hi = record["ci95"]
+    return f"{100 * record['acc']:.1f} ({100 * lo:.1f}–{100 * hi:.1f})"
+
+
+def write_card(ds, results: dict, out: Path) -> None:
+    root = run_dir(ds.name)
+    metrics = _read(root / "classifiers" / "metrics.json")
+    pairs = _read(root / "pairs.json")
+    history = _read(root / "gan" / "history.json")
+    export = _read(root / "export.json")
+    seen = results["seen"]
+    mode = "--quick " if results["quick"] else ""
+    cmd = f"make evaluate DATASET={ds.name}" + (" QUICK=1" if results["quick"] else "")
+    summ = results["summary"]
+    lines = [f"# purifyd bundle `{ds.name}`", "",
+             f"Dataset: {ds.note or ds.name}. Purifier: the pix2pix-style GAN of {PAPER}. "
+             f"Every figure below was written by `{cmd}` "
+             f"(`python -m purifyd_train evaluate --dataset {ds.name} {mode}`) from the models in this folder's run; "
+             f"n = {results['n']} test images (seeded permutation, seed {results['seed']}), 95% Wilson intervals in parentheses.",
+             "", "## Headline (oblivious attacks: the attacker sees only the classifier, the paper's setting)", "",
+             "| classifier | role | clean | clean, purified | mean of 7 paper attacks, undefended | purified |", "|---|---|---|---|---|---|"]
+    for cname, s in summ.items():
+        clean = results["clean"][cname]
+        lines.append(f"| {cname} | {'seen' if cname == seen else 'unseen'} | {pct(clean['none'])} | {pct(clean['purifier'])} | "
+                     f"{100 * s['mean_undefended']:.1f} | **{100 * s['mean_purified']:.1f}** |")
+    s = summ[seen]
+    best_name, best = max(s["mean_baselines"].items(), key=lambda kv: kv[1])
+    lines += ["", "Targets (issue 3) for the seen classifier: mean purified ≥ 80% → "
+              f"{100 * s['mean_purified']:.1f}%; ≥ best baseline + 10 pp → best baseline {best_name} {100 * best:.1f}%, "
+              f"margin {100 * (s['mean_purified'] - best):+.1f} pp; clean accuracy lost ≤ 2 pp → {s['clean_drop_pp']:.1f} pp; "
+              "unseen classifiers within 10 pp of the seen one → "
+              + ", ".join(f"{c} {100 * (summ[c]['mean_purified'] - s['mean_purified']):+.1f} pp" for c in summ if c != seen) + ".",
+              "", "## Adaptive white-box attacks (through purifier + seen classifier, end to end)", "",
+              "The purifier is differentiable, so no BPDA is needed: the attacker back-propagates through it.", "",
+              "| attack | parameters | accuracy |", "|---|---|---|"]
+    for name, r in results["adaptive"].items():
+        lines.append(f"| {name} | {json.dumps(r['params'])} | {pct(r)} (n = {r['n']}) |")
+    lines += ["", "An adaptive attacker who knows the purifier defeats it: like every input-purification defense "
+              "evaluated this way, it is a defense against oblivious attackers, not a certified one.", ""]
+    for cname, per_attack in results["oblivious"].items():
+        defenses = [d for d in per_attack[PAPER_ATTACKS[0]] if d != "norms"]
+        lines += [f"## Oblivious attacks on `{cname}` ({'seen' if cname == seen else 'unseen: transfer of the purifier'})", "",
+                  "| attack | " + " | ".join(defenses) + " | median L2 of perturbation |", "|---" * (len(defenses) + 2) + "|"]
+        for attack, r in per_attack.items():
+            extra = f" (success {100 * r['success_rate']:.1f}%)" if attack in L2_ATTACKS else ""
+            lines.append(f"| {attack}{extra} | " + " | ".join(pct(r[d]) for d in defenses) + f" | {r['norms']['median_l2']:.3f} |")
+        lines.append("")
+    q = results["quality"]
+    lines += ["## Image quality (purified vs clean)", "",
+              f"- clean inputs: PSNR {q['clean']['psnr']:.2f} dB, SSIM {q['clean']['ssim']:.4f}",
+              f"- PGD inputs: adversarial PSNR {q['pgd']['psnr_adversarial']:.2f} dB / SSIM {q['pgd']['ssim_adversarial']:.4f}; "
+              f"purified PSNR {q['pgd']['psnr_purified']:.2f} dB / SSIM {q['pgd']['ssim_purified']:.4f}", "",
+              "![contact sheet](figures/contact_sheet.png)", "", "![accuracy vs epsilon](figures/accuracy_vs_eps.png)", ""]
+    if "mean_purified_no_residual" in s:
+        lines += ["## Ablation: no residual blocks", "",
+                  f"Mean purified accuracy over the 7 paper attacks (seen): with residual blocks {100 * s['mean_purified']:.1f}%, "
+                  f"without {100 * s['mean_purified_no_residual']:.1f}% (same data, epochs and losses).", ""]
+    g = results["generator"]
+    lines += ["## Model", "",
+              f"- Generator: U-Net, {g['parameters']:,} parameters, {g['config']} (residual blocks per encoder level; "
+              f"{sum(g['config']['res_blocks'])} in all), trained {g['epoch']} epochs; BatchNorm in eval mode and no "
+              "dropout at inference, so outputs are deterministic.",
+              "- Discriminator: conditional PatchGAN with two residual blocks. Loss: cGAN + 100·L1 + 1·perceptual.",
+              "- Perceptual features: a VGG-style network (`FeatureNet`) trained here on the same training set, "
+              "separate from every evaluated classifier. It stands in for ImageNet VGG19, whose weights cannot be "
+              "downloaded on this machine; its features are lower-level and dataset-specific.",
+              f"- Training pairs (adversarial against `{pairs.get('classifier', seen)}` on training images only, "
+              "seeded): " + "; ".join(f"{k}: n={v['n']}, seen accuracy {100 * v['seen_accuracy']:.1f}%"
+                                      for k, v in pairs.get("attacks", {}).items()) + f"; clean pairs: {pairs.get('clean', 0)}.",
+              "- Input: NCHW float32 in [0,1]; reflect-padded (centred) to a multiple of "
+              f"{2 ** len(g['config']['res_blocks'])} and cropped back.",
+              f"- ONNX (opset 17) vs PyTorch, max |error|: {export.get('max_abs_error', 'not exported yet')}.", "",
+              "## Classifiers (clean test accuracy on the full test set, from training)", ""]
+    for name, m in metrics.items():
+        role = "seen" if name == seen else ("perceptual features only" if name == "features" else "unseen")
+        lines.append(f"- `{name}` ({role}): {100 * m['test_accuracy']:.2f}% ({m['epochs']} epochs, {m['train_images']} training images)")
+    if history:
+        lines += ["", "## GAN training history", "", "| epoch | D loss | cGAN | L1 | perceptual | val PGD purified acc | val clean purified acc |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {h['epoch']} | {h['d']:.3f} | {h['gan']:.3f} | {h['l1']:.4f} | {h['perc']:.4f} | "
+                  f"{100 * h['val_pgd_purified_acc']:.1f} | {100 * h['val_clean_purified_acc']:.1f} |" for h in history]
+    lines += ["", "## Attack parameters (torchattacks 3.5.1, ℓ∞ budget ε = " f"{results['eps']:.4g})", ""]
+    lines += [f"- {name}: `{json.dumps(params)}`" for name, params in results["attacks"].items()]
+    lines += ["", "Baselines: " + "; ".join(f"{k} `{json.dumps(v)}`" for k, v in results["baselines"].items()) + ".", ""]
+    (out / "card.md").write_text("\n".join(lines) + "\n")

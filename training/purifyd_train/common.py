@@ -1,0 +1,75 @@
+"""Small helpers shared by the training, attack and evaluation commands."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+RUNS_ROOT = REPO_ROOT / "training" / "runs"
+
+
+def setup(seed: int, threads: int | None = None) -> None:
+    """Seeds every generator and sets torch's intra-op threads (default: all cores)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+
+
+def run_dir(dataset: str) -> Path:
+    """training/runs/<dataset>, or under $PURIFYD_RUNS when set (the tests use a temporary one)."""
+    path = Path(os.environ.get("PURIFYD_RUNS", RUNS_ROOT)) / dataset
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def log(message: str) -> None:
+    print(time.strftime("%H:%M:%S"), message, flush=True)
+
+
+def write_json(path: Path, value: object) -> None:
+    tmp = Path(str(path) + ".tmp")
+    tmp.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
+
+
+@torch.no_grad()
+def batched(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch: int = 500) -> torch.Tensor:
+    """Applies fn over x in chunks without gradients."""
+    return torch.cat([fn(x[i:i + batch]) for i in range(0, len(x), batch)])
+
+
+def predict(model: nn.Module, x: torch.Tensor, batch: int = 500) -> torch.Tensor:
+    model.eval()
+    return batched(lambda b: model(b).argmax(1), x, batch)
+
+
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    return (predict(model, x) == y).float().mean().item()
+
+
+def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval for a proportion."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def freeze(model: nn.Module) -> nn.Module:
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model

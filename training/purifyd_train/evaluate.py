@@ -1,0 +1,218 @@
+"""Evaluates a dataset's purifier under the protocol of ../shared/DESIGN.md §5 and writes its card.
+
+Oblivious attacks (the paper's setting: the attacker sees only the classifier) against the seen
+and the unseen classifiers; the classic baselines under the same protocol; adaptive white-box
+attacks through purifier + classifier; image quality; an ε sweep and a contact sheet.
+`--quick` runs a small version into training/runs/<dataset>/eval-quick instead of models/.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import torchattacks
+from torch import nn
+
+from .attacks import L2_ATTACKS, PAPER_ATTACKS, AttackConfig, evaluation_attacks, run_attack
+from .baselines import baselines
+from .common import REPO_ROOT, batched, log, predict, run_dir, setup, wilson, write_json
+from .data import DEFAULT_DATA_ROOT, spec, test_subset
+from .make_pairs import load_classifier
+from .models import Purifier, classifier_zoo
+from .train_gan import load_generator
+
+
+def acc_record(pred: torch.Tensor, y: torch.Tensor) -> dict:
+    correct = int((pred == y).sum())
+    lo, hi = wilson(correct, len(y))
+    return {"acc": correct / len(y), "n": len(y), "ci95": [lo, hi]}
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = ((a - b) ** 2).flatten(1).mean(1).clamp_min(1e-10)
+    return float((10 * torch.log10(1 / mse)).mean())
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Mean SSIM (Wang et al. 2004): 11x11 Gaussian window, σ=1.5, per channel, valid region."""
+    c = a.shape[1]
+    g = torch.exp(-((torch.arange(11) - 5.0) ** 2) / (2 * 1.5 ** 2))
+    g = (g / g.sum())
+    window = (g[:, None] * g[None, :]).expand(c, 1, 11, 11).contiguous()
+    conv = lambda t: F.conv2d(t, window, groups=c)
+    mu_a, mu_b = conv(a), conv(b)
+    var_a = conv(a * a) - mu_a ** 2
+    var_b = conv(b * b) - mu_b ** 2
+    cov = conv(a * b) - mu_a * mu_b
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+    return float(s.mean())
+
+
+def perturbation_norms(adv: torch.Tensor, x: torch.Tensor) -> dict:
+    d = (adv - x).flatten(1)
+    return {"median_l2": float(d.norm(dim=1).median()), "max_linf": float(d.abs().max(dim=1).values.max())}
+
+
+def evaluate(args) -> dict:
+    ds = spec(args.dataset)
+    setup(args.seed)
+    x, y = test_subset(ds, args.n, seed=args.seed, root=args.data)
+    root = run_dir(ds.name)
+    generator, gen_state = load_generator(root / "gan" / "generator.pt")
+    purifier = Purifier(generator).eval()
+    purify = lambda t: batched(purifier, t, 250)
+    defenses = {"none": (lambda t: t, {}), "purifier": (purify, {})}
+    ablation_path = root / "gan-nores" / "generator.pt"
+    if ablation_path.exists():
+        ablation = Purifier(load_generator(ablation_path)[0]).eval()
+        defenses["purifier-no-residual"] = (lambda t: batched(ablation, t, 250), {})
+    defenses.update(baselines(ds.name))
+    zoo = classifier_zoo(ds.name, ds.channels, ds.size)
+    classifiers = {name: load_classifier(ds.name, name)[1] for name in zoo}
+    seen = next(iter(zoo))
+    attacks = evaluation_attacks(ds.name, ds.eps, quick=args.quick)
+    results: dict = {"dataset": ds.name, "n": len(x), "seed": args.seed, "quick": args.quick, "eps": ds.eps,
+                     "seen": seen, "attacks": {a.name: a.params for a in attacks},
+                     "baselines": {k: v[1] for k, v in defenses.items() if k not in ("none", "purifier", "purifier-no-residual")},
+                     "generator": {"config": gen_state["config"], "epoch": gen_state["epoch"],
+                                   "parameters": sum(p.numel() for p in generator.parameters())},
+                     "clean": {}, "oblivious": {}, "adaptive": {}, "quality": {}, "sweep": {}}
+    t0 = time.time()
+    defended_clean = {name: fn(x) for name, (fn, _) in defenses.items()}
+    for cname, model in classifiers.items():
+        results["clean"][cname] = {d: acc_record(predict(model, xd), y) for d, xd in defended_clean.items()}
+        log(f"clean {cname}: " + ", ".join(f"{d} {r['acc']:.4f}" for d, r in results["clean"][cname].items()))
+    results["quality"]["clean"] = {"psnr": psnr(defended_clean["purifier"], x), "ssim": ssim(defended_clean["purifier"], x)}
+    for cname, model in classifiers.items():
+        results["oblivious"][cname] = {}
+        # Baselines are evaluated on the seen classifier; the unseen ones show the purifier's transfer.
+        names = list(defenses) if cname == seen else ["none", "purifier"]
+        for attack in attacks:
+            adv = run_attack(attack.build(model, args.seed), x, y)
+            record = {"norms": perturbation_norms(adv, x)}
+            for d in names:
+                record[d] = acc_record(predict(model, defenses[d][0](adv)), y)
+            if attack.name in L2_ATTACKS:
+                record["success_rate"] = 1 - record["none"]["acc"]
+            results["oblivious"][cname][attack.name] = record
+            log(f"{cname} {attack.name}: " + ", ".join(f"{d} {record[d]['acc']:.4f}" for d in names)
+                + f" [{time.time() - t0:.0f}s]")
+            if cname == seen and attack.name == "PGD":
+                purified = purify(adv)
+                results["quality"]["pgd"] = {"psnr_purified": psnr(purified, x), "ssim_purified": ssim(purified, x),
+                                             "psnr_adversarial": psnr(adv, x), "ssim_adversarial": ssim(adv, x)}
+                contact_sheet(x[:10], adv[:10], purified[:10], args.figures / "contact_sheet.png", ds.name)
+    # Adaptive white-box: the attacker differentiates through purifier + classifier end to end.
+    xa, ya = x[:args.adaptive_n], y[:args.adaptive_n]
+    pipeline = nn.Sequential(purifier, classifiers[seen]).eval()
+    steps = 10 if args.quick else 40
+    adaptive = [AttackConfig("PGD", dict(eps=ds.eps, alpha=2.5 * ds.eps / steps, steps=steps, random_start=True)),
+                AttackConfig("APGD", dict(norm="Linf", eps=ds.eps, steps=20 if args.quick else 100, n_restarts=1, loss="ce"))]
+    for attack in adaptive:
+        atk = attack.build(pipeline, args.seed) if attack.name != "APGD" else torchattacks.APGD(pipeline, seed=args.seed, **attack.params)
+        adv = run_attack(atk, xa, ya, batch=100)
+        results["adaptive"][attack.name] = {"params": attack.params, **acc_record(predict(pipeline, adv), ya)}
+        log(f"adaptive {attack.name}: {results['adaptive'][attack.name]['acc']:.4f} [{time.time() - t0:.0f}s]")
+    results["sweep"] = eps_sweep(ds, classifiers[seen], defenses, x[:args.sweep_n], y[:args.sweep_n], args)
+    plot_sweep(results["sweep"], args.figures / "accuracy_vs_eps.png", ds.name)
+    results["summary"] = summary(results)
+    results["minutes"] = (time.time() - t0) / 60
+    return results
+
+
+def eps_sweep(ds, model, defenses, x, y, args) -> dict:
+    out = {}
+    steps = 10 if args.quick else 40
+    for frac in (0.25, 0.5, 0.75, 1.0, 1.25):
+        eps = ds.eps * frac
+        for name, cfg in (("FGSM", dict(eps=eps)), ("PGD", dict(eps=eps, alpha=2.5 * eps / steps, steps=steps, random_start=True))):
+            adv = run_attack(AttackConfig(name, cfg).build(model, args.seed), x, y)
+            out.setdefault(name, []).append({"eps": eps, **{d: acc_record(predict(model, fn(adv)), y)["acc"] for d, (fn, _) in defenses.items()}})
+    return out
+
+
+def summary(results: dict) -> dict:
+    seen = results["seen"]
+    out = {}
+    for cname, per_attack in results["oblivious"].items():
+        mean = lambda d: statistics.mean(per_attack[a][d]["acc"] for a in PAPER_ATTACKS if d in per_attack[a])
+        entry = {"mean_undefended": mean("none"), "mean_purified": mean("purifier"),
+                 "clean_drop_pp": 100 * (results["clean"][cname]["none"]["acc"] - results["clean"][cname]["purifier"]["acc"])}
+        if cname == seen:
+            others = [d for d in per_attack[PAPER_ATTACKS[0]] if d not in ("none", "purifier", "purifier-no-residual", "norms")]
+            entry["mean_baselines"] = {d: mean(d) for d in others}
+            if "purifier-no-residual" in per_attack[PAPER_ATTACKS[0]]:
+                entry["mean_purified_no_residual"] = mean("purifier-no-residual")
+        out[cname] = entry
+    return out
+
+
+def contact_sheet(clean, adv, purified, path: Path, title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = (("clean", clean), ("adversarial (PGD)", adv), ("purified", purified))
+    fig, axes = plt.subplots(3, len(clean), figsize=(len(clean) * 0.9, 3.0))
+    for r, (label, images) in enumerate(rows):
+        for c, img in enumerate(images):
+            ax = axes[r, c]
+            arr = img.permute(1, 2, 0).numpy()
+            ax.imshow(arr[..., 0] if arr.shape[-1] == 1 else arr, cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([]); ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(label, fontsize=6)
+    fig.suptitle(f"{title}: clean / adversarial / purified", fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_sweep(sweep: dict, path: Path, title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(sweep), figsize=(5 * len(sweep), 3.5))
+    for ax, (attack, points) in zip(axes, sweep.items()):
+        eps = [p["eps"] for p in points]
+        for d in points[0]:
+            if d != "eps":
+                ax.plot(eps, [p[d] for p in points], marker="o", label=d, linewidth=2.5 if d == "purifier" else 1)
+        ax.set_title(f"{title}: {attack}, seen classifier"); ax.set_xlabel("ε (l∞)"); ax.set_ylabel("accuracy")
+        ax.set_ylim(0, 1); ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--data", default=DEFAULT_DATA_ROOT)
+    p.add_argument("--quick", action="store_true", help="200 images, fewer steps, results under training/runs")
+    p.add_argument("--n", type=int, default=None, help="test images (default 2000, quick 200)")
+    p.add_argument("--adaptive-n", type=int, default=None, help="images for adaptive attacks (default 500, quick 100)")
+    p.add_argument("--sweep-n", type=int, default=None, help="images for the ε sweep (default 1000, quick 100)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    args.n = args.n or (200 if args.quick else 2000)
+    args.adaptive_n = min(args.n, args.adaptive_n or (100 if args.quick else 500))
+    args.sweep_n = min(args.n, args.sweep_n or (100 if args.quick else 1000))
+    ds = spec(args.dataset)
+    out = run_dir(ds.name) / "eval-quick" if args.quick else REPO_ROOT / "models" / ds.name
+    args.figures = out / "figures"
+    results = evaluate(args)
+    write_json(out / "results.json", results)
+    from .card import write_card
+    write_card(ds, results, out)
+    log(f"{ds.name}: wrote {out / 'results.json'} and card.md ({results['minutes']:.1f} min)")
+
+
+if __name__ == "__main__":
+    main()

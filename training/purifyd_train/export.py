@@ -1,0 +1,145 @@
+"""Exports a dataset's bundle: purifier.onnx, classifier.onnx (the seen classifier) and bundle.toml.
+
+Both graphs take NCHW float32 in [0,1] with a dynamic batch axis; the purifier also has dynamic
+height and width (any multiple of 2**levels). ONNX Runtime is checked against PyTorch before
+anything is written into models/.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from .attacks import training_attacks
+from .common import REPO_ROOT, log, run_dir, write_json
+from .data import spec
+from .make_pairs import load_classifier
+from .train_gan import load_generator
+
+OPSET = 17
+TOLERANCE = 1e-4
+
+
+class WithSoftmax(nn.Module):
+    """Classifier logits to probabilities, so the bundle's classifier output needs no post-processing."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.model(x), dim=1)
+
+
+def to_onnx(model: nn.Module, example: torch.Tensor, input_name: str, output_name: str, spatial_dynamic: bool) -> bytes:
+    axes = {0: "batch"}
+    if spatial_dynamic:
+        axes.update({2: "height", 3: "width"})
+    buffer = io.BytesIO()
+    torch.onnx.export(model.eval(), (example,), buffer, input_names=[input_name], output_names=[output_name],
+                      dynamic_axes={input_name: axes, output_name: axes if spatial_dynamic else {0: "batch"}},
+                      opset_version=OPSET, dynamo=False, do_constant_folding=True)
+    onnx.checker.check_model(onnx.load_from_string(buffer.getvalue()))
+    return buffer.getvalue()
+
+
+def max_error(model: nn.Module, data: bytes, inputs: list[torch.Tensor]) -> float:
+    """Largest |ONNX Runtime - PyTorch| over the given inputs."""
+    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    worst = 0.0
+    for x in inputs:
+        with torch.no_grad():
+            expected = model(x).numpy()
+        got = session.run(None, {name: x.numpy()})[0]
+        worst = max(worst, float(np.abs(got - expected).max()))
+    return worst
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def toml_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def bundle_toml(ds, version: str, multiple: int, purifier_sha: str, classifier_sha: str, classifier_name: str) -> str:
+    attacks = sorted({a.name for a in training_attacks(ds.name, ds.eps)})
+    labels = ", ".join(toml_string(label) for label in ds.labels)
+    return "\n".join([
+        "# purifyd model bundle: written by `python -m purifyd_train export` (training/purifyd_train/export.py).",
+        f"name = {toml_string(ds.name)}",
+        f"version = {toml_string(version)}",
+        f"description = {toml_string(ds.note or ds.name)}",
+        "",
+        "[input]",
+        f"channels = {ds.channels}",
+        f"trained_size = [{ds.size}, {ds.size}]",
+        "",
+        "[purifier]",
+        'file = "purifier.onnx"',
+        f"sha256 = {toml_string(purifier_sha)}",
+        "fully_convolutional = true",
+        f"size_multiple = {multiple}",
+        'padding = "reflect-centered"',
+        "",
+        "[classifier]",
+        'file = "classifier.onnx"',
+        f"sha256 = {toml_string(classifier_sha)}",
+        f"architecture = {toml_string(classifier_name)}",
+        f"input_size = [{ds.size}, {ds.size}]",
+        'output = "probabilities"',
+        f"labels = [{labels}]",
+        "",
+        "[training]",
+        f"attacks = [{', '.join(toml_string(a) for a in attacks)}]",
+        f"epsilon_linf = {ds.eps:.6g}",
+        "",
+    ])
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--version", default="1.0.0")
+    p.add_argument("--out", type=Path, default=None, help="default: models/<dataset>")
+    args = p.parse_args(argv)
+    ds = spec(args.dataset)
+    out = args.out or REPO_ROOT / "models" / ds.name
+    out.mkdir(parents=True, exist_ok=True)
+    generator, _ = load_generator(run_dir(ds.name) / "gan" / "generator.pt")
+    classifier_name, classifier = load_classifier(ds.name)
+    m = generator.multiple
+    side = -(-ds.size // m) * m
+    torch.manual_seed(0)
+    purifier_onnx = to_onnx(generator, torch.rand(2, ds.channels, side, side), "image", "purified", True)
+    classifier_model = WithSoftmax(classifier).eval()
+    classifier_onnx = to_onnx(classifier_model, torch.rand(2, ds.channels, ds.size, ds.size), "image", "probabilities", False)
+    errors = {
+        "purifier": max_error(generator, purifier_onnx, [torch.rand(1, ds.channels, side, side),
+                                                          torch.rand(5, ds.channels, side, side),
+                                                          torch.rand(2, ds.channels, 2 * m, 3 * m)]),
+        "classifier": max_error(classifier_model, classifier_onnx, [torch.rand(1, ds.channels, ds.size, ds.size),
+                                                                    torch.rand(7, ds.channels, ds.size, ds.size)]),
+    }
+    log(f"{ds.name}: ONNX Runtime vs PyTorch max |error|: {errors}")
+    if max(errors.values()) > TOLERANCE:
+        raise SystemExit(f"ONNX Runtime disagrees with PyTorch beyond {TOLERANCE}: {errors}")
+    (out / "purifier.onnx").write_bytes(purifier_onnx)
+    (out / "classifier.onnx").write_bytes(classifier_onnx)
+    (out / "bundle.toml").write_text(bundle_toml(ds, args.version, m, sha256(purifier_onnx), sha256(classifier_onnx), classifier_name))
+    write_json(run_dir(ds.name) / "export.json", {"max_abs_error": errors, "opset": OPSET,
+                                                   "purifier_bytes": len(purifier_onnx), "classifier_bytes": len(classifier_onnx)})
+    log(f"{ds.name}: wrote {out} (purifier {len(purifier_onnx) / 1e6:.2f} MB, classifier {len(classifier_onnx) / 1e6:.2f} MB)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Trains the seen classifier, the unseen ones and the perceptual feature network of a dataset."""
+from __future__ import annotations
+
+import argparse
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .common import accuracy, log, run_dir, setup, write_json
+from .data import DEFAULT_DATA_ROOT, load_split, shuffled, spec
+from .models import FeatureNet, classifier_zoo
+
+
+def augment(x: torch.Tensor, flips: bool) -> torch.Tensor:
+    """Random translation by up to 2 pixels (reflect-padded crop), plus horizontal flips if asked."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (2, 2, 2, 2), mode="reflect")
+    dx, dy = torch.randint(0, 5, (2,))
+    out = padded[:, :, dy:dy + h, dx:dx + w]
+    if flips:
+        mask = torch.rand(n) < 0.5
+        out = torch.where(mask.view(-1, 1, 1, 1), out.flip(3), out)
+    return out.contiguous()
+
+
+def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, batch: int, lr: float, flips: bool) -> None:
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4, nesterov=True)
+    steps = epochs * ((len(x) + batch - 1) // batch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.25)
+    for epoch in range(epochs):
+        model.train()
+        perm = torch.randperm(len(x))
+        total = 0.0
+        for i in range(0, len(x), batch):
+            idx = perm[i:i + batch]
+            loss = F.cross_entropy(model(augment(x[idx], flips)), y[idx], label_smoothing=0.05)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item() * len(idx)
+        log(f"  epoch {epoch + 1}/{epochs} loss {total / len(x):.4f}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--data", default=DEFAULT_DATA_ROOT)
+    p.add_argument("--epochs", type=int, default=None, help="default: 4 MNIST, 10 Fashion-MNIST, 30 CIFAR-10")
+    p.add_argument("--only", nargs="*", help="train only these (names from the zoo, or 'features')")
+    p.add_argument("--limit", type=int, default=None, help="use only this many training images (tests)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    setup(args.seed)
+    ds = spec(args.dataset)
+    out = run_dir(ds.name) / "classifiers"
+    out.mkdir(exist_ok=True)
+    x, y = shuffled(*load_split(ds, "train", args.data), args.seed)
+    xt, yt = load_split(ds, "test", args.data)
+    if args.limit:
+        x, y, xt, yt = x[:args.limit], y[:args.limit], xt[:args.limit], yt[:args.limit]
+    cifar = ds.channels == 3
+    epochs = args.epochs or {"mnist": 4, "fashion-mnist": 10}.get(ds.name, 30)
+    models = dict(classifier_zoo(ds.name, ds.channels, ds.size))
+    models["features"] = FeatureNet(ds.channels, ds.size)
+    metrics = {}
+    for name, model in models.items():
+        if args.only and name not in args.only:
+            continue
+        log(f"{ds.name}: training {name} ({sum(p.numel() for p in model.parameters())} parameters)")
+        lr = 0.05 if name != "mlp" else 0.02
+        train(model, x, y, epochs, 128, lr, flips=cifar)
+        acc = accuracy(model, xt, yt)
+        log(f"{ds.name}: {name} clean test accuracy {acc:.4f}")
+        torch.save(model.state_dict(), out / f"{name}.pt")
+        metrics[name] = {"test_accuracy": acc, "epochs": epochs, "train_images": len(x), "seed": args.seed}
+    path = out / "metrics.json"
+    previous = __import__("json").loads(path.read_text()) if path.exists() else {}
+    write_json(path, {**previous, **metrics})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+import torch
+
+from purifyd_train.models import PatchDiscriminator, Purifier, UNetGenerator, classifier_zoo, reflect_pad_to
+
+
+def test_generator_has_seven_residual_blocks_and_maps_unit_range_to_unit_range():
+    g = UNetGenerator(3, ngf=8, cap=16).eval()
+    assert sum(g.res_blocks) == 7
+    x = torch.rand(2, 3, 32, 48)
+    y = g(x)
+    assert y.shape == x.shape
+    assert float(y.detach().min()) >= 0.0 and float(y.detach().max()) <= 1.0
+
+
+def test_generator_is_deterministic_in_eval_mode():
+    g = UNetGenerator(1, ngf=8, cap=16).eval()
+    x = torch.rand(3, 1, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(g(x), g(x))
+
+
+def test_reflect_padding_is_centred_and_purifier_crops_back():
+    x = torch.arange(28 * 28, dtype=torch.float32).view(1, 1, 28, 28) / 784
+    padded, (left, right, top, bottom) = reflect_pad_to(x, 16)
+    assert padded.shape[-2:] == (32, 32)
+    assert (left, right, top, bottom) == (2, 2, 2, 2)
+    assert torch.equal(padded[..., 2:30, 2:30], x)
+    odd, pad = reflect_pad_to(torch.rand(1, 1, 29, 17), 16)
+    assert odd.shape[-2:] == (32, 32) and pad == (7, 8, 1, 2)
+    purifier = Purifier(UNetGenerator(1, ngf=8, cap=16)).eval()
+    assert purifier(torch.rand(2, 1, 28, 28)).shape == (2, 1, 28, 28)
+
+
+def test_discriminator_scores_patches():
+    d = PatchDiscriminator(3, ndf=8)
+    assert d(torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)).shape == (2, 1, 8, 8)
+
+
+def test_classifier_zoo_puts_three_distinct_architectures_first_the_seen_one():
+    for dataset, channels, size in (("mnist", 1, 28), ("cifar10", 3, 32)):
+        zoo = classifier_zoo(dataset, channels, size)
+        assert len({type(m) for m in zoo.values()}) == 3
+        for model in zoo.values():
+            assert model.eval()(torch.rand(2, channels, size, size)).shape == (2, 10)

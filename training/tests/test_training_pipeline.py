@@ -1,0 +1,72 @@
+"""The whole training path on tiny sizes: classifiers → pairs → GAN → ONNX export → quick evaluation."""
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from purifyd_train import evaluate, export, make_pairs, train_classifiers, train_gan
+from purifyd_train.data import DEFAULT_DATA_ROOT
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    if not (DEFAULT_DATA_ROOT / "mnist" / "train.npz").exists():
+        pytest.fail(f"dataset missing at {DEFAULT_DATA_ROOT}: ../shared/data must sit beside the repository")
+    root = tmp_path_factory.mktemp("runs")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PURIFYD_RUNS", str(root))
+    torch.set_num_threads(2)
+    train_classifiers.main(["--dataset", "mnist", "--epochs", "1", "--limit", "256"])
+    make_pairs.main(["--dataset", "mnist", "--per-attack", "8", "--clean", "16"])
+    train_gan.main(["--dataset", "mnist", "--epochs", "1", "--limit", "48", "--batch", "16", "--val-n", "16"])
+    yield root
+    mp.undo()
+
+
+def test_pairs_hold_every_training_attack_and_clean_pairs(runs):
+    pairs = torch.load(runs / "mnist" / "pairs.pt")
+    assert pairs["adv"].shape == pairs["clean"].shape
+    kinds = set(pairs["kind"])
+    assert "clean" in kinds and any(k.startswith("FGSM") for k in kinds) and any(k.startswith("PGD") for k in kinds) and "CW" in kinds
+    fgsm = [i for i, k in enumerate(pairs["kind"]) if k == "FGSM(eps=0.3000)"]
+    delta = (pairs["adv"][fgsm].float() - pairs["clean"][fgsm].float()).abs().amax()
+    assert 0.29 < float(delta) <= 0.301
+
+
+def test_gan_checkpoint_resumes_where_it_stopped(runs):
+    history = json.loads((runs / "mnist" / "gan" / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1]
+    train_gan.main(["--dataset", "mnist", "--epochs", "2", "--limit", "48", "--batch", "16", "--val-n", "16"])
+    history = json.loads((runs / "mnist" / "gan" / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2]
+
+
+def test_export_writes_a_bundle_that_onnx_runtime_runs_like_pytorch(runs, tmp_path):
+    export.main(["--dataset", "mnist", "--out", str(tmp_path)])
+    bundle = (tmp_path / "bundle.toml").read_text()
+    assert 'name = "mnist"' in bundle and "size_multiple = 16" in bundle
+    purifier = ort.InferenceSession(str(tmp_path / "purifier.onnx"))
+    x = np.random.default_rng(0).random((3, 1, 32, 48), dtype=np.float32)
+    y = purifier.run(None, {"image": x})[0]
+    assert y.shape == x.shape and y.min() >= 0 and y.max() <= 1
+    generator, _ = train_gan.load_generator(runs / "mnist" / "gan" / "generator.pt")
+    with torch.no_grad():
+        assert np.abs(generator(torch.from_numpy(x)).numpy() - y).max() <= 1e-4
+    classifier = ort.InferenceSession(str(tmp_path / "classifier.onnx"))
+    probs = classifier.run(None, {"image": x[:, :, :28, :28].copy()})[0]
+    assert probs.shape == (3, 10) and np.allclose(probs.sum(1), 1, atol=1e-5)
+
+
+def test_quick_evaluation_writes_results_and_card(runs):
+    evaluate.main(["--dataset", "mnist", "--quick", "--n", "12", "--adaptive-n", "6", "--sweep-n", "6"])
+    out = runs / "mnist" / "eval-quick"
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["oblivious"]) == {"cnn", "resnet", "mlp"}
+    assert set(results["oblivious"]["cnn"]) == {"FGSM", "BIM", "PGD", "CW", "MIFGSM", "AutoAttack", "DeepFool", "Square"}
+    assert set(results["adaptive"]) == {"PGD", "APGD"}
+    card = (out / "card.md").read_text()
+    assert "Adaptive white-box" in card and "jpeg75" in card
+    assert (out / "figures" / "contact_sheet.png").stat().st_size > 1000
+    assert (out / "figures" / "accuracy_vs_eps.png").stat().st_size > 1000
