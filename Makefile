@@ -6,7 +6,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEB_PACKAGES := libdnnl-dev libjpeg-dev libpng-dev libinotifytools0-dev libsystemd-dev pkg-config python3-venv
 
-.PHONY: deps debs venv build release test test-swift test-python run clean
+DATASET ?= mnist
+TRAIN := PYTHONPATH=training $(PY) -m purifyd_train
+
+.PHONY: deps debs venv build release test test-swift test-python run clean train evaluate
 
 deps: debs venv
 
@@ -41,6 +44,17 @@ test-python:
 
 test-swift:
 	$(SWIFT) test
+
+# Training and evaluation (training/README.md): `make train DATASET=fashion-mnist`, then
+# `make evaluate DATASET=fashion-mnist` (QUICK=1 for the small version under training/runs/).
+train: venv
+	$(TRAIN) classifiers --dataset $(DATASET)
+	$(TRAIN) pairs --dataset $(DATASET)
+	$(TRAIN) gan --dataset $(DATASET) $(GAN_ARGS)
+	$(TRAIN) export --dataset $(DATASET)
+
+evaluate: venv
+	$(TRAIN) evaluate --dataset $(DATASET) $(if $(QUICK),--quick,)
 
 clean:
 	rm -rf .build var
