@@ -12,7 +12,30 @@ let swiftSettings: [SwiftSetting] = [
 let package = Package(
     name: "purifyd",
     platforms: [.macOS(.v15)],
-    products: [],
+    products: [
+        .library(name: "PurifyImage", targets: ["PurifyImage"]),
+    ],
     dependencies: [],
-    targets: []
+    targets: [
+        // libjpeg(-turbo) and libpng behind prefixed `pcodec_` shims; setjmp/longjmp stay in C.
+        // Debian: libjpeg-dev, libpng-dev (pkg-config: libpng16 -> -lpng16, libjpeg -> -ljpeg).
+        .target(
+            name: "CImageCodecs",
+            linkerSettings: [
+                .linkedLibrary("jpeg"),
+                .linkedLibrary("png16"),
+            ]
+        ),
+        .target(
+            name: "PurifyImage",
+            dependencies: ["CImageCodecs"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "PurifyImageTests",
+            dependencies: ["PurifyImage"],
+            exclude: ["Fixtures"],
+            swiftSettings: swiftSettings
+        ),
+    ]
 )
