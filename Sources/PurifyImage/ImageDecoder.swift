@@ -18,6 +18,15 @@ public struct ImageHeader: Hashable, Sendable {
     public let layout: ChannelLayout
     /// The EXIF orientation found in the file (`.identity` for PNG and JPEG without EXIF).
     public let orientation: ExifOrientation
+
+    public init(format: ImageFormat, width: Int, height: Int, layout: ChannelLayout,
+                orientation: ExifOrientation) {
+        self.format = format
+        self.width = width
+        self.height = height
+        self.layout = layout
+        self.orientation = orientation
+    }
 }
 
 /// Decodes PNG and JPEG from untrusted bytes, enforcing ``DecodeLimits`` before it allocates.
