@@ -18,12 +18,13 @@ let package = Package(
     dependencies: [],
     targets: [
         // libjpeg(-turbo) and libpng behind prefixed `pcodec_` shims; setjmp/longjmp stay in C.
-        // Debian: libjpeg-dev, libpng-dev (pkg-config: libpng16 -> -lpng16, libjpeg -> -ljpeg).
+        // Debian: libjpeg-dev, libpng-dev, zlib1g-dev (-ljpeg, -lpng16, -lz; zlib for PNG chunk CRCs).
         .target(
             name: "CImageCodecs",
             linkerSettings: [
                 .linkedLibrary("jpeg"),
                 .linkedLibrary("png16"),
+                .linkedLibrary("z"),
             ]
         ),
         .target(

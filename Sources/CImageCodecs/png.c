@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include <png.h>
+#include <zlib.h>
 
 static pcodec_status pcodec_png_classify(const char *message) {
     if (strstr(message, "beyond end of data") != NULL) {
@@ -27,9 +28,7 @@ static pcodec_status pcodec_png_classify(const char *message) {
 
 static pcodec_status pcodec_png_fail(png_image *image, char *message, size_t message_capacity) {
     pcodec_status status = pcodec_png_classify(image->message);
-    if (message != NULL && message_capacity > 0) {
-        snprintf(message, message_capacity, "%s", image->message);
-    }
+    snprintf(message, message_capacity, "%s", image->message);
     png_image_free(image);
     return status;
 }
@@ -62,9 +61,62 @@ pcodec_status pcodec_png_read_header(const uint8_t *data, size_t size, pcodec_im
     return PCODEC_OK;
 }
 
+static uint32_t pcodec_be32(const uint8_t *bytes) {
+    return (uint32_t)bytes[0] << 24 | (uint32_t)bytes[1] << 16 | (uint32_t)bytes[2] << 8 | bytes[3];
+}
+
+static int pcodec_png_chunk_type_is_valid(const uint8_t *type) {
+    for (int i = 0; i < 4; i++) {
+        uint8_t c = type[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'))) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* libpng's simplified reader stops as soon as it has the pixels: it never reads IEND, and an
+ * IDAT CRC is only checked when inflating did not fail first. Walking the chunk structure
+ * first makes a file cut anywhere `truncated` and a damaged chunk `corrupt` (CRC mismatch). */
+static pcodec_status pcodec_png_check_chunks(const uint8_t *data, size_t size, char *message,
+                                             size_t message_capacity) {
+    size_t offset = 8; /* after the signature */
+    while (size - offset >= 8) {
+        uint32_t length = pcodec_be32(data + offset);
+        const uint8_t *type = data + offset + 4;
+        if (length > 0x7FFFFFFFu || !pcodec_png_chunk_type_is_valid(type)) {
+            snprintf(message, message_capacity, "invalid chunk header at offset %zu", offset);
+            return PCODEC_CORRUPT;
+        }
+        if (size - offset - 8 < (size_t)length + 4) {
+            snprintf(message, message_capacity, "the data ends inside chunk %.4s", (const char *)type);
+            return PCODEC_TRUNCATED;
+        }
+        uLong crc = crc32(0L, type, (uInt)length + 4);
+        if (crc != pcodec_be32(type + 4 + length)) {
+            snprintf(message, message_capacity, "chunk %.4s: CRC mismatch", (const char *)type);
+            return PCODEC_CORRUPT;
+        }
+        if (memcmp(type, "IEND", 4) == 0) {
+            return PCODEC_OK;
+        }
+        offset += (size_t)length + 12;
+    }
+    snprintf(message, message_capacity, "the data ends before the IEND chunk");
+    return PCODEC_TRUNCATED;
+}
+
 pcodec_status pcodec_png_decode(const uint8_t *data, size_t size, const pcodec_image_info *info,
                                 uint8_t *pixels, size_t row_stride,
                                 char *message, size_t message_capacity) {
+    if (size < 8) {
+        snprintf(message, message_capacity, "the data ends inside the signature");
+        return PCODEC_TRUNCATED;
+    }
+    pcodec_status structure = pcodec_png_check_chunks(data, size, message, message_capacity);
+    if (structure != PCODEC_OK) {
+        return structure;
+    }
     png_image image;
     memset(&image, 0, sizeof image);
     image.version = PNG_IMAGE_VERSION;
@@ -75,9 +127,7 @@ pcodec_status pcodec_png_decode(const uint8_t *data, size_t size, const pcodec_i
         info->channels > 4 || row_stride < (size_t)info->width * info->channels ||
         row_stride > INT32_MAX) {
         png_image_free(&image);
-        if (message != NULL && message_capacity > 0) {
-            snprintf(message, message_capacity, "PNG header does not match the output buffer");
-        }
+        snprintf(message, message_capacity, "PNG header does not match the output buffer");
         return PCODEC_INVALID_ARGUMENT;
     }
     image.format = pcodec_png_format(info->channels);
@@ -99,10 +149,8 @@ pcodec_status pcodec_png_encode(const uint8_t *pixels, uint32_t width, uint32_t 
     *output_size = 0;
     if (channels < 1 || channels > 4 || width == 0 || height == 0 ||
         row_stride < (size_t)width * channels || row_stride > INT32_MAX) {
-        if (message != NULL && message_capacity > 0) {
-            snprintf(message, message_capacity,
-                     "PNG encoding needs 1 to 4 channels and a non-empty image");
-        }
+        snprintf(message, message_capacity,
+                 "PNG encoding needs 1 to 4 channels and a non-empty image");
         return PCODEC_INVALID_ARGUMENT;
     }
     png_image image;
@@ -117,9 +165,7 @@ pcodec_status pcodec_png_encode(const uint8_t *pixels, uint32_t width, uint32_t 
     png_alloc_size_t capacity = PNG_IMAGE_PNG_SIZE_MAX(image);
     uint8_t *buffer = malloc(capacity);
     if (buffer == NULL) {
-        if (message != NULL && message_capacity > 0) {
-            snprintf(message, message_capacity, "out of memory for the PNG output");
-        }
+        snprintf(message, message_capacity, "out of memory for the PNG output");
         return PCODEC_OUT_OF_MEMORY;
     }
     png_alloc_size_t size = capacity;

@@ -8,6 +8,9 @@
  * Decoding is two-phase so that the caller can enforce its limits from the header before any
  * pixel buffer exists: `*_read_header` parses the header only; `*_decode` parses it again and
  * writes 8-bit interleaved pixels into the caller's buffer.
+ *
+ * `message` points to `message_capacity` bytes (or is NULL with a capacity of 0); on failure it
+ * receives a NUL-terminated reason.
  */
 #ifndef PCODEC_IMAGE_CODECS_H
 #define PCODEC_IMAGE_CODECS_H
@@ -15,7 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Outcome of a codec call; on failure the message buffer holds a NUL-terminated reason. */
+/* Outcome of a codec call. */
 typedef enum pcodec_status {
     PCODEC_OK = 0,
     PCODEC_TRUNCATED = 1,     /* the data ends before the image does */
@@ -60,7 +63,8 @@ pcodec_status pcodec_jpeg_encode(const uint8_t *pixels, uint32_t width, uint32_t
 
 /* PNG: gray, gray+alpha, RGB, RGBA and palette images, any bit depth; 16-bit samples are scaled
  * to 8 bits (treated as sRGB-encoded when the file has no gAMA/sRGB chunk); tRNS becomes an
- * alpha channel; palette images decode to RGB or RGBA. */
+ * alpha channel; palette images decode to RGB or RGBA. pcodec_png_decode first checks the
+ * chunk structure up to IEND (lengths and CRCs), which libpng's simplified reader skips. */
 pcodec_status pcodec_png_read_header(const uint8_t *data, size_t size, pcodec_image_info *info,
                                      char *message, size_t message_capacity);
 
