@@ -54,6 +54,23 @@ public enum ExifOrientation: Int, Hashable, Sendable, CaseIterable {
         return .identity
     }
 
+    /// The orientation in a PNG's eXIf chunk, or `.identity` when there is none before the
+    /// image data or it cannot be read.
+    static func inPNG(_ bytes: UnsafeRawBufferPointer) -> ExifOrientation {
+        var offset = 8  // after the signature
+        while offset + 8 <= bytes.count {
+            let length = (0..<4).reduce(0) { $0 << 8 | Int(bytes[offset + $1]) }
+            let type = Array(bytes[(offset + 4)..<(offset + 8)])
+            let end = offset + 8 + length
+            guard end + 4 <= bytes.count, type != Array("IDAT".utf8) else { return .identity }
+            if type == Array("eXIf".utf8) {
+                return inTIFF(UnsafeRawBufferPointer(rebasing: bytes[(offset + 8)..<end])) ?? .identity
+            }
+            offset = end + 4
+        }
+        return .identity
+    }
+
     /// The Orientation entry of IFD0 of a TIFF structure (the body of an EXIF block).
     static func inTIFF(_ tiff: UnsafeRawBufferPointer) -> ExifOrientation? {
         guard tiff.count >= 8 else { return nil }

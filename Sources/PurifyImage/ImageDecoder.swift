@@ -16,7 +16,7 @@ public struct ImageHeader: Hashable, Sendable {
     public let height: Int
     /// Channel layout of the decoded pixels.
     public let layout: ChannelLayout
-    /// The EXIF orientation found in the file (`.identity` for PNG and JPEG without EXIF).
+    /// The EXIF orientation found in the file (JPEG APP1 or PNG eXIf; `.identity` if none).
     public let orientation: ExifOrientation
 
     public init(format: ImageFormat, width: Int, height: Int, layout: ChannelLayout,
@@ -35,16 +35,17 @@ public struct ImageHeader: Hashable, Sendable {
 /// - JPEG: baseline and progressive; grayscale decodes to `.gray`, everything else to `.rgb`.
 ///   CMYK and YCCK are converted to RGB (Adobe-inverted CMYK recognised by its APP14 marker;
 ///   R = (255 − C)(255 − K)/255, no color management). libjpeg warnings, such as "Premature end
-///   of JPEG file", are failures. The EXIF orientation is applied unless
-///   ``appliesOrientation`` is false.
+///   of JPEG file", are failures.
 /// - PNG: every color type and bit depth; palette images decode to `.rgb`/`.rgba`, a tRNS
 ///   chunk becomes an alpha channel, 16-bit samples are scaled to 8 bits. libpng's simplified
-///   API converts files with a gAMA/cHRM/iCCP chunk far from sRGB to sRGB. An eXIf chunk's
-///   orientation is ignored.
+///   API converts files with a gAMA/cHRM/iCCP chunk far from sRGB to sRGB.
+/// - The EXIF orientation (JPEG APP1, PNG eXIf before the image data) is applied unless
+///   ``appliesOrientation`` is false, so that the pixels are the image as viewers display it;
+///   encoded output carries no EXIF and so displays the same way.
 public struct ImageDecoder: Sendable {
     /// Bounds checked before decoding.
     public var limits: DecodeLimits
-    /// Whether a JPEG's EXIF orientation is applied to the decoded pixels.
+    /// Whether the EXIF orientation is applied to the decoded pixels.
     public var appliesOrientation: Bool
 
     public init(limits: DecodeLimits = .default, appliesOrientation: Bool = true) {
@@ -127,7 +128,10 @@ public struct ImageDecoder: Sendable {
         guard let layout = ChannelLayout(channelCount: Int(info.channels)) else {
             throw .unsupported("\(info.channels) channels")
         }
-        let orientation = format == .jpeg ? ExifOrientation.inJPEG(bytes) : .identity
+        let orientation = switch format {
+        case .jpeg: ExifOrientation.inJPEG(bytes)
+        case .png: ExifOrientation.inPNG(bytes)
+        }
         let swapped = appliesOrientation && orientation.swapsDimensions
         let header = ImageHeader(format: format, width: swapped ? height : width,
                                  height: swapped ? width : height, layout: layout,

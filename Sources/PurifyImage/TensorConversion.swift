@@ -10,15 +10,16 @@ extension PixelImage {
         precondition(destination.count == planarCount, "planar buffer has the wrong size")
         let channels = layout.channelCount
         let plane = width * height
-        let scale = unitScale
+        guard let planes = destination.baseAddress else { return }
         pixels.withUnsafeBufferPointer { input in
-            scale.withUnsafeBufferPointer { scale in
-                for channel in 0..<channels {
-                    var source = channel
-                    for index in (channel * plane)..<((channel + 1) * plane) {
-                        destination[index] = scale[Int(input[source])]
-                        source += channels
-                    }
+            // One pass per channel plane; a division (not a multiplication by 1/255) so that
+            // the values are exactly PyTorch's `to_tensor`, `x.float().div(255)`.
+            for channel in 0..<channels {
+                let target = planes + channel * plane
+                var source = channel
+                for index in 0..<plane {
+                    target[index] = Float(input[source]) / 255
+                    source &+= channels
                 }
             }
         }
@@ -33,8 +34,9 @@ extension PixelImage {
     }
 
     /// An image from planar float32 values (C×H×W, C = `layout.channelCount`), the inverse of
-    /// ``writePlanar(into:)``: each value is clamped to [0, 1], scaled by 255 and rounded half
-    /// away from zero; NaN becomes 0. `planar.count` must be C × height × width.
+    /// ``writePlanar(into:)``: each value is clamped to [0, 1], scaled by 255 and rounded to
+    /// the nearest integer, halves up (as torchvision's `save_image`); NaN becomes 0.
+    /// `planar.count` must be C × height × width.
     public init(planar: UnsafeBufferPointer<Float>, width: Int, height: Int,
                 layout: ChannelLayout) {
         let channels = layout.channelCount
@@ -44,11 +46,11 @@ extension PixelImage {
             for channel in 0..<channels {
                 var target = channel
                 for index in (channel * plane)..<((channel + 1) * plane) {
+                    // Clamp first (`>` is false for NaN, so NaN ends up at 0), then round.
                     let value = planar[index]
-                    // `>` is false for NaN, so NaN ends up at 0.
                     let clamped = value > 0 ? min(value, 1) : 0
-                    output[target] = UInt8((clamped * 255).rounded(.toNearestOrAwayFromZero))
-                    target += channels
+                    output[target] = UInt8(clamped * 255 + 0.5)
+                    target &+= channels
                 }
             }
         }
@@ -61,7 +63,3 @@ extension PixelImage {
         }
     }
 }
-
-/// v / 255 for every byte value, computed as a division so that it is exactly what PyTorch's
-/// `to_tensor` (`x.float().div(255)`) gives.
-private let unitScale: [Float] = (0...255).map { Float($0) / 255 }

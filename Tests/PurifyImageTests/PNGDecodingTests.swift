@@ -86,4 +86,14 @@ struct PNGDecodingTests {
         #expect(header == ImageHeader(format: .png, width: Fixtures.width, height: Fixtures.height,
                                       layout: testCase.layout, orientation: .identity))
     }
+
+    @Test func appliesExifOrientationFromEXIfChunk() throws {
+        let bytes = try Fixtures.bytes("rgb8_exif6.png")
+        let header = try ImageDecoder().readHeader(bytes)
+        #expect(header.orientation == .rotate90)
+        #expect(header.width == Fixtures.height && header.height == Fixtures.width)
+        let plain = try ImageDecoder().decode(try Fixtures.bytes("rgb8.png"))
+        #expect(try ImageDecoder().decode(bytes) == plain.oriented(.rotate90))
+        #expect(try ImageDecoder(appliesOrientation: false).decode(bytes) == plain)
+    }
 }

@@ -13,7 +13,7 @@ import os
 import struct
 import zlib
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 W, H = 13, 7
@@ -106,6 +106,13 @@ def main():
         extra=plte + chunk(b"tRNS", bytes(i * 17 for i in range(16))))
     png("rgb8_interlaced.png", 2, 8, lambda x, y: [sample8(x, y, c) for c in range(3)],
         interlace=True)
+
+    # rgb8.png plus an eXIf chunk (big-endian TIFF) saying "rotate 90 degrees clockwise" (6).
+    tiff = b"MM\0*" + struct.pack(">IH", 8, 1) + struct.pack(">HHIHH", 0x0112, 3, 1, 6, 0) + b"\0" * 4
+    png("rgb8_exif6.png", 2, 8, lambda x, y: [sample8(x, y, c) for c in range(3)],
+        extra=chunk(b"eXIf", tiff))
+    with Image.open(os.path.join(HERE, "rgb8_exif6.png")) as im:
+        assert ImageOps.exif_transpose(im).size == (H, W)
 
     # A smooth 48x32 RGB gradient as a progressive JPEG.
     gradient = Image.new("RGB", (48, 32))
