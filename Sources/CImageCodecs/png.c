@@ -16,7 +16,8 @@ static pcodec_status pcodec_png_classify(const char *message) {
     if (strstr(message, "beyond end of data") != NULL) {
         return PCODEC_TRUNCATED;
     }
-    if (strstr(message, "memory") != NULL) {
+    if (strstr(message, "out of memory") != NULL || strstr(message, "Out of memory") != NULL ||
+        strstr(message, "Insufficient memory") != NULL) {
         return PCODEC_OUT_OF_MEMORY;
     }
     if (strstr(message, "exceeds user limit") != NULL || strstr(message, "too large") != NULL ||

@@ -95,8 +95,12 @@ public struct ImageDecoder: Sendable {
 
     /// Reads a regular file (refusing it as `tooLarge` from its size alone when it exceeds
     /// ``DecodeLimits/maxBytes``) and decodes it. The file name plays no part in the format.
-    public func decodeFile(atPath path: String) throws(ImageError) -> PixelImage {
-        try decode(try readFile(atPath: path))
+    ///
+    /// - Parameter followsSymlinks: when false, a symbolic link is refused (`O_NOFOLLOW`), as a
+    ///   spool directory should. FIFOs and other special files are refused without blocking.
+    public func decodeFile(atPath path: String,
+                           followsSymlinks: Bool = true) throws(ImageError) -> PixelImage {
+        try decode(try readFile(atPath: path, followsSymlinks: followsSymlinks))
     }
 
     private func parseHeader(
@@ -139,9 +143,16 @@ public struct ImageDecoder: Sendable {
         return (header, info)
     }
 
-    private func readFile(atPath path: String) throws(ImageError) -> [UInt8] {
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
-        guard descriptor >= 0 else { throw .io("cannot open \(path): \(errnoDescription())") }
+    private func readFile(atPath path: String, followsSymlinks: Bool) throws(ImageError) -> [UInt8] {
+        // O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
+        let flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | (followsSymlinks ? 0 : O_NOFOLLOW)
+        let descriptor = open(path, flags)
+        guard descriptor >= 0 else {
+            if errno == ELOOP && !followsSymlinks {
+                throw .io("\(path) is a symbolic link")
+            }
+            throw .io("cannot open \(path): \(errnoDescription())")
+        }
         defer { close(descriptor) }
         var status = stat()
         guard fstat(descriptor, &status) == 0 else {

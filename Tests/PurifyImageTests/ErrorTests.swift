@@ -1,6 +1,12 @@
 import PurifyImage
 import Testing
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Every error code, on crafted bad input.
 struct ErrorTests {
     static func jpegBytes(progressive: Bool = false) throws -> [UInt8] {
@@ -141,6 +147,21 @@ struct ErrorTests {
         #expect(decodeFile("\(directory)/large.png", DecodeLimits(maxBytes: 100))?.code == .tooLarge)
         #expect(decodeFile("\(directory)/missing.png", .default)?.code == .io)
         #expect(decodeFile(directory, .default)?.code == .io)
+
+        let link = "\(directory)/link.png"
+        #expect(symlink("\(directory)/drawing.png", link) == 0)
+        defer { unlink(link) }
+        #expect(try ImageDecoder().decodeFile(atPath: link).sourceFormat == .jpeg)
+        let linkError = imageError { () throws(ImageError) in
+            _ = try ImageDecoder().decodeFile(atPath: link, followsSymlinks: false)
+        }
+        #expect(linkError?.code == .io)
+        #expect(linkError?.message.contains("symbolic link") == true)
+
+        let fifo = "\(directory)/fifo.png"
+        #expect(mkfifo(fifo, 0o600) == 0)
+        defer { unlink(fifo) }
+        #expect(decodeFile(fifo, .default)?.code == .io)  // refused at once, not blocked
     }
 
     @Test func invalidEncoderArguments() {
