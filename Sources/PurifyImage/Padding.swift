@@ -40,6 +40,7 @@ extension PixelImage {
     /// repeated.
     public func reflectPadded(_ padding: Padding) -> PixelImage {
         if padding.isZero { return self }
+        precondition(width > 0 && height > 0, "cannot reflect-pad an empty image")
         let outWidth = width + padding.left + padding.right
         let outHeight = height + padding.top + padding.bottom
         let channels = layout.channelCount

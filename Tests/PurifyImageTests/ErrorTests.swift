@@ -78,6 +78,15 @@ struct ErrorTests {
         #expect(decodeError(Array(Self.pngSignature) + garbage)?.code == .corrupt)
     }
 
+    @Test func twelveBitJPEGIsUnsupported() throws {
+        var bytes = try Self.jpegBytes()
+        let sof = try #require((2..<(bytes.count - 1)).first { bytes[$0] == 0xFF && bytes[$0 + 1] == 0xC0 })
+        bytes[sof + 4] = 12  // sample precision
+        let error = decodeError(bytes)
+        #expect(error?.code == .unsupported)
+        #expect(error?.message.contains("precision") == true)
+    }
+
     static let pngSignature: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]
 
     @Test func corruptJPEGScanData() throws {
