@@ -128,6 +128,13 @@ struct GeometryTests {
         #expect(resized.pixels.map(Int.init) == expected)
     }
 
+    @Test(arguments: [(23, 17, "noisy_23x17_pillow.png"), (150, 101, "noisy_150x101_pillow.png")])
+    func bilinearResizeIsBitIdenticalToPillow(width: Int, height: Int, reference: String) throws {
+        let source = try ImageDecoder().decode(try Fixtures.bytes("noisy.png"))
+        let expected = try ImageDecoder().decode(try Fixtures.bytes(reference))
+        #expect(source.resized(width: width, height: height) == expected)
+    }
+
     @Test func resizeKeepsFlatImagesFlatAndChannelsApart() {
         let flat = PixelImage(width: 9, height: 7, layout: .rgba,
                               pixels: Array(repeating: [12, 34, 56, 78], count: 63).flatMap { $0 })
