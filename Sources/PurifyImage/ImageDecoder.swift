@@ -37,8 +37,10 @@ public struct ImageHeader: Hashable, Sendable {
 ///   R = (255 − C)(255 − K)/255, no color management). libjpeg warnings, such as "Premature end
 ///   of JPEG file", are failures.
 /// - PNG: every color type and bit depth; palette images decode to `.rgb`/`.rgba`, a tRNS
-///   chunk becomes an alpha channel, 16-bit samples are scaled to 8 bits. libpng's simplified
-///   API converts files with a gAMA/cHRM/iCCP chunk far from sRGB to sRGB.
+///   chunk becomes an alpha channel, 16-bit samples are scaled to 8 bits (v × 255 / 65535,
+///   rounded). Samples are kept as stored: gAMA, cHRM, sRGB and iCCP are ignored, as Pillow
+///   ignores them, so the pixels are those a PyTorch pipeline reading the file would see.
+///   The whole chunk structure (lengths, CRCs, IEND) is checked.
 /// - The EXIF orientation (JPEG APP1, PNG eXIf before the image data) is applied unless
 ///   ``appliesOrientation`` is false, so that the pixels are the image as viewers display it;
 ///   encoded output carries no EXIF and so displays the same way.
