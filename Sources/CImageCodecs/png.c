@@ -35,7 +35,7 @@ static pcodec_status pcodec_png_fail(png_image *image, char *message, size_t mes
 }
 
 static uint32_t pcodec_png_channels(png_uint_32 format) {
-    return ((format & PNG_FORMAT_FLAG_COLOR) ? 3 : 1) + ((format & PNG_FORMAT_FLAG_ALPHA) ? 1 : 0);
+    return ((format & PNG_FORMAT_FLAG_COLOR) ? 3u : 1u) + ((format & PNG_FORMAT_FLAG_ALPHA) ? 1u : 0u);
 }
 
 static png_uint_32 pcodec_png_format(uint32_t channels) {
