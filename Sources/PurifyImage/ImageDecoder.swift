@@ -95,14 +95,59 @@ public struct ImageDecoder: Sendable {
         try bytes.withUnsafeImageBytes { buffer throws(ImageError) in try decode(buffer) }
     }
 
-    /// Reads a regular file (refusing it as `tooLarge` from its size alone when it exceeds
-    /// ``DecodeLimits/maxBytes``) and decodes it. The file name plays no part in the format.
+    /// Reads a regular file with ``readFile(atPath:followsSymlinks:)`` and decodes it. The file
+    /// name plays no part in the format.
     ///
     /// - Parameter followsSymlinks: when false, a symbolic link is refused (`O_NOFOLLOW`), as a
     ///   spool directory should. FIFOs and other special files are refused without blocking.
     public func decodeFile(atPath path: String,
                            followsSymlinks: Bool = true) throws(ImageError) -> PixelImage {
         try decode(try readFile(atPath: path, followsSymlinks: followsSymlinks))
+    }
+
+    /// The bytes of a regular file, for callers that also hash or store them before calling
+    /// ``decode(_:)-([UInt8])``: refused as `tooLarge` from its size alone beyond
+    /// ``DecodeLimits/maxBytes``, as `io` when it cannot be read or is no regular file (a FIFO
+    /// is refused without blocking; a symbolic link too, when `followsSymlinks` is false).
+    public func readFile(atPath path: String,
+                         followsSymlinks: Bool = true) throws(ImageError) -> [UInt8] {
+        // O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
+        let flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | (followsSymlinks ? 0 : O_NOFOLLOW)
+        let descriptor = open(path, flags)
+        guard descriptor >= 0 else {
+            if errno == ELOOP && !followsSymlinks {
+                throw .io("\(path) is a symbolic link")
+            }
+            throw .io("cannot open \(path): \(errnoDescription())")
+        }
+        defer { close(descriptor) }
+        var status = stat()
+        guard fstat(descriptor, &status) == 0 else {
+            throw .io("cannot stat \(path): \(errnoDescription())")
+        }
+        guard status.st_mode & S_IFMT == S_IFREG else {
+            throw .io("\(path) is not a regular file")
+        }
+        let size = Int(status.st_size)
+        try limits.check(byteCount: size)
+        var readError: Int32 = 0
+        let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
+            while initialized < size {
+                let count = read(descriptor, buffer.baseAddress! + initialized, size - initialized)
+                if count > 0 {
+                    initialized += count
+                } else if count == 0 {
+                    break  // the file shrank; decoding reports what is missing
+                } else if errno != EINTR {
+                    readError = errno
+                    break
+                }
+            }
+        }
+        if readError != 0 {
+            throw .io("cannot read \(path): \(String(cString: strerror(readError)))")
+        }
+        return bytes
     }
 
     private func parseHeader(
@@ -143,46 +188,6 @@ public struct ImageDecoder: Sendable {
                                  height: swapped ? width : height, layout: layout,
                                  orientation: orientation)
         return (header, info)
-    }
-
-    private func readFile(atPath path: String, followsSymlinks: Bool) throws(ImageError) -> [UInt8] {
-        // O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
-        let flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | (followsSymlinks ? 0 : O_NOFOLLOW)
-        let descriptor = open(path, flags)
-        guard descriptor >= 0 else {
-            if errno == ELOOP && !followsSymlinks {
-                throw .io("\(path) is a symbolic link")
-            }
-            throw .io("cannot open \(path): \(errnoDescription())")
-        }
-        defer { close(descriptor) }
-        var status = stat()
-        guard fstat(descriptor, &status) == 0 else {
-            throw .io("cannot stat \(path): \(errnoDescription())")
-        }
-        guard status.st_mode & S_IFMT == S_IFREG else {
-            throw .io("\(path) is not a regular file")
-        }
-        let size = Int(status.st_size)
-        try limits.check(byteCount: size)
-        var readError: Int32 = 0
-        let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
-            while initialized < size {
-                let count = read(descriptor, buffer.baseAddress! + initialized, size - initialized)
-                if count > 0 {
-                    initialized += count
-                } else if count == 0 {
-                    break  // the file shrank; decoding reports what is missing
-                } else if errno != EINTR {
-                    readError = errno
-                    break
-                }
-            }
-        }
-        if readError != 0 {
-            throw .io("cannot read \(path): \(String(cString: strerror(readError)))")
-        }
-        return bytes
     }
 }
 
