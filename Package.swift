@@ -12,7 +12,31 @@ let swiftSettings: [SwiftSetting] = [
 let package = Package(
     name: "purifyd",
     platforms: [.macOS(.v15)],
-    products: [],
+    products: [
+        .library(name: "PurifyImage", targets: ["PurifyImage"]),
+    ],
     dependencies: [],
-    targets: []
+    targets: [
+        // libjpeg(-turbo) and libpng behind prefixed `pcodec_` shims; setjmp/longjmp stay in C.
+        // Debian: libjpeg-dev, libpng-dev, zlib1g-dev (-ljpeg, -lpng16, -lz; zlib for PNG chunk CRCs).
+        .target(
+            name: "CImageCodecs",
+            linkerSettings: [
+                .linkedLibrary("jpeg"),
+                .linkedLibrary("png16"),
+                .linkedLibrary("z"),
+            ]
+        ),
+        .target(
+            name: "PurifyImage",
+            dependencies: ["CImageCodecs"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "PurifyImageTests",
+            dependencies: ["PurifyImage"],
+            exclude: ["Fixtures"],
+            swiftSettings: swiftSettings
+        ),
+    ]
 )
