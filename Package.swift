@@ -12,7 +12,36 @@ let swiftSettings: [SwiftSetting] = [
 let package = Package(
     name: "purifyd",
     platforms: [.macOS(.v15)],
-    products: [],
-    dependencies: [],
-    targets: []
+    products: [
+        .library(name: "PurifyDaemon", targets: ["PurifyDaemon"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+    ],
+    targets: [
+        // Prefixed C shims for what Swift cannot import from Glibc (SO_PEERCRED's struct ucred,
+        // accept4, renameat2): they need _GNU_SOURCE.
+        .target(name: "CPurifySystem"),
+        .target(
+            name: "PurifyDaemon",
+            dependencies: [
+                "CPurifySystem",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "PurifyDaemonTests",
+            dependencies: [
+                "PurifyDaemon",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+    ]
 )
