@@ -19,8 +19,8 @@ internal import Synchronization
 /// - Rescans: the folder is listed at start, when the kernel's event queue overflowed
 ///   (IN_Q_OVERFLOW: events were lost), when the inbox reappears, and on ``requestRescan()``.
 ///   A regular file modified less than `settleInterval` ago is not reported by a rescan (its
-///   producer may still be writing; its close will raise an event) but is looked at again once
-///   the interval has passed.
+///   producer may still be writing; its close will raise an event) but is looked at again, alone,
+///   once the interval has passed.
 /// - An inbox that is deleted or moved away (IN_DELETE_SELF, IN_MOVE_SELF, IN_IGNORED) is watched
 ///   again, and rescanned, as soon as a directory is back at its path.
 ///
@@ -55,9 +55,14 @@ public final class InboxWatcher: Service, Sendable {
     private let settleInterval: Double
     private let missingInboxPollInterval: Int32 = 250
     private let logger: Logger
+    private let inotifyFD: Int32
+    private let initialWatch: Int32?
     private let wakeFD: Int32
     private let shared = Mutex(Shared())
 
+    /// Creates the inotify instance and adds the watch, so events are queued from here on; they
+    /// are read once ``run()`` starts the thread.
+    ///
     /// - Parameters:
     ///   - path: The inbox folder (it may be missing at start; it is watched once it appears).
     ///   - settleInterval: How old a file's modification time must be before a rescan reports it.
@@ -67,10 +72,20 @@ public final class InboxWatcher: Service, Sendable {
         let components = settleInterval.components
         self.settleInterval = Double(components.seconds) + Double(components.attoseconds) / 1e18
         self.logger = logger
-        self.wakeFD = try FileSystem.retrying("eventfd") { CPurify_eventfdNonblocking() }
+        self.inotifyFD = try FileSystem.retrying("inotify_init1") { inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC)) }
+        do {
+            self.wakeFD = try FileSystem.retrying("eventfd") { CPurify_eventfdNonblocking() }
+        } catch {
+            close(inotifyFD)
+            throw error
+        }
+        let watch = inotify_add_watch(inotifyFD, path, Self.watchMask)
+        self.initialWatch = watch >= 0 ? watch : nil
+        shared.withLock { $0.statistics.isWatching = watch >= 0 }
     }
 
     deinit {
+        close(inotifyFD)
         close(wakeFD)
     }
 
@@ -93,22 +108,15 @@ public final class InboxWatcher: Service, Sendable {
         guard !alreadyStarted else {
             throw DaemonError(code: .systemCall, message: "InboxWatcher.run() called twice for \(path)", errno: EALREADY)
         }
-        let inotifyFD = try FileSystem.retrying("inotify_init1") { inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC)) }
-        do {
-            try DedicatedThread.start(name: "inotify") { [self] in
-                watchLoop(inotifyFD: inotifyFD)
-                close(inotifyFD)
-                candidates.finish()
-                let waiter = shared.withLock { shared in
-                    shared.exited = true
-                    defer { shared.exitWaiter = nil }
-                    return shared.exitWaiter
-                }
-                waiter?.resume()
+        try DedicatedThread.start(name: "inotify") { [self] in
+            watchLoop()
+            candidates.finish()
+            let waiter = shared.withLock { shared in
+                shared.exited = true
+                defer { shared.exitWaiter = nil }
+                return shared.exitWaiter
             }
-        } catch {
-            close(inotifyFD)
-            throw error
+            waiter?.resume()
         }
         await withTaskCancellationOrGracefulShutdownHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
@@ -140,10 +148,11 @@ public final class InboxWatcher: Service, Sendable {
         | UInt32(IN_ONLYDIR) | UInt32(IN_EXCL_UNLINK)
 
     /// The watcher thread's body: everything here is confined to that thread except `shared`.
-    private func watchLoop(inotifyFD: Int32) {
-        var watch: Int32?
+    private func watchLoop() {
+        var watch = initialWatch
         var rescanNeeded = true
-        var deferredRescan: Double?
+        var unsettled: Set<String> = []
+        var unsettledDue: Double?
         var reportedMissing = false
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
 
@@ -171,14 +180,15 @@ public final class InboxWatcher: Service, Sendable {
             }
             if rescanNeeded, watch != nil {
                 rescanNeeded = false
-                deferredRescan = rescan()
+                unsettled = rescan()
+                unsettledDue = nextDue(unsettled)
             }
 
             var timeout: Int32 = -1
             if watch == nil {
                 timeout = missingInboxPollInterval
-            } else if let deferredRescan {
-                timeout = Int32(max(0, min(60_000, (deferredRescan - FileSystem.wallClockNow()) * 1000 + 1)))
+            } else if let unsettledDue {
+                timeout = Int32(max(0, min(60_000, (unsettledDue - FileSystem.wallClockNow()) * 1000 + 1)))
             }
             var descriptors = [
                 pollfd(fd: inotifyFD, events: Int16(POLLIN), revents: 0),
@@ -194,17 +204,17 @@ public final class InboxWatcher: Service, Sendable {
                 _ = read(wakeFD, &counter, MemoryLayout<UInt64>.size)
             }
             if descriptors[0].revents != 0 {
-                readEvents(inotifyFD: inotifyFD, buffer: &buffer, watch: &watch, rescanNeeded: &rescanNeeded)
+                readEvents(buffer: &buffer, watch: &watch, rescanNeeded: &rescanNeeded)
             }
-            if let due = deferredRescan, FileSystem.wallClockNow() >= due {
-                deferredRescan = nil
-                rescanNeeded = true
+            if let due = unsettledDue, FileSystem.wallClockNow() >= due {
+                unsettled = reportSettled(unsettled)
+                unsettledDue = nextDue(unsettled)
             }
         }
     }
 
     /// Drains the inotify descriptor and acts on each event.
-    private func readEvents(inotifyFD: Int32, buffer: inout [UInt8], watch: inout Int32?, rescanNeeded: inout Bool) {
+    private func readEvents(buffer: inout [UInt8], watch: inout Int32?, rescanNeeded: inout Bool) {
         while true {
             let count = buffer.withUnsafeMutableBytes { read(inotifyFD, $0.baseAddress, $0.count) }
             if count < 0, errno == EINTR { continue }
@@ -238,28 +248,39 @@ public final class InboxWatcher: Service, Sendable {
         }
     }
 
-    /// Lists the folder and reports every entry that may be ready. Returns when to look again
-    /// if some regular file was too fresh to report, nil otherwise.
-    private func rescan() -> Double? {
+    /// Lists the folder and reports every entry that may be ready. Returns the regular files
+    /// too fresh to report yet.
+    private func rescan() -> Set<String> {
         shared.withLock { $0.statistics.rescans += 1 }
         let names: [String]
         do {
             names = try FileSystem.contentsOfDirectory(path)
         } catch {
             logger.warning("cannot list inbox", metadata: ["inbox": "\(path)", "error": "\(error)"])
-            return nil
+            return []
         }
+        return reportSettled(names.filter { InboxEntryRules.disposition(name: $0, kind: nil) != .ignore })
+    }
+
+    /// Reports each of `names` that is still there and settled (or not a regular file); returns
+    /// the regular files still too fresh.
+    private func reportSettled(_ names: some Sequence<String>) -> Set<String> {
         let now = FileSystem.wallClockNow()
-        var recheckAt: Double?
-        for name in names where InboxEntryRules.disposition(name: name, kind: nil) != .ignore {
+        var unsettled: Set<String> = []
+        for name in names {
             guard let entry = try? FileSystem.entry(at: FilePaths.join(path, name)), entry.kind != .directory else { continue }
             if entry.kind == .regular, now - entry.modified < settleInterval {
-                recheckAt = min(recheckAt ?? .infinity, entry.modified + settleInterval)
-                continue
+                unsettled.insert(name)
+            } else {
+                candidates.enqueue(name)
             }
-            candidates.enqueue(name)
         }
-        return recheckAt
+        return unsettled
+    }
+
+    /// When to look at the unsettled files again: one settle interval from now.
+    private func nextDue(_ unsettled: Set<String>) -> Double? {
+        unsettled.isEmpty ? nil : FileSystem.wallClockNow() + settleInterval
     }
 }
 
