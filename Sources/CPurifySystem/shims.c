@@ -19,6 +19,13 @@ int CPurify_peerCredentials(int fd, CPurifyPeerCredentials *credentials) {
     return 0;
 }
 
+int CPurify_peerGroups(int fd, gid_t *groups, int *count) {
+    socklen_t length = (socklen_t)(*count * (int)sizeof(gid_t));
+    int result = getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &length);
+    *count = (int)(length / sizeof(gid_t));
+    return result;
+}
+
 int CPurify_acceptCloexec(int fd) {
     return accept4(fd, NULL, NULL, SOCK_CLOEXEC);
 }

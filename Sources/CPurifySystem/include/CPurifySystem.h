@@ -15,6 +15,11 @@ typedef struct {
 /// Reads the peer's credentials of a connected Unix socket. Returns 0, or -1 with errno set.
 int CPurify_peerCredentials(int fd, CPurifyPeerCredentials *credentials);
 
+/// Reads the peer's supplementary groups (SO_PEERGROUPS, Linux 4.13+) into `groups`, which
+/// holds `*count` entries; on return `*count` is how many the peer has. Returns 0, or -1 with
+/// errno set (ERANGE: `groups` too small, `*count` says how many are needed).
+int CPurify_peerGroups(int fd, gid_t *groups, int *count);
+
 /// accept4(2) with SOCK_CLOEXEC. Returns the new descriptor, or -1 with errno set.
 int CPurify_acceptCloexec(int fd);
 

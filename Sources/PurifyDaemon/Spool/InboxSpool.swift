@@ -95,6 +95,7 @@ public final class InboxSpool: Sendable {
         var reservedNames: Set<String> = []
         var claimCounter: UInt32 = 0
         var capacityWaiter: CheckedContinuation<Void, Never>?
+        var idleWaiters: [CheckedContinuation<Void, Never>] = []
     }
 
     private let state: Mutex<State>
@@ -251,6 +252,23 @@ public final class InboxSpool: Sendable {
         }
     }
 
+    /// Suspends until no file is in flight (every claim committed or failed), or the calling
+    /// task is cancelled. Used to drain.
+    public func waitUntilIdle() async {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let idle = state.withLock { state in
+                    if state.statistics.inFlight == 0 || Task.isCancelled { return true }
+                    state.idleWaiters.append(continuation)
+                    return false
+                }
+                if idle { continuation.resume() }
+            }
+        } onCancel: {
+            resumeIdleWaiters(force: true)
+        }
+    }
+
     // MARK: - Finishing
 
     /// Commits a purified image: writes `output` as `<original stem>.<outputExtension>` in the
@@ -385,6 +403,16 @@ public final class InboxSpool: Sendable {
     private func releaseSlot() {
         state.withLock { $0.statistics.inFlight -= 1 }
         resumeCapacityWaiter(when: { $0.inFlight < $0.capacity })
+        resumeIdleWaiters(force: false)
+    }
+
+    private func resumeIdleWaiters(force: Bool) {
+        let waiters: [CheckedContinuation<Void, Never>] = state.withLock { state in
+            guard force || state.statistics.inFlight == 0 else { return [] }
+            defer { state.idleWaiters = [] }
+            return state.idleWaiters
+        }
+        for waiter in waiters { waiter.resume() }
     }
 
     private func resumeCapacityWaiter(when condition: (Statistics) -> Bool) {
