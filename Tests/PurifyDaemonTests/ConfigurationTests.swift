@@ -28,7 +28,8 @@ struct ConfigurationTests {
         #expect(inbox.path == "/srv/purifyd/mnist/inbox")
         #expect(inbox.bundlePath == "/usr/local/share/purifyd/models/mnist")
         #expect(inbox.afterSuccess == .delete)
-        #expect(inbox.failedDirectory == "/var/lib/purifyd/mnist/failed")
+        #expect(inbox.spoolDirectory == "/srv/purifyd/mnist/spool")
+        #expect(inbox.failedDirectory == "/srv/purifyd/mnist/spool/failed")
         // The example documents the defaults: parsing it must give what leaving every key out gives.
         let defaults = try DaemonConfiguration(toml: Self.minimal, baseDirectory: "/x")
         #expect(inbox.limits == defaults.inboxes[0].limits)
@@ -47,6 +48,7 @@ struct ConfigurationTests {
         #expect(inbox.outbox == "/etc/purifyd/out")
         #expect(inbox.bundlePath == "/etc/purifyd/models/mnist")
         #expect(inbox.name == "in")
+        #expect(inbox.spoolDirectory == "/var/lib/purifyd/in")
         #expect(inbox.failedDirectory == "/var/lib/purifyd/in/failed")
         #expect(inbox.batching == BatchingConfiguration(maxBatch: 16, maxDelay: .milliseconds(10)))
     }
@@ -72,6 +74,7 @@ struct ConfigurationTests {
             after_success = "archive"
             archive_dir = "/archive"
             failed_dir = "/failed"
+            spool_dir = "/spool/a"
             limits = { max_bytes = 100, max_pixels = 200, max_side = 300 }
             batch = { max_batch = 4, max_delay_ms = 0 }
             [[inbox]]
@@ -93,9 +96,9 @@ struct ConfigurationTests {
                     jpegQuality: 75, classifierEnabled: false,
                     limits: InputLimits(maxBytes: 100, maxPixels: 200, maxSide: 300),
                     batching: BatchingConfiguration(maxBatch: 4, maxDelay: .zero), queueCapacity: 8,
-                    afterSuccess: .archive(directory: "/archive"), failedDirectory: "/failed"
+                    afterSuccess: .archive(directory: "/archive"), spoolDirectory: "/spool/a", failedDirectory: "/failed"
                 ),
-                InboxConfiguration(name: "b", path: "/in/b", outbox: "/out/b", bundlePath: "/b", failedDirectory: "/s/b/failed"),
+                InboxConfiguration(name: "b", path: "/in/b", outbox: "/out/b", bundlePath: "/b", spoolDirectory: "/s/b"),
             ]
         ))
     }

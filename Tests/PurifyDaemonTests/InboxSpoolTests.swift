@@ -17,9 +17,10 @@ struct InboxSpoolTests {
             let configuration = InboxConfiguration(
                 name: "test", path: inbox, outbox: root.path + "/outbox", bundlePath: "/unused",
                 limits: InputLimits(maxBytes: maxBytes, maxPixels: 1 << 20, maxSide: 1024), queueCapacity: capacity,
-                afterSuccess: afterSuccess(root.path + "/archive"), failedDirectory: root.path + "/failed"
+                afterSuccess: afterSuccess(root.path + "/archive"), spoolDirectory: root.path + "/state/test",
+                failedDirectory: root.path + "/failed"
             )
-            spool = InboxSpool(configuration: configuration, stateDirectory: root.path + "/state", logger: testLogger)
+            spool = InboxSpool(configuration: configuration, logger: testLogger)
         }
 
         var outbox: String { spool.configuration.outbox }
@@ -158,7 +159,7 @@ struct InboxSpoolTests {
         try writeFile(fixture.outbox + "/.purifyd-test-\(file.claimID).output", "half")
         try writeFile(fixture.outbox + "/.purifyd-other-\(file.claimID).output", "another inbox's")
 
-        let restarted = InboxSpool(configuration: fixture.spool.configuration, stateDirectory: fixture.root.path + "/state", logger: testLogger)
+        let restarted = InboxSpool(configuration: fixture.spool.configuration, logger: testLogger)
         let recovered = try restarted.recover()
         #expect(recovered == [file])
         #expect(restarted.statistics.inFlight == 1 && restarted.statistics.recovered == 1)
@@ -187,7 +188,7 @@ struct InboxSpoolTests {
             #expect(Glibc.rename(rename.from, rename.to) == 0)
         }
 
-        let restarted = InboxSpool(configuration: fixture.spool.configuration, stateDirectory: fixture.root.path + "/state", logger: testLogger)
+        let restarted = InboxSpool(configuration: fixture.spool.configuration, logger: testLogger)
         #expect(try restarted.recover().isEmpty)
         #expect(try fixture.contents(fixture.outbox) == ["b.png", "b.png.json"])
         #expect(try String(contentsOfFile: fixture.outbox + "/b.png.json", encoding: .utf8) == "report")

@@ -132,8 +132,8 @@ private struct ConfigurationParser {
         case let other:
             throw table.error("after_success", "must be \"delete\" or \"archive\" (got \"\(other)\")")
         }
+        let spoolDirectory = try table.path("spool_dir", base: baseDirectory) ?? FilePaths.join(stateDirectory, name)
         let failedDirectory = try table.path("failed_dir", base: baseDirectory)
-            ?? FilePaths.join(stateDirectory, name, "failed")
 
         var limits = DaemonConfiguration.Defaults.limits
         if let limitsTable = try table.subtable("limits") {
@@ -167,6 +167,7 @@ private struct ConfigurationParser {
             batching: batching,
             queueCapacity: queueCapacity,
             afterSuccess: afterSuccess,
+            spoolDirectory: spoolDirectory,
             failedDirectory: failedDirectory
         )
     }

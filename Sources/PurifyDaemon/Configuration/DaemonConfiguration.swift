@@ -6,7 +6,8 @@ public import Logging
 /// Parse one with ``DaemonConfiguration/init(toml:baseDirectory:)`` or
 /// ``DaemonConfiguration/load(from:)``; `etc/purifyd/purifyd.toml` documents every key.
 public struct DaemonConfiguration: Sendable, Equatable {
-    /// The directory that holds each inbox's spool (`<state>/<inbox>/claimed`, `journal`, `failed`).
+    /// The directory that holds each inbox's spool by default (`<state>/<inbox>/claimed`,
+    /// `journal`, `failed`).
     public var stateDirectory: String
     /// The path of the control socket.
     public var controlSocketPath: String
@@ -82,6 +83,9 @@ public struct InboxConfiguration: Sendable, Equatable {
     public var afterSuccess: AfterSuccessPolicy
     /// Where files that cannot be processed go, with a JSON report each.
     public var failedDirectory: String
+    /// The inbox's spool: `claimed/` and `journal/`. Files move between the inbox, the spool,
+    /// the failed and the archive directories by rename(2), so all must be on one mount.
+    public var spoolDirectory: String
 
     public init(
         name: String,
@@ -95,7 +99,8 @@ public struct InboxConfiguration: Sendable, Equatable {
         batching: BatchingConfiguration = DaemonConfiguration.Defaults.batching,
         queueCapacity: Int = DaemonConfiguration.Defaults.queueCapacity,
         afterSuccess: AfterSuccessPolicy = .delete,
-        failedDirectory: String
+        spoolDirectory: String,
+        failedDirectory: String? = nil
     ) {
         self.name = name
         self.path = path
@@ -108,7 +113,8 @@ public struct InboxConfiguration: Sendable, Equatable {
         self.batching = batching
         self.queueCapacity = queueCapacity
         self.afterSuccess = afterSuccess
-        self.failedDirectory = failedDirectory
+        self.spoolDirectory = spoolDirectory
+        self.failedDirectory = failedDirectory ?? FilePaths.join(spoolDirectory, "failed")
     }
 }
 

@@ -45,7 +45,6 @@ public final class InboxService: Service, Sendable {
 
     public init(
         configuration: InboxConfiguration,
-        stateDirectory: String,
         processor: any ClaimedFileProcessor,
         settleInterval: Duration = .seconds(2),
         logger: Logger
@@ -55,7 +54,7 @@ public final class InboxService: Service, Sendable {
         var logger = logger
         logger[metadataKey: "inbox"] = "\(configuration.name)"
         self.logger = logger
-        self.spool = InboxSpool(configuration: configuration, stateDirectory: stateDirectory, logger: logger)
+        self.spool = InboxSpool(configuration: configuration, logger: logger)
         self.watcher = try InboxWatcher(path: configuration.path, settleInterval: settleInterval, logger: logger)
     }
 

@@ -53,8 +53,11 @@ public struct CommittedOutput: Sendable, Hashable {
 /// through temporary names, fsync and rename, moves bad input to `failed/` with a JSON report,
 /// and recovers whatever a crash left half done.
 ///
-/// Layout: `<state>/<inbox>/claimed/` holds claimed originals, `<state>/<inbox>/journal/` one
-/// entry per commit in progress. A commit first writes and fsyncs its temporary files
+/// Layout: `<spool>/claimed/` holds claimed originals, `<spool>/journal/` one entry per commit
+/// in progress (`<spool>` is the inbox's `spool_dir`, by default `<state>/<inbox>`). Files move
+/// between the inbox, `claimed/`, `failed/` and the archive by rename(2), which fails across
+/// mounts (bind mounts of one file system included, as systemd's ReadWritePaths= makes):
+/// ``recover()`` checks this first and fails with ``DaemonError/Code/crossMount``. A commit first writes and fsyncs its temporary files
 /// (`.purifyd-<inbox>-<claim>.*`, dot-named so another inbox never picks them up), then writes
 /// a journal entry listing the renames and removals that finish it, performs them in order
 /// (output, then report, then the original's disposal), fsyncing each directory, and deletes
@@ -102,14 +105,11 @@ public final class InboxSpool: Sendable {
     private let logger: Logger
     private let temporaryPrefix: String
 
-    /// - Parameters:
-    ///   - configuration: The inbox.
-    ///   - stateDirectory: The daemon's state directory; the spool lives in `<state>/<inbox name>`.
-    public init(configuration: InboxConfiguration, stateDirectory: String, logger: Logger) {
+    /// The spool of the inbox `configuration`, in its `spoolDirectory`.
+    public init(configuration: InboxConfiguration, logger: Logger) {
         self.configuration = configuration
-        let root = FilePaths.join(stateDirectory, configuration.name)
-        self.claimedDirectory = FilePaths.join(root, "claimed")
-        self.journalDirectory = FilePaths.join(root, "journal")
+        self.claimedDirectory = FilePaths.join(configuration.spoolDirectory, "claimed")
+        self.journalDirectory = FilePaths.join(configuration.spoolDirectory, "journal")
         self.temporaryPrefix = ".purifyd-\(configuration.name)-"
         var statistics = Statistics()
         statistics.capacity = configuration.queueCapacity
@@ -126,7 +126,8 @@ public final class InboxSpool: Sendable {
 
     // MARK: - Start-up
 
-    /// Creates the spool, outbox, failed and archive directories, replays journal entries left
+    /// Creates the spool, outbox, failed and archive directories, checks that files can be
+    /// renamed between them and the inbox, replays journal entries left
     /// by a crash, removes stale temporary files, and returns the claimed files that were not
     /// finished (oldest claim first). They count as in flight: process each of them.
     public func recover() throws(DaemonError) -> [ClaimedFile] {
@@ -137,6 +138,7 @@ public final class InboxSpool: Sendable {
         if case .archive(let directory) = configuration.afterSuccess {
             try FileSystem.createDirectories(directory, mode: 0o750)
         }
+        try checkRenamesWork()
 
         for name in try FileSystem.contentsOfDirectory(journalDirectory) {
             let path = FilePaths.join(journalDirectory, name)
@@ -338,6 +340,33 @@ public final class InboxSpool: Sendable {
     }
 
     // MARK: - Internals
+
+    /// Moves a probe file from `claimed/` through the inbox, `failed/` and the archive and
+    /// back: each of those renames is one the spool relies on.
+    private func checkRenamesWork() throws(DaemonError) {
+        let probeName = "\(temporaryPrefix)probe-\(getpid())"
+        let home = FilePaths.join(claimedDirectory, probeName)
+        try FileSystem.removeIfPresent(home)
+        try FileSystem.writeNewFile(home, bytes: [])
+        defer { _ = try? FileSystem.removeIfPresent(home) }
+        var directories = [configuration.path, configuration.failedDirectory]
+        if case .archive(let directory) = configuration.afterSuccess { directories.append(directory) }
+        for directory in directories {
+            let away = FilePaths.join(directory, probeName)
+            do {
+                try FileSystem.rename(home, to: away)
+            } catch {
+                guard error.errno == EXDEV else { throw error }
+                throw DaemonError(
+                    code: .crossMount,
+                    message: "\(directory) and the spool \(configuration.spoolDirectory) are on different mounts; "
+                        + "rename(2) cannot move files between them. Set spool_dir (and failed_dir, archive_dir) "
+                        + "under the same mount as the inbox \(configuration.path)."
+                )
+            }
+            try FileSystem.rename(away, to: home)
+        }
+    }
 
     private func reject(from path: String, originalName: String, claimID: String, code: String, message: String) throws(DaemonError) -> FailedFile {
         let failed = try moveToFailed(from: path, originalName: originalName, claimID: claimID, code: code, message: message)

@@ -15,6 +15,7 @@ public struct DaemonError: Error, Sendable, Hashable, CustomStringConvertible {
             case spoolConflict
             case controlSocketInUse
             case malformedJournal
+            case crossMount
         }
 
         private let base: Base
@@ -28,6 +29,8 @@ public struct DaemonError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let controlSocketInUse = Code(.controlSocketInUse)
         /// A spool journal entry could not be read back.
         public static let malformedJournal = Code(.malformedJournal)
+        /// Directories the spool renames files between are on different mounts.
+        public static let crossMount = Code(.crossMount)
 
         public var description: String { base.rawValue }
     }
