@@ -94,21 +94,29 @@ struct InboxWatcherTests {
         }
     }
 
-    @Test("files already present are found by the start-up rescan; fresh ones once they settle")
+    @Test("files already present are found by the start-up rescan; fresh ones only once they settle")
     func startupRescan() async throws {
         let root = try TemporaryDirectory()
         let inbox = try root.subdirectory("inbox")
         try writeFile(inbox + "/old.png")
-        let old = Date(timeIntervalSinceNow: -60)
-        try FileManager.default.setAttributes([.modificationDate: old], ofItemAtPath: inbox + "/old.png")
-        try writeFile(inbox + "/fresh.png")
+        try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: -60)], ofItemAtPath: inbox + "/old.png")
         try writeFile(inbox + "/.dot.png")
-        try await watching(inbox, settle: .milliseconds(600)) { _, seen in
-            #expect(await eventually { seen.all == ["old.png"] })
-            #expect(await eventually { seen.all == ["old.png", "fresh.png"] })
+        try writeFile(inbox + "/fresh.png")
+        let freshModified = try #require(try FileManager.default.attributesOfItem(atPath: inbox + "/fresh.png")[.modificationDate] as? Date)
+        let settle = 0.6
+        let watcher = try InboxWatcher(path: inbox, settleInterval: .milliseconds(600), logger: testLogger)
+        let seen = Collected<(name: String, at: Date)>()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await watcher.run() }
+            group.addTask { for await name in watcher.candidates { seen.append((name, Date())) } }
+            #expect(await eventually { seen.all.count == 2 })
             try await Task.sleep(for: .milliseconds(200))
-            #expect(seen.all == ["old.png", "fresh.png"])
+            watcher.stop()
+            try await group.waitForAll()
         }
+        #expect(seen.all.map(\.name).sorted() == ["fresh.png", "old.png"])
+        let freshSeen = try #require(seen.all.first { $0.name == "fresh.png" })
+        #expect(freshSeen.at.timeIntervalSince(freshModified) >= settle)
     }
 
     @Test("a FIFO and a symlink are reported (for rejection) when created")
