@@ -7,7 +7,7 @@ import Synchronization
 import Testing
 
 /// A datagram socket standing in for systemd's notification socket.
-final class NotifySocket {
+final class NotifySocket: Sendable {
     let fd: Int32
     /// The value for `$NOTIFY_SOCKET`.
     let address: String

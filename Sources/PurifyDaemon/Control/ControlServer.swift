@@ -34,6 +34,8 @@ public final class ControlServer: Service, Sendable {
         public var readTimeout: Duration = .seconds(10)
         /// Connections served at once; more get a `busy` reply and are closed.
         public var maxConnections = 64
+        /// Called once the socket is in place and accepting (e.g. to send READY=1).
+        public var onListening: (@Sendable () -> Void)?
 
         public init(path: String, allowedUIDs: Set<UInt32> = [], allowedGIDs: Set<UInt32> = []) {
             self.path = path
@@ -79,6 +81,7 @@ public final class ControlServer: Service, Sendable {
         }
         let listener = try bindListener()
         logger.info("control socket listening", metadata: ["path": "\(configuration.path)"])
+        configuration.onListening?()
         shared.withLock { $0.runningThreads += 1 }
         do {
             try DedicatedThread.start(name: "control-accept") { [self] in
@@ -105,11 +108,13 @@ public final class ControlServer: Service, Sendable {
         }
     }
 
-    /// Stops accepting, closes every connection; ``run()`` then returns.
+    /// Stops accepting and ends every connection once its current request (if any) is answered:
+    /// reading is shut down, writing is not, so a `drain` that triggered the shutdown still gets
+    /// its reply. ``run()`` returns when all connections are closed.
     public func stop() {
         shared.withLock { shared in
             shared.stopRequested = true
-            for connection in shared.openConnections { shutdown(connection, Int32(SHUT_RDWR)) }
+            for connection in shared.openConnections { shutdown(connection, Int32(SHUT_RD)) }
         }
         var one: UInt64 = 1
         _ = write(wakeFD, &one, MemoryLayout<UInt64>.size)

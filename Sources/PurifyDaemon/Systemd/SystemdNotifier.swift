@@ -87,16 +87,24 @@ public struct SystemdNotifyService: Service {
     public let watchdogInterval: Duration?
     /// The STATUS= line sent with STOPPING=1.
     public let stoppingStatus: String
+    /// A one-line summary sent as STATUS= with each keep-alive, when given.
+    public let status: (@Sendable () -> String)?
 
-    public init(notifier: SystemdNotifier, watchdogInterval: Duration?, stoppingStatus: String = "stopping: draining in-flight files") {
+    public init(
+        notifier: SystemdNotifier,
+        watchdogInterval: Duration?,
+        stoppingStatus: String = "stopping: draining in-flight files",
+        status: (@Sendable () -> String)? = nil
+    ) {
         self.notifier = notifier
         self.watchdogInterval = watchdogInterval
         self.stoppingStatus = stoppingStatus
+        self.status = status
     }
 
     /// Reads `$WATCHDOG_USEC` and `$WATCHDOG_PID` from `environment`; `processID` (default: this
     /// process's) is what `$WATCHDOG_PID` must name.
-    public init(notifier: SystemdNotifier, environment: [String: String], processID: Int32? = nil) {
+    public init(notifier: SystemdNotifier, environment: [String: String], processID: Int32? = nil, status: (@Sendable () -> String)? = nil) {
         let processID = processID ?? getpid()
         var interval: Duration?
         if let text = environment["WATCHDOG_USEC"], let microseconds = Int64(text), microseconds > 0,
@@ -104,16 +112,17 @@ public struct SystemdNotifyService: Service {
         {
             interval = .microseconds(microseconds / 2)
         }
-        self.init(notifier: notifier, watchdogInterval: interval)
+        self.init(notifier: notifier, watchdogInterval: interval, status: status)
     }
 
     public func run() async throws {
         if let watchdogInterval {
-            try? await cancelWhenGracefulShutdown { [notifier] in
+            try? await cancelWhenGracefulShutdown { [notifier, status] in
                 while true {
                     // A keep-alive that cannot be sent is not fatal here: if they keep failing,
                     // the manager's watchdog restarts the daemon, which is the point.
                     try? notifier.notifyWatchdog()
+                    if let status { try? notifier.notifyStatus(status()) }
                     try await Task.sleep(for: watchdogInterval)
                 }
             }
