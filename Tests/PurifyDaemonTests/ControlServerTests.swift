@@ -85,6 +85,17 @@ struct EchoHandler: ControlCommandHandler {
     }
 }
 
+/// Waits (cancellably) for an hour, like a `drain` whose inboxes never empty.
+struct HangingHandler: ControlCommandHandler {
+    let started = Collected<JSONValue>()
+
+    func handle(_ request: ControlRequest) async throws(ControlError) -> [String: JSONValue] {
+        started.append(request.id)
+        try? await Task.sleep(for: .seconds(3600))
+        return ["cancelled": .bool(Task.isCancelled)]
+    }
+}
+
 @Suite("Control socket (real Unix socket)")
 struct ControlServerTests {
     /// Runs a server on a socket in a fresh directory while `body` talks to it.
@@ -188,6 +199,21 @@ struct ControlServerTests {
                 #expect(total == 250)
             }
         }
+    }
+
+    @Test("cancellation ends run() even while a handler hangs; the handler is cancelled and still answers")
+    func cancellationWithHangingHandler() async throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.path + "/control.sock"
+        let handler = HangingHandler()
+        let server = try ControlServer(configuration: .init(path: path), handler: handler, logger: testLogger)
+        let serverTask = Task { try await server.run() }
+        #expect(await eventually { FileManager.default.fileExists(atPath: path) })
+        let reply = Task { try await offPool { try ControlClient(path: path).request(#"{"id":1,"cmd":"drain"}"#) } }
+        #expect(await eventually { handler.started.all == [1] })
+        serverTask.cancel()
+        try await serverTask.value
+        #expect(try await reply.value == ["id": 1, "ok": true, "cancelled": true])
     }
 
     @Test("the socket has mode 0660; a stale socket is replaced; a live one is not")

@@ -50,6 +50,10 @@ public final class ControlServer: Service, Sendable {
         var openConnections: Set<Int32> = []
         var runningThreads = 0
         var finishedWaiter: CheckedContinuation<Void, Never>?
+        /// Set on cancellation: ``run()`` returns without waiting for connection threads.
+        var abandoned = false
+        var handlerTasks: [Int: Task<Void, Never>] = [:]
+        var nextHandlerTask = 0
     }
 
     public let configuration: Configuration
@@ -77,7 +81,7 @@ public final class ControlServer: Service, Sendable {
             return shared.started
         }
         guard !alreadyStarted else {
-            throw DaemonError(code: .systemCall, message: "ControlServer.run() called twice", errno: EALREADY)
+            throw DaemonError(code: .alreadyStarted, message: "ControlServer.run() called twice")
         }
         let listener = try bindListener()
         logger.info("control socket listening", metadata: ["path": "\(configuration.path)"])
@@ -95,16 +99,21 @@ public final class ControlServer: Service, Sendable {
             _ = try? FileSystem.removeIfPresent(configuration.path)
             throw error
         }
-        await withTaskCancellationOrGracefulShutdownHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let finished = shared.withLock { shared in
-                    if shared.runningThreads > 0 { shared.finishedWaiter = continuation }
-                    return shared.runningThreads == 0
+        await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                    let finished = shared.withLock { shared in
+                        let finished = shared.runningThreads == 0 || shared.abandoned
+                        if !finished { shared.finishedWaiter = continuation }
+                        return finished
+                    }
+                    if finished { continuation.resume() }
                 }
-                if finished { continuation.resume() }
+            } onGracefulShutdown: {
+                self.stop()
             }
-        } onCancelOrGracefulShutdown: {
-            self.stop()
+        } onCancel: {
+            self.abandon()
         }
     }
 
@@ -118,6 +127,19 @@ public final class ControlServer: Service, Sendable {
         }
         var one: UInt64 = 1
         _ = write(wakeFD, &one, MemoryLayout<UInt64>.size)
+    }
+
+    /// Cancellation: stop, cancel the running handlers (a `drain` waiting for idle inboxes),
+    /// and let ``run()`` return without waiting for the connection threads to wind down.
+    private func abandon() {
+        stop()
+        let (tasks, waiter) = shared.withLock { shared in
+            shared.abandoned = true
+            defer { shared.finishedWaiter = nil }
+            return (Array(shared.handlerTasks.values), shared.finishedWaiter)
+        }
+        for task in tasks { task.cancel() }
+        waiter?.resume()
     }
 
     // MARK: - Socket set-up
@@ -187,10 +209,21 @@ public final class ControlServer: Service, Sendable {
                 pollfd(fd: listener, events: Int16(POLLIN), revents: 0),
                 pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0),
             ]
-            guard poll(&descriptors, 2, -1) > 0 else { continue }
+            if poll(&descriptors, 2, -1) < 0 {
+                if errno == EINTR { continue }
+                logger.critical("poll failed on the control socket; no longer accepting", metadata: ["errno": "\(errno)"])
+                return
+            }
             guard descriptors[0].revents != 0 else { continue }
             let connection = CPurify_acceptCloexec(listener)
-            guard connection >= 0 else { continue }
+            guard connection >= 0 else {
+                if errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM {
+                    // Out of descriptors or memory: back off instead of spinning on a ready socket.
+                    logger.warning("cannot accept a control connection", metadata: ["errno": "\(errno)"])
+                    usleep(100_000)
+                }
+                continue
+            }
             admit(connection)
         }
     }
@@ -308,7 +341,7 @@ public final class ControlServer: Service, Sendable {
         let reply = Mutex<String?>(nil)
         let done = DispatchSemaphore(value: 0)
         let handler = self.handler
-        Task {
+        let task = Task {
             let text: String
             do throws(ControlError) {
                 text = ControlReply.success(id: request.id, fields: try await handler.handle(request))
@@ -318,7 +351,14 @@ public final class ControlServer: Service, Sendable {
             reply.withLock { $0 = text }
             done.signal()
         }
+        let key = shared.withLock { shared in
+            defer { shared.nextHandlerTask += 1 }
+            shared.handlerTasks[shared.nextHandlerTask] = task
+            if shared.abandoned { task.cancel() }
+            return shared.nextHandlerTask
+        }
         done.wait()
+        _ = shared.withLock { $0.handlerTasks.removeValue(forKey: key) }
         return reply.withLock { $0 ?? "" }
     }
 

@@ -112,8 +112,11 @@ public final class InboxService: Service, Sendable {
 
     private func claimLoop() async {
         for await name in watcher.candidates {
-            await waitWhilePaused()
-            await spool.waitForCapacity()
+            // A pause that arrives while waiting for capacity holds the next claim too.
+            repeat {
+                await waitWhilePaused()
+                await spool.waitForCapacity()
+            } while control.withLock({ $0.isPaused && !$0.isStopping }) && !Task.isCancelled
             if control.withLock({ $0.isStopping }) || Task.isCancelled { return }
             do {
                 if case .claimed(let file) = try spool.claim(name) {

@@ -106,7 +106,7 @@ public final class InboxWatcher: Service, Sendable {
             return shared.started
         }
         guard !alreadyStarted else {
-            throw DaemonError(code: .systemCall, message: "InboxWatcher.run() called twice for \(path)", errno: EALREADY)
+            throw DaemonError(code: .alreadyStarted, message: "InboxWatcher.run() called twice for \(path)")
         }
         try DedicatedThread.start(name: "inotify") { [self] in
             watchLoop()

@@ -16,6 +16,7 @@ public struct DaemonError: Error, Sendable, Hashable, CustomStringConvertible {
             case controlSocketInUse
             case malformedJournal
             case crossMount
+            case alreadyStarted
         }
 
         private let base: Base
@@ -31,6 +32,8 @@ public struct DaemonError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let malformedJournal = Code(.malformedJournal)
         /// Directories the spool renames files between are on different mounts.
         public static let crossMount = Code(.crossMount)
+        /// A service's `run()` was called a second time.
+        public static let alreadyStarted = Code(.alreadyStarted)
 
         public var description: String { base.rawValue }
     }
