@@ -172,6 +172,31 @@ struct InboxServiceTests {
         }
     }
 
+    @Test("a claim that fails leaves the file in the inbox and shows in status; the service lives on")
+    func claimError() async throws {
+        let fixture = try Fixture(capacity: 4)
+        let processor = CopyingProcessor()
+        let service = try InboxService(configuration: fixture.configuration, processor: processor, settleInterval: .zero, logger: testLogger)
+        let handler = DaemonControlHandler(inboxes: [service], version: "1", pipeline: nil, requestShutdown: {})
+        try await running(service) {
+            try FileManager.default.removeItem(atPath: service.spool.claimedDirectory)
+            try fixture.drop(1, prefix: "stuck")
+            #expect(await eventually { service.status.lastError != nil })
+            #expect(try FileManager.default.contentsOfDirectory(atPath: fixture.inbox) == ["stuck0.png"])
+            let status = try await handler.handle(ControlRequest(id: 1, command: .status))
+            guard case .array(let inboxes)? = status["inboxes"], case .object(let inbox)? = inboxes.first,
+                  case .string(let lastError)? = inbox["last_error"] else {
+                Issue.record("no last_error in status")
+                return
+            }
+            #expect(lastError.hasPrefix("stuck0.png: systemCall: renameat2"))
+            // Once the spool is back, a rescan picks the file up.
+            try FileManager.default.createDirectory(atPath: service.spool.claimedDirectory, withIntermediateDirectories: false)
+            service.requestRescan()
+            #expect(await eventually { processor.processed.all == ["stuck0.png"] })
+        }
+    }
+
     @Test("a spool on another mount than its inbox is refused at start", .enabled(if: FileManager.default.fileExists(atPath: "/dev/shm")))
     func crossMount() throws {
         let root = try TemporaryDirectory()

@@ -120,6 +120,7 @@ public struct DaemonControlHandler: ControlCommandHandler {
             "recovered": .int(Int64(status.spool.recovered)),
             "rescans": .int(Int64(status.watcher.rescans)),
             "overflows": .int(Int64(status.watcher.overflows)),
+            "last_error": status.lastError.map(JSONValue.string) ?? .null,
         ]
     }
 

@@ -31,12 +31,15 @@ public final class InboxService: Service, Sendable {
         public var waitingInInbox: Int
         public var spool: InboxSpool.Statistics
         public var watcher: InboxWatcher.Statistics
+        /// The last error claiming a file, if any.
+        public var lastError: String?
     }
 
     private struct Control {
         var isPaused = false
         var isStopping = false
         var resumeWaiter: CheckedContinuation<Void, Never>?
+        var lastError: String?
     }
 
     private let processor: any ClaimedFileProcessor
@@ -59,12 +62,14 @@ public final class InboxService: Service, Sendable {
     }
 
     public var status: Status {
-        Status(
+        let (isPaused, lastError) = control.withLock { ($0.isPaused, $0.lastError) }
+        return Status(
             name: configuration.name,
-            isPaused: control.withLock { $0.isPaused },
+            isPaused: isPaused,
             waitingInInbox: watcher.candidates.count,
             spool: spool.statistics,
-            watcher: watcher.statistics
+            watcher: watcher.statistics,
+            lastError: lastError
         )
     }
 
@@ -126,6 +131,7 @@ public final class InboxService: Service, Sendable {
                 // The file stays where it was (in the inbox, or claimed for recovery); the
                 // daemon goes on with the next one.
                 logger.error("cannot claim a file", metadata: ["file": "\(name)", "error": "\(error)"])
+                control.withLock { $0.lastError = "\(name): \(error)" }
             }
         }
     }

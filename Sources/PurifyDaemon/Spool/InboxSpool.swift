@@ -221,7 +221,8 @@ public final class InboxSpool: Sendable {
         do {
             renamed = try FileSystem.renameWithoutReplacing(source, to: claimedPath)
         } catch {
-            if error.errno == ENOENT { return .vanished }
+            // ENOENT means the file went away, unless it is still there (the spool is missing).
+            if error.errno == ENOENT, try !FileSystem.exists(source) { return .vanished }
             throw error
         }
         guard renamed else {
