@@ -57,12 +57,14 @@ public struct CommittedOutput: Sendable, Hashable {
 /// in progress (`<spool>` is the inbox's `spool_dir`, by default `<state>/<inbox>`). Files move
 /// between the inbox, `claimed/`, `failed/` and the archive by rename(2), which fails across
 /// mounts (bind mounts of one file system included, as systemd's ReadWritePaths= makes):
-/// ``recover()`` checks this first and fails with ``DaemonError/Code/crossMount``. A commit first writes and fsyncs its temporary files
-/// (`.purifyd-<inbox>-<claim>.*`, dot-named so another inbox never picks them up), then writes
-/// a journal entry listing the renames and removals that finish it, performs them in order
-/// (output, then report, then the original's disposal), fsyncing each directory, and deletes
-/// the entry. Recovery replays any journal entry left behind and requeues every claimed file
-/// without one, so a crash at any point leaves each input either finished or claimed again.
+/// ``recover()`` checks this first and fails with ``DaemonError/Code/crossMount``.
+///
+/// A commit first writes and fsyncs its temporary files (`.purifyd-<inbox>-<claim>.*`,
+/// dot-named so another inbox never picks them up), then writes a journal entry listing the
+/// renames and removals that finish it, performs them in order (output, then report, then the
+/// original's disposal), fsyncs the directories, and deletes the entry. Recovery replays any
+/// journal entry left behind and requeues every claimed file without one, so a crash at any
+/// point leaves each input either finished or claimed again.
 ///
 /// Names never collide: an output `cat.png` whose name (or report name) is taken becomes
 /// `cat-1.png`, `cat-2.png`, …; every rename uses RENAME_NOREPLACE.
@@ -494,21 +496,23 @@ struct SpoolJournal: Codable, Equatable {
         Array(try! JSONEncoder().encode(self))
     }
 
-    /// Performs the renames in order (each destination's directory fsynced before the next, so
-    /// the report never becomes durable before its output), then the removals.
+    /// Performs the renames in order, then the removals, then fsyncs every directory involved.
+    /// Live readers see the renames in order (the report after its output); after a crash the
+    /// journal entry, removed only once the directories are synced, replays whatever did not
+    /// reach the disk.
     func execute() throws(DaemonError) {
+        var directories: Set<String> = []
         for rename in renames where try FileSystem.exists(rename.from) {
             guard try FileSystem.renameWithoutReplacing(rename.from, to: rename.to) else {
                 throw DaemonError(code: .spoolConflict, message: "\(rename.to) appeared while \(rename.from) was being committed there")
             }
-            try FileSystem.synchronizeDirectory(FilePaths.directory(of: rename.to))
+            directories.insert(FilePaths.directory(of: rename.from))
+            directories.insert(FilePaths.directory(of: rename.to))
         }
-        var sourceDirectories = Set(renames.map { FilePaths.directory(of: $0.from) })
-        for removal in removals {
-            try FileSystem.removeIfPresent(removal)
-            sourceDirectories.insert(FilePaths.directory(of: removal))
+        for removal in removals where try FileSystem.removeIfPresent(removal) {
+            directories.insert(FilePaths.directory(of: removal))
         }
-        for directory in sourceDirectories.sorted() {
+        for directory in directories.sorted() {
             try FileSystem.synchronizeDirectory(directory)
         }
     }
