@@ -18,7 +18,9 @@ internal import UnixSignals
 /// The daemon executable's `main` parses the configuration, bootstraps logging
 /// (``DaemonLogHandler/bootstrap(logLevel:environment:)``), builds the pipeline, and runs this.
 public struct PurifyDaemonApplication: Service {
+    /// The configuration the daemon runs with.
     public let configuration: DaemonConfiguration
+    /// One service per configured inbox, in the configuration's order.
     public let inboxes: [InboxService]
     private let pipeline: (any PipelineControl)?
     private let version: String

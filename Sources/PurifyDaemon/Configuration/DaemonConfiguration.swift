@@ -122,14 +122,19 @@ public struct InboxConfiguration: Sendable, Equatable {
 public enum OutputFormat: String, Sendable, Equatable, CaseIterable {
     /// The input's own format (PNG stays PNG, JPEG stays JPEG).
     case same
+    /// PNG (lossless).
     case png
+    /// JPEG at the inbox's `jpegQuality`.
     case jpeg
 }
 
 /// Limits on an input, checked from the file size and the image header before decoding.
 public struct InputLimits: Sendable, Equatable {
+    /// The largest file accepted, in bytes (also enforced when the file is claimed).
     public var maxBytes: Int
+    /// The most pixels (width × height) accepted.
     public var maxPixels: Int
+    /// The longest side accepted, in pixels.
     public var maxSide: Int
 
     public init(maxBytes: Int, maxPixels: Int, maxSide: Int) {
@@ -141,7 +146,9 @@ public struct InputLimits: Sendable, Equatable {
 
 /// Dynamic batching: a batch runs when it is full or its oldest image has waited `maxDelay`.
 public struct BatchingConfiguration: Sendable, Equatable {
+    /// The most images in one batch.
     public var maxBatch: Int
+    /// How long the oldest image in a batch may wait for the batch to fill.
     public var maxDelay: Duration
 
     public init(maxBatch: Int, maxDelay: Duration) {

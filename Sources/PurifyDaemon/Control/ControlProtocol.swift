@@ -25,8 +25,10 @@ public enum ControlCommand: String, Sendable, CaseIterable {
 /// One request line: `{"id":1,"cmd":"status","args":{...}}` (`id` any JSON value, echoed back;
 /// `args` optional).
 public struct ControlRequest: Sendable, Equatable {
+    /// Echoed in the reply so clients can match replies to requests.
     public var id: JSONValue
     public var command: ControlCommand
+    /// The request's `args` object (empty when absent).
     public var arguments: [String: JSONValue]
 
     public init(id: JSONValue, command: ControlCommand, arguments: [String: JSONValue] = [:]) {
@@ -72,6 +74,7 @@ public struct ControlRequest: Sendable, Equatable {
 public struct ControlError: Error, Sendable, Equatable, CustomStringConvertible {
     /// A stable, machine-readable code (see the static constants).
     public var code: String
+    /// A description for humans.
     public var message: String
 
     public init(code: String, message: String) {

@@ -19,8 +19,11 @@ public protocol PipelineControl: Sendable {
 /// `pause`, `resume`, `rescan` and `drain` act on every inbox, or on the one named by
 /// `args.inbox`. `drain` with `args.exit = true` calls `requestShutdown` once it has drained.
 public struct DaemonControlHandler: ControlCommandHandler {
+    /// The inboxes the commands act on.
     public let inboxes: [InboxService]
+    /// What `version` and `status` report.
     public let version: String
+    /// The pipeline's part of the answers, nil while there is none.
     public let pipeline: (any PipelineControl)?
     private let startedAt: ContinuousClock.Instant
     private let requestShutdown: @Sendable () -> Void

@@ -19,13 +19,18 @@ public protocol ClaimedFileProcessor: Sendable {
 /// files in flight to be committed or failed; a cancellation (the service group's drain deadline)
 /// ends that wait, leaving unfinished files claimed for recovery at the next start.
 public final class InboxService: Service, Sendable {
+    /// The inbox.
     public let configuration: InboxConfiguration
+    /// Its spool; the processor commits and fails files through it.
     public let spool: InboxSpool
+    /// Its watcher.
     public let watcher: InboxWatcher
 
     /// What `status` reports for one inbox.
     public struct Status: Sendable, Equatable {
+        /// The inbox's name.
         public var name: String
+        /// Whether claiming is paused (by `pause` or `drain`).
         public var isPaused: Bool
         /// Names seen in the inbox and not yet claimed.
         public var waitingInInbox: Int

@@ -43,7 +43,9 @@ public struct FailedFile: Sendable, Hashable {
 
 /// A committed output: the image, and its report (written last: its presence means done).
 public struct CommittedOutput: Sendable, Hashable {
+    /// The purified image in the outbox.
     public let outputPath: String
+    /// Its report, `<output>.json`.
     public let reportPath: String
     /// Where the original went under the `archive` policy; nil when it was deleted.
     public let archivedPath: String?
@@ -84,15 +86,23 @@ public final class InboxSpool: Sendable {
         public var capacity = 0
         /// Whether the claim loop is waiting for a free slot right now.
         public var isWaitingForCapacity = false
+        /// Files claimed since start (recovered ones not included).
         public var claimed = 0
+        /// Files whose output and report were committed.
         public var committed = 0
+        /// Claimed files the pipeline failed (moved to `failed/`).
         public var failed = 0
+        /// Entries moved to `failed/` unopened at claim time.
         public var rejected = 0
+        /// Claimed files found unfinished at start and requeued.
         public var recovered = 0
     }
 
+    /// The inbox this spool serves (output format, limits and batching for the pipeline too).
     public let configuration: InboxConfiguration
+    /// `<spool>/claimed`: originals being processed.
     public let claimedDirectory: String
+    /// `<spool>/journal`: commits in progress.
     public let journalDirectory: String
 
     private struct State {

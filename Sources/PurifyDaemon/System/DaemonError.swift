@@ -38,7 +38,9 @@ public struct DaemonError: Error, Sendable, Hashable, CustomStringConvertible {
         public var description: String { base.rawValue }
     }
 
+    /// What went wrong.
     public var code: Code
+    /// A description for logs and humans.
     public var message: String
     /// The errno of the failed system call, for ``Code/systemCall``.
     public var errno: Int32?
