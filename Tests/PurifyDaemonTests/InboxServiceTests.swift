@@ -25,7 +25,7 @@ final class CopyingProcessor: ClaimedFileProcessor {
         Task.detached {
             try? await Task.sleep(for: delay)
             do {
-                let bytes = try Array(Data(contentsOf: URL(fileURLWithPath: file.path)))
+                let bytes = try spool.contents(of: file)
                 _ = try spool.commit(file, output: bytes, outputExtension: "png") { name in Array("{\"output\":\"\(name)\"}".utf8) }
                 processed.append(file.originalName)
             } catch {

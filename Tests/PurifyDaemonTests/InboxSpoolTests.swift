@@ -137,6 +137,24 @@ struct InboxSpoolTests {
         #expect(fixture.spool.statistics.rejected == 4 && fixture.spool.statistics.inFlight == 0)
     }
 
+    @Test("contents(of:) reads a claimed file and refuses links, FIFOs and oversized files")
+    func contents() throws {
+        let fixture = try Fixture(maxBytes: 16)
+        _ = try fixture.spool.recover()
+        let file = try fixture.claim("ok.png", contents: "0123456789")
+        #expect(try fixture.spool.contents(of: file) == Array("0123456789".utf8))
+        // Entries no claim would hand out, placed in the spool to check the reader's own guards.
+        let claimed = fixture.spool.claimedDirectory
+        #expect(symlink(file.path, claimed + "/x_link.png") == 0)
+        #expect(mkfifo(claimed + "/x_pipe.png", 0o600) == 0)
+        try writeFile(claimed + "/x_big.png", String(repeating: "x", count: 17))
+        for name in ["link.png", "pipe.png", "big.png"] {
+            let entry = ClaimedFile(claimID: "x", originalName: name, path: claimed + "/x_" + name, size: 0)
+            let error = #expect(throws: DaemonError.self) { try fixture.spool.contents(of: entry) }
+            #expect(error?.code == .inputRejected)
+        }
+    }
+
     @Test("vanished entries, in-progress names and directories are not claimed")
     func notClaimed() throws {
         let fixture = try Fixture()

@@ -284,6 +284,12 @@ public final class InboxSpool: Sendable {
         }
     }
 
+    /// Reads a claimed file whole: opened with O_NOFOLLOW, checked with fstat to be a regular
+    /// file of at most `limits.maxBytes` bytes (``DaemonError/Code/inputRejected`` otherwise).
+    public func contents(of file: ClaimedFile) throws(DaemonError) -> [UInt8] {
+        try FileSystem.readRegularFile(file.path, maxBytes: configuration.limits.maxBytes)
+    }
+
     // MARK: - Finishing
 
     /// Commits a purified image: writes `output` as `<original stem>.<outputExtension>` in the

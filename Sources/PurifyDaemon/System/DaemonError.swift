@@ -17,6 +17,7 @@ public struct DaemonError: Error, Sendable, Hashable, CustomStringConvertible {
             case malformedJournal
             case crossMount
             case alreadyStarted
+            case inputRejected
         }
 
         private let base: Base
@@ -34,6 +35,8 @@ public struct DaemonError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let crossMount = Code(.crossMount)
         /// A service's `run()` was called a second time.
         public static let alreadyStarted = Code(.alreadyStarted)
+        /// An input is not a regular file or is over the size limit.
+        public static let inputRejected = Code(.inputRejected)
 
         public var description: String { base.rawValue }
     }

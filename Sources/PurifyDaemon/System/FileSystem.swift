@@ -99,6 +99,35 @@ enum FileSystem {
         throw DaemonError.systemCall("unlink", path: path, errno: Glibc.errno)
     }
 
+    /// Reads a whole regular file without following a final symlink or blocking on a FIFO;
+    /// anything else, or a file over `maxBytes`, is refused with ``DaemonError/Code/inputRejected``.
+    static func readRegularFile(_ path: String, maxBytes: Int) throws(DaemonError) -> [UInt8] {
+        let fd: Int32
+        do {
+            fd = try retrying("open", path: path) { open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) }
+        } catch {
+            if error.errno == ELOOP { throw DaemonError(code: .inputRejected, message: "\(path) is a symbolic link") }
+            throw error
+        }
+        defer { close(fd) }
+        var status = stat()
+        try retrying("fstat", path: path) { fstat(fd, &status) }
+        guard FileKind(mode: status.st_mode) == .regular else {
+            throw DaemonError(code: .inputRejected, message: "\(path) is not a regular file")
+        }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(min(Int(status.st_size), maxBytes))
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let count = try retrying("read", path: path) { chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) } }
+            if count == 0 { return bytes }
+            bytes += chunk[0..<count]
+            if bytes.count > maxBytes {
+                throw DaemonError(code: .inputRejected, message: "\(path) is larger than \(maxBytes) bytes")
+            }
+        }
+    }
+
     /// Creates `path` (which must not exist), writes `bytes`, fsyncs and closes it.
     static func writeNewFile(_ path: String, bytes: some Collection<UInt8>, mode: mode_t = 0o640) throws(DaemonError) {
         let fd = try retrying("open", path: path) {
