@@ -21,8 +21,9 @@ let package = Package(
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
     ],
     targets: [
-        // Prefixed C shims for what Swift cannot import from Glibc (SO_PEERCRED's struct ucred,
-        // accept4, renameat2): they need _GNU_SOURCE.
+        // Prefixed C shims for what Swift's Glibc module does not import because it needs
+        // _GNU_SOURCE: SO_PEERCRED's struct ucred, SO_PEERGROUPS, accept4, renameat2
+        // (RENAME_NOREPLACE), eventfd, pthread_setname_np.
         .target(name: "CPurifySystem"),
         .target(
             name: "PurifyDaemon",
