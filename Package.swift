@@ -14,8 +14,13 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "PurifyImage", targets: ["PurifyImage"]),
+        .library(name: "PurifyDaemon", targets: ["PurifyDaemon"]),
     ],
-    dependencies: [],
+    dependencies: [
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+    ],
     targets: [
         // libjpeg(-turbo) and libpng behind prefixed `pcodec_` shims; setjmp/longjmp stay in C.
         // Debian: libjpeg-dev, libpng-dev, zlib1g-dev (-ljpeg, -lpng16, -lz; zlib for PNG chunk CRCs).
@@ -32,10 +37,34 @@ let package = Package(
             dependencies: ["CImageCodecs"],
             swiftSettings: swiftSettings
         ),
+        // Prefixed C shims for what Swift's Glibc module does not import because it needs
+        // _GNU_SOURCE: SO_PEERCRED's struct ucred, SO_PEERGROUPS, accept4, renameat2
+        // (RENAME_NOREPLACE), eventfd, pthread_setname_np.
+        .target(name: "CPurifySystem"),
+        .target(
+            name: "PurifyDaemon",
+            dependencies: [
+                "CPurifySystem",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "PurifyImageTests",
             dependencies: ["PurifyImage"],
             exclude: ["Fixtures"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "PurifyDaemonTests",
+            dependencies: [
+                "PurifyDaemon",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
     ]
