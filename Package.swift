@@ -12,7 +12,34 @@ let swiftSettings: [SwiftSetting] = [
 let package = Package(
     name: "purifyd",
     platforms: [.macOS(.v15)],
-    products: [],
-    dependencies: [],
-    targets: []
+    products: [
+        .library(name: "PurifyEngine", targets: ["PurifyEngine"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CDNNL"),
+        .target(
+            name: "PurifyEngine",
+            dependencies: [
+                "CDNNL",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            exclude: ["ONNX/regenerate.sh"],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "purify-engine-bench",
+            dependencies: ["PurifyEngine"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "PurifyEngineTests",
+            dependencies: ["PurifyEngine"],
+            exclude: ["Fixtures/make_fixtures.py"],
+            resources: [.copy("Fixtures")],
+            swiftSettings: swiftSettings
+        ),
+    ]
 )
