@@ -12,7 +12,56 @@ let swiftSettings: [SwiftSetting] = [
 let package = Package(
     name: "purifyd",
     platforms: [.macOS(.v15)],
-    products: [],
-    dependencies: [],
-    targets: []
+    products: [
+        .library(name: "PurifyEngine", targets: ["PurifyEngine"]),
+        .library(name: "PurifyImage", targets: ["PurifyImage"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CDNNL"),
+        .target(
+            name: "PurifyEngine",
+            dependencies: [
+                "CDNNL",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            exclude: ["ONNX/regenerate.sh"],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "purify-engine-bench",
+            dependencies: ["PurifyEngine"],
+            swiftSettings: swiftSettings
+        ),
+        // libjpeg(-turbo) and libpng behind prefixed `pcodec_` shims; setjmp/longjmp stay in C.
+        // Debian: libjpeg-dev, libpng-dev, zlib1g-dev (-ljpeg, -lpng16, -lz; zlib for PNG chunk CRCs).
+        .target(
+            name: "CImageCodecs",
+            linkerSettings: [
+                .linkedLibrary("jpeg"),
+                .linkedLibrary("png16"),
+                .linkedLibrary("z"),
+            ]
+        ),
+        .target(
+            name: "PurifyImage",
+            dependencies: ["CImageCodecs"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "PurifyEngineTests",
+            dependencies: ["PurifyEngine"],
+            exclude: ["Fixtures/make_fixtures.py"],
+            resources: [.copy("Fixtures")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "PurifyImageTests",
+            dependencies: ["PurifyImage"],
+            exclude: ["Fixtures"],
+            swiftSettings: swiftSettings
+        ),
+    ]
 )
