@@ -224,11 +224,11 @@ final class PlanBuilder {
         }
 
         let (fused, sumAddend, afterSum) = try splitAtSum(node.postOps, outputShape: outputShape)
-        var sourceDescriptor = try dnnl_memory_desc_t.float32(shape, layout: .any)
+        var sourceDescriptor = try dnnl_memory_desc_t.float32(shape, layout: Self.activationLayout(channels: shape[1]))
         var weightsDescriptor = try dnnl_memory_desc_t.float32(weightDims, layout: .any)
         var biasDescriptor = try dnnl_memory_desc_t.float32([out])
         var destinationDescriptor = try sumAddend.map { activations[$0].descriptor }
-            ?? dnnl_memory_desc_t.float32(outputShape, layout: .any)
+            ?? dnnl_memory_desc_t.float32(outputShape, layout: Self.activationLayout(channels: out))
         let strides = convolution.strides.map { Int64($0) }
         let dilations = convolution.dilations.map { Int64($0 - 1) }
         let (left, right) = (padBegin.map { Int64($0) }, padEnd.map { Int64($0) })
@@ -641,6 +641,13 @@ final class PlanBuilder {
     }
 
     // MARK: - Building blocks
+
+    /// The layout for a convolution's source and destination. Left to oneDNN, 2.6 picks NHWC
+    /// for convolutions (brgconv) but nChw16c for deconvolutions, and every switch between them
+    /// costs a reorder and a slow mixed-layout concat; so wide tensors are pinned to nChw16c.
+    private static func activationLayout(channels: Int) -> MemoryLayoutChoice {
+        channels % 16 == 0 ? .tag(dnnl_aBcd16b) : .any
+    }
 
     private func addEltwise(_ eltwise: Eltwise, input: Int, name: String) throws -> Int {
         var data = activations[input].descriptor

@@ -41,6 +41,16 @@ struct JPEGTests {
         #expect(maxDifference(decoded, reference) <= 4)
     }
 
+    /// The same libjpeg arithmetic and CMYK formula as Pillow: bit-identical pixels.
+    @Test(arguments: [("progressive.jpg", "progressive_pillow.png"), ("cmyk.jpg", "cmyk_pillow.png")])
+    func decodesExactlyAsPillow(file: String, pillowDecode: String) throws {
+        var decoded = try ImageDecoder().decode(try Fixtures.bytes(file))
+        var reference = try ImageDecoder().decode(try Fixtures.bytes(pillowDecode))
+        decoded.sourceFormat = nil
+        reference.sourceFormat = nil
+        #expect(decoded == reference)
+    }
+
     /// Pillow's CMYK JPEG (Adobe APP14, inverted samples) converted the way Pillow's
     /// `convert("RGB")` does it: cyan, magenta, yellow + 25% black, 50% black.
     @Test func convertsCMYKToRGB() throws {

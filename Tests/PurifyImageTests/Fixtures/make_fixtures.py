@@ -130,6 +130,19 @@ def main():
     cmyk.save(buffer, "JPEG", quality=100)
     write("cmyk.jpg", buffer.getvalue())
 
+    # Pillow's own decodes of the two JPEGs: PurifyImage's must be bit-identical.
+    with Image.open(os.path.join(HERE, "progressive.jpg")) as im:
+        im.convert("RGB").save(os.path.join(HERE, "progressive_pillow.png"))
+    with Image.open(os.path.join(HERE, "cmyk.jpg")) as im:
+        im.convert("RGB").save(os.path.join(HERE, "cmyk_pillow.png"))
+
+    # A noisy 64x48 RGB image and Pillow's BILINEAR resizes of it, down and up.
+    noisy = Image.new("RGB", (64, 48))
+    noisy.putdata([tuple(sample8(x * x, y * 3 + x, c) for c in range(3)) for y in range(48) for x in range(64)])
+    noisy.save(os.path.join(HERE, "noisy.png"))
+    noisy.resize((23, 17), Image.BILINEAR).save(os.path.join(HERE, "noisy_23x17_pillow.png"))
+    noisy.resize((150, 101), Image.BILINEAR).save(os.path.join(HERE, "noisy_150x101_pillow.png"))
+
     # Headers claiming enormous sizes: 100000x100000 PNG, 60000x60000 JPEG.
     with open(os.path.join(HERE, "gray8.png"), "rb") as f:
         data = bytearray(f.read())
