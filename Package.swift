@@ -15,9 +15,14 @@ let package = Package(
     products: [
         .library(name: "PurifyEngine", targets: ["PurifyEngine"]),
         .library(name: "PurifyImage", targets: ["PurifyImage"]),
+        .library(name: "PurifyPipeline", targets: ["PurifyPipeline"]),
+        .executable(name: "purify", targets: ["purify"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [
         .systemLibrary(name: "CDNNL"),
@@ -50,6 +55,25 @@ let package = Package(
             dependencies: ["CImageCodecs"],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "PurifyPipeline",
+            dependencies: [
+                "PurifyEngine",
+                "PurifyImage",
+                .product(name: "TOMLKit", package: "TOMLKit"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            resources: [.copy("Resources/report.schema.json")],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "purify",
+            dependencies: [
+                "PurifyPipeline",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "PurifyEngineTests",
             dependencies: ["PurifyEngine"],
@@ -61,6 +85,15 @@ let package = Package(
             name: "PurifyImageTests",
             dependencies: ["PurifyImage"],
             exclude: ["Fixtures"],
+            swiftSettings: swiftSettings
+        ),
+        // Runs the real `purify` binary too (built by `swift test` as a product of this package)
+        // and validates reports with the project's Python venv (`jsonschema`, see `make venv`).
+        .testTarget(
+            name: "PurifyPipelineTests",
+            dependencies: ["PurifyPipeline"],
+            exclude: ["Fixtures/make_bundle.py"],
+            resources: [.copy("Fixtures/bundle")],
             swiftSettings: swiftSettings
         ),
     ]
