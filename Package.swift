@@ -91,9 +91,8 @@ let package = Package(
         // and validates reports with the project's Python venv (`jsonschema`, see `make venv`).
         .testTarget(
             name: "PurifyPipelineTests",
-            dependencies: ["PurifyPipeline"],
-            exclude: ["Fixtures/make_bundle.py"],
-            resources: [.copy("Fixtures/bundle")],
+            dependencies: ["PurifyPipeline", "PurifyImage", "PurifyEngine"],
+            exclude: ["Fixtures"],
             swiftSettings: swiftSettings
         ),
     ]
