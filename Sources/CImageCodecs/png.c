@@ -35,7 +35,7 @@ static pcodec_status pcodec_png_fail(png_image *image, char *message, size_t mes
 }
 
 static uint32_t pcodec_png_channels(png_uint_32 format) {
-    return ((format & PNG_FORMAT_FLAG_COLOR) ? 3 : 1) + ((format & PNG_FORMAT_FLAG_ALPHA) ? 1 : 0);
+    return ((format & PNG_FORMAT_FLAG_COLOR) ? 3u : 1u) + ((format & PNG_FORMAT_FLAG_ALPHA) ? 1u : 0u);
 }
 
 static png_uint_32 pcodec_png_format(uint32_t channels) {
@@ -76,11 +76,20 @@ static int pcodec_png_chunk_type_is_valid(const uint8_t *type) {
     return 1;
 }
 
+/* Chunks that make libpng's simplified reader convert samples to sRGB. */
+static int pcodec_png_is_colorimetry(const uint8_t *type) {
+    return memcmp(type, "gAMA", 4) == 0 || memcmp(type, "cHRM", 4) == 0 ||
+           memcmp(type, "sRGB", 4) == 0 || memcmp(type, "iCCP", 4) == 0;
+}
+
 /* libpng's simplified reader stops as soon as it has the pixels: it never reads IEND, and an
  * IDAT CRC is only checked when inflating did not fail first. Walking the chunk structure
- * first makes a file cut anywhere `truncated` and a damaged chunk `corrupt` (CRC mismatch). */
-static pcodec_status pcodec_png_check_chunks(const uint8_t *data, size_t size, char *message,
+ * first makes a file cut anywhere `truncated` and a damaged chunk `corrupt` (CRC mismatch).
+ * On success `*colorimetry_bytes` is the size of the colorimetry chunks in the file. */
+static pcodec_status pcodec_png_check_chunks(const uint8_t *data, size_t size,
+                                             size_t *colorimetry_bytes, char *message,
                                              size_t message_capacity) {
+    *colorimetry_bytes = 0;
     size_t offset = 8; /* after the signature */
     while (size - offset >= 8) {
         uint32_t length = pcodec_be32(data + offset);
@@ -90,7 +99,8 @@ static pcodec_status pcodec_png_check_chunks(const uint8_t *data, size_t size, c
             return PCODEC_CORRUPT;
         }
         if (size - offset - 8 < (size_t)length + 4) {
-            snprintf(message, message_capacity, "the data ends inside chunk %.4s", (const char *)type);
+            snprintf(message, message_capacity, "the data ends inside chunk %.4s",
+                     (const char *)type);
             return PCODEC_TRUNCATED;
         }
         uLong crc = crc32(0L, type, (uInt)length + 4);
@@ -101,23 +111,44 @@ static pcodec_status pcodec_png_check_chunks(const uint8_t *data, size_t size, c
         if (memcmp(type, "IEND", 4) == 0) {
             return PCODEC_OK;
         }
+        if (pcodec_png_is_colorimetry(type)) {
+            *colorimetry_bytes += (size_t)length + 12;
+        }
         offset += (size_t)length + 12;
     }
     snprintf(message, message_capacity, "the data ends before the IEND chunk");
     return PCODEC_TRUNCATED;
 }
 
-pcodec_status pcodec_png_decode(const uint8_t *data, size_t size, const pcodec_image_info *info,
-                                uint8_t *pixels, size_t row_stride,
-                                char *message, size_t message_capacity) {
-    if (size < 8) {
-        snprintf(message, message_capacity, "the data ends inside the signature");
-        return PCODEC_TRUNCATED;
+/* A malloc'ed copy of a checked PNG stream without its colorimetry chunks, up to IEND. */
+static uint8_t *pcodec_png_without_colorimetry(const uint8_t *data, size_t size,
+                                               size_t *copy_size) {
+    uint8_t *copy = malloc(size);
+    if (copy == NULL) {
+        return NULL;
     }
-    pcodec_status structure = pcodec_png_check_chunks(data, size, message, message_capacity);
-    if (structure != PCODEC_OK) {
-        return structure;
+    memcpy(copy, data, 8);
+    size_t written = 8, offset = 8;
+    for (;;) {
+        size_t chunk_size = (size_t)pcodec_be32(data + offset) + 12;
+        const uint8_t *type = data + offset + 4;
+        if (!pcodec_png_is_colorimetry(type)) {
+            memcpy(copy + written, data + offset, chunk_size);
+            written += chunk_size;
+        }
+        if (memcmp(type, "IEND", 4) == 0) {
+            break;
+        }
+        offset += chunk_size;
     }
+    *copy_size = written;
+    return copy;
+}
+
+static pcodec_status pcodec_png_decode_checked(const uint8_t *data, size_t size,
+                                               const pcodec_image_info *info, uint8_t *pixels,
+                                               size_t row_stride, char *message,
+                                               size_t message_capacity) {
     png_image image;
     memset(&image, 0, sizeof image);
     image.version = PNG_IMAGE_VERSION;
@@ -132,14 +163,45 @@ pcodec_status pcodec_png_decode(const uint8_t *data, size_t size, const pcodec_i
         return PCODEC_INVALID_ARGUMENT;
     }
     image.format = pcodec_png_format(info->channels);
-    /* Without this, a 16-bit file lacking gAMA/sRGB would be taken as linear light and
-     * gamma-encoded on the way to 8 bits; here its samples are simply scaled. */
+    /* Without this, a 16-bit file would be taken as linear light and gamma-encoded on the way
+     * to 8 bits; here its samples are simply scaled. */
     image.flags |= PNG_IMAGE_FLAG_16BIT_sRGB;
     if (!png_image_finish_read(&image, NULL, pixels, (png_int_32)row_stride, NULL)) {
         return pcodec_png_fail(&image, message, message_capacity);
     }
     png_image_free(&image);
     return PCODEC_OK;
+}
+
+pcodec_status pcodec_png_decode(const uint8_t *data, size_t size, const pcodec_image_info *info,
+                                uint8_t *pixels, size_t row_stride,
+                                char *message, size_t message_capacity) {
+    if (size < 8) {
+        snprintf(message, message_capacity, "the data ends inside the signature");
+        return PCODEC_TRUNCATED;
+    }
+    size_t colorimetry_bytes;
+    pcodec_status status =
+        pcodec_png_check_chunks(data, size, &colorimetry_bytes, message, message_capacity);
+    if (status != PCODEC_OK) {
+        return status;
+    }
+    if (colorimetry_bytes == 0) {
+        return pcodec_png_decode_checked(data, size, info, pixels, row_stride, message,
+                                         message_capacity);
+    }
+    /* The simplified reader would convert samples to sRGB per gAMA/cHRM/iCCP; decoding a copy
+     * without those chunks keeps the stored samples, as Pillow (and so PyTorch) reads them. */
+    size_t copy_size;
+    uint8_t *copy = pcodec_png_without_colorimetry(data, size, &copy_size);
+    if (copy == NULL) {
+        snprintf(message, message_capacity, "out of memory for a copy of the PNG data");
+        return PCODEC_OUT_OF_MEMORY;
+    }
+    status = pcodec_png_decode_checked(copy, copy_size, info, pixels, row_stride, message,
+                                       message_capacity);
+    free(copy);
+    return status;
 }
 
 pcodec_status pcodec_png_encode(const uint8_t *pixels, uint32_t width, uint32_t height,

@@ -1,5 +1,9 @@
 /// Bounds on untrusted input, checked before any pixel memory is allocated: the byte count
 /// before parsing, the dimensions as soon as the header is read.
+///
+/// Peak memory of one decode is about (channels + 1) bytes per pixel for PNG and baseline
+/// JPEG, and up to 9 bytes per pixel for a progressive color JPEG (libjpeg keeps every DCT
+/// coefficient), so `maxPixels` is what bounds it: 360 MB at the default 40 megapixels.
 public struct DecodeLimits: Hashable, Sendable {
     /// The largest encoded input accepted, in bytes.
     public var maxBytes: Int

@@ -37,8 +37,10 @@ public struct ImageHeader: Hashable, Sendable {
 ///   R = (255 − C)(255 − K)/255, no color management). libjpeg warnings, such as "Premature end
 ///   of JPEG file", are failures.
 /// - PNG: every color type and bit depth; palette images decode to `.rgb`/`.rgba`, a tRNS
-///   chunk becomes an alpha channel, 16-bit samples are scaled to 8 bits. libpng's simplified
-///   API converts files with a gAMA/cHRM/iCCP chunk far from sRGB to sRGB.
+///   chunk becomes an alpha channel, 16-bit samples are scaled to 8 bits (v × 255 / 65535,
+///   rounded). Samples are kept as stored: gAMA, cHRM, sRGB and iCCP are ignored, as Pillow
+///   ignores them, so the pixels are those a PyTorch pipeline reading the file would see.
+///   The whole chunk structure (lengths, CRCs, IEND) is checked.
 /// - The EXIF orientation (JPEG APP1, PNG eXIf before the image data) is applied unless
 ///   ``appliesOrientation`` is false, so that the pixels are the image as viewers display it;
 ///   encoded output carries no EXIF and so displays the same way.
@@ -93,14 +95,59 @@ public struct ImageDecoder: Sendable {
         try bytes.withUnsafeImageBytes { buffer throws(ImageError) in try decode(buffer) }
     }
 
-    /// Reads a regular file (refusing it as `tooLarge` from its size alone when it exceeds
-    /// ``DecodeLimits/maxBytes``) and decodes it. The file name plays no part in the format.
+    /// Reads a regular file with ``readFile(atPath:followsSymlinks:)`` and decodes it. The file
+    /// name plays no part in the format.
     ///
     /// - Parameter followsSymlinks: when false, a symbolic link is refused (`O_NOFOLLOW`), as a
     ///   spool directory should. FIFOs and other special files are refused without blocking.
     public func decodeFile(atPath path: String,
                            followsSymlinks: Bool = true) throws(ImageError) -> PixelImage {
         try decode(try readFile(atPath: path, followsSymlinks: followsSymlinks))
+    }
+
+    /// The bytes of a regular file, for callers that also hash or store them before calling
+    /// ``decode(_:)-([UInt8])``: refused as `tooLarge` from its size alone beyond
+    /// ``DecodeLimits/maxBytes``, as `io` when it cannot be read or is no regular file (a FIFO
+    /// is refused without blocking; a symbolic link too, when `followsSymlinks` is false).
+    public func readFile(atPath path: String,
+                         followsSymlinks: Bool = true) throws(ImageError) -> [UInt8] {
+        // O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
+        let flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | (followsSymlinks ? 0 : O_NOFOLLOW)
+        let descriptor = open(path, flags)
+        guard descriptor >= 0 else {
+            if errno == ELOOP && !followsSymlinks {
+                throw .io("\(path) is a symbolic link")
+            }
+            throw .io("cannot open \(path): \(errnoDescription())")
+        }
+        defer { close(descriptor) }
+        var status = stat()
+        guard fstat(descriptor, &status) == 0 else {
+            throw .io("cannot stat \(path): \(errnoDescription())")
+        }
+        guard status.st_mode & S_IFMT == S_IFREG else {
+            throw .io("\(path) is not a regular file")
+        }
+        let size = Int(status.st_size)
+        try limits.check(byteCount: size)
+        var readError: Int32 = 0
+        let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
+            while initialized < size {
+                let count = read(descriptor, buffer.baseAddress! + initialized, size - initialized)
+                if count > 0 {
+                    initialized += count
+                } else if count == 0 {
+                    break  // the file shrank; decoding reports what is missing
+                } else if errno != EINTR {
+                    readError = errno
+                    break
+                }
+            }
+        }
+        if readError != 0 {
+            throw .io("cannot read \(path): \(String(cString: strerror(readError)))")
+        }
+        return bytes
     }
 
     private func parseHeader(
@@ -141,46 +188,6 @@ public struct ImageDecoder: Sendable {
                                  height: swapped ? width : height, layout: layout,
                                  orientation: orientation)
         return (header, info)
-    }
-
-    private func readFile(atPath path: String, followsSymlinks: Bool) throws(ImageError) -> [UInt8] {
-        // O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
-        let flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | (followsSymlinks ? 0 : O_NOFOLLOW)
-        let descriptor = open(path, flags)
-        guard descriptor >= 0 else {
-            if errno == ELOOP && !followsSymlinks {
-                throw .io("\(path) is a symbolic link")
-            }
-            throw .io("cannot open \(path): \(errnoDescription())")
-        }
-        defer { close(descriptor) }
-        var status = stat()
-        guard fstat(descriptor, &status) == 0 else {
-            throw .io("cannot stat \(path): \(errnoDescription())")
-        }
-        guard status.st_mode & S_IFMT == S_IFREG else {
-            throw .io("\(path) is not a regular file")
-        }
-        let size = Int(status.st_size)
-        try limits.check(byteCount: size)
-        var readError: Int32 = 0
-        let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
-            while initialized < size {
-                let count = read(descriptor, buffer.baseAddress! + initialized, size - initialized)
-                if count > 0 {
-                    initialized += count
-                } else if count == 0 {
-                    break  // the file shrank; decoding reports what is missing
-                } else if errno != EINTR {
-                    readError = errno
-                    break
-                }
-            }
-        }
-        if readError != 0 {
-            throw .io("cannot read \(path): \(String(cString: strerror(readError)))")
-        }
-        return bytes
     }
 }
 

@@ -45,7 +45,7 @@ public struct ImageEncoder: Sendable {
         case .png:
             return try encodePNG(image)
         case .jpeg:
-            return try encodeJPEG(image.layout.hasAlpha ? image.flattened() : image)
+            return try encodeJPEG(image)
         }
     }
 
@@ -63,10 +63,11 @@ public struct ImageEncoder: Sendable {
         guard (1...100).contains(options.jpegQuality) else {
             throw .invalidArgument("JPEG quality \(options.jpegQuality) is outside 1...100")
         }
+        let opaque = image.flattened()
         return try encoded(format: .jpeg) { output, size, text, capacity in
-            image.pixels.withUnsafeBufferPointer { pixels in
-                pcodec_jpeg_encode(pixels.baseAddress, UInt32(image.width), UInt32(image.height),
-                                   UInt32(image.layout.channelCount), image.bytesPerRow,
+            opaque.pixels.withUnsafeBufferPointer { pixels in
+                pcodec_jpeg_encode(pixels.baseAddress, UInt32(opaque.width), UInt32(opaque.height),
+                                   UInt32(opaque.layout.channelCount), opaque.bytesPerRow,
                                    Int32(options.jpegQuality), options.jpegSubsamplesChroma ? 1 : 0,
                                    options.jpegProgressive ? 1 : 0, output, size, text, capacity)
             }

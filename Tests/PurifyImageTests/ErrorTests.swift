@@ -147,6 +147,7 @@ struct ErrorTests {
         #expect(try ImageDecoder().decodeFile(atPath: "\(directory)/drawing.png").sourceFormat == .jpeg)
         #expect(try ImageDecoder().decodeFile(atPath: "\(directory)/noextension")
                 == (try ImageDecoder().decode(png)))
+        #expect(try ImageDecoder().readFile(atPath: "\(directory)/noextension") == png)
         let decodeFile = { (path: String, limits: DecodeLimits) -> ImageError? in
             self.imageError { () throws(ImageError) in
                 _ = try ImageDecoder(limits: limits).decodeFile(atPath: path)

@@ -59,6 +59,12 @@ struct PNGDecodingTests {
             let index = Fixtures.paletteIndex(x, y)
             return c < 3 ? Int(Fixtures.paletteEntry(index)[c]) : index * 17
         },
+        Case(file: "gray8_gamma1.png", layout: .gray, tolerance: 0) { x, y, _ in
+            Int(Fixtures.sample8(x, y, 0))
+        },
+        Case(file: "rgb16_gamma_chrm.png", layout: .rgb, tolerance: 1) { x, y, c in
+            scaled16(Fixtures.sample16(x, y, c))
+        },
         Case(file: "rgb8_interlaced.png", layout: .rgb, tolerance: 0) { x, y, c in
             Int(Fixtures.sample8(x, y, c))
         },

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 import torch
 import torch.nn.functional as F
@@ -51,8 +52,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--only", nargs="*", help="train only these (names from the zoo, or 'features')")
     p.add_argument("--limit", type=int, default=None, help="use only this many training images (tests)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     args = p.parse_args(argv)
-    setup(args.seed)
+    setup(args.seed, args.threads)
     ds = spec(args.dataset)
     out = run_dir(ds.name) / "classifiers"
     out.mkdir(exist_ok=True)
@@ -64,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     epochs = args.epochs or {"mnist": 4, "fashion-mnist": 10}.get(ds.name, 30)
     models = dict(classifier_zoo(ds.name, ds.channels, ds.size))
     models["features"] = FeatureNet(ds.channels, ds.size)
-    metrics = {}
+    path = out / "metrics.json"
     for name, model in models.items():
         if args.only and name not in args.only:
             continue
@@ -74,10 +76,9 @@ def main(argv: list[str] | None = None) -> None:
         acc = accuracy(model, xt, yt)
         log(f"{ds.name}: {name} clean test accuracy {acc:.4f}")
         torch.save(model.state_dict(), out / f"{name}.pt")
+        metrics = json.loads(path.read_text()) if path.exists() else {}
         metrics[name] = {"test_accuracy": acc, "epochs": epochs, "train_images": len(x), "seed": args.seed}
-    path = out / "metrics.json"
-    previous = __import__("json").loads(path.read_text()) if path.exists() else {}
-    write_json(path, {**previous, **metrics})
+        write_json(path, metrics)
 
 
 if __name__ == "__main__":

@@ -62,9 +62,10 @@ pcodec_status pcodec_jpeg_encode(const uint8_t *pixels, uint32_t width, uint32_t
                                  char *message, size_t message_capacity);
 
 /* PNG: gray, gray+alpha, RGB, RGBA and palette images, any bit depth; 16-bit samples are scaled
- * to 8 bits (treated as sRGB-encoded when the file has no gAMA/sRGB chunk); tRNS becomes an
- * alpha channel; palette images decode to RGB or RGBA. pcodec_png_decode first checks the
- * chunk structure up to IEND (lengths and CRCs), which libpng's simplified reader skips. */
+ * to 8 bits; tRNS becomes an alpha channel; palette images decode to RGB or RGBA. Samples are
+ * kept as stored: gAMA, cHRM, sRGB and iCCP chunks are ignored (as Pillow does), not applied.
+ * pcodec_png_decode first checks the chunk structure up to IEND (lengths and CRCs), which
+ * libpng's simplified reader skips. */
 pcodec_status pcodec_png_read_header(const uint8_t *data, size_t size, pcodec_image_info *info,
                                      char *message, size_t message_capacity);
 

@@ -107,6 +107,13 @@ def main():
     png("rgb8_interlaced.png", 2, 8, lambda x, y: [sample8(x, y, c) for c in range(3)],
         interlace=True)
 
+    # gray8.png / rgb16.png with colorimetry chunks that must not change the decoded samples.
+    png("gray8_gamma1.png", 0, 8, lambda x, y: [sample8(x, y, 0)],
+        extra=chunk(b"gAMA", struct.pack(">I", 100000)))
+    chrm = struct.pack(">8I", 31270, 32900, 64000, 33000, 30000, 60000, 15000, 6000)
+    png("rgb16_gamma_chrm.png", 2, 16, lambda x, y: [sample16(x, y, c) for c in range(3)],
+        extra=chunk(b"gAMA", struct.pack(">I", 50000)) + chunk(b"cHRM", chrm))
+
     # rgb8.png plus an eXIf chunk (big-endian TIFF) saying "rotate 90 degrees clockwise" (6).
     tiff = b"MM\0*" + struct.pack(">IH", 8, 1) + struct.pack(">HHIHH", 0x0112, 3, 1, 6, 0) + b"\0" * 4
     png("rgb8_exif6.png", 2, 8, lambda x, y: [sample8(x, y, c) for c in range(3)],
