@@ -224,6 +224,7 @@ private func plainFormatTag(rank: Int) -> dnnl_format_tag_t {
     case 3: dnnl_abc
     case 4: dnnl_abcd
     case 5: dnnl_abcde
-    default: dnnl_abcdef
+    case 6: dnnl_abcdef
+    default: dnnl_abcdefg
     }
 }

@@ -28,6 +28,8 @@ final class PlanBuilder {
         var shape: [Int]
         var descriptor: dnnl_memory_desc_t
         var storage: Int
+        /// Where in the storage the activation starts (phases of a split deconvolution).
+        var byteOffset = 0
     }
 
     private enum Argument {
@@ -178,7 +180,7 @@ final class PlanBuilder {
     }
 
     private func planConvolution(_ node: LoweredNode, _ convolution: Convolution) throws {
-        var input = try activation(node.inputs[0])
+        let input = try activation(node.inputs[0])
         let shape = activations[input].shape
         guard shape.count == 4, shape[1] == convolution.inputChannels else {
             throw shapeError("input \(shape) does not fit weights \(convolution.weights.shape)")
@@ -208,9 +210,33 @@ final class PlanBuilder {
             return size
         }
         if convolution.transposed {
+            // oneDNN has no output padding: it is less padding at the end.
             padEnd = (0..<2).map { padEnd[$0] - convolution.outputPadding[$0] }
         }
         let outputShape = [shape[0], convolution.outputChannels] + outputSpatial
+        let (fused, sumAddend, afterSum) = try splitAtSum(node.postOps, outputShape: outputShape)
+        let output: Int
+        if sumAddend == nil, afterSum == nil, Self.runsAsSubpixelConvolutions(convolution) {
+            output = try addSubpixelDeconvolution(input: input, convolution, outputShape: outputShape, postOps: fused,
+                                                  name: node.name)
+        } else {
+            let destination = sumAddend.map { activations[$0] }
+            output = try addConvolution(input: input, convolution, padBegin: padBegin, padEnd: padEnd,
+                                        outputShape: outputShape, postOps: fused + (sumAddend == nil ? [] : [.sum]),
+                                        destination: destination.map { ($0.descriptor, $0.storage, $0.byteOffset) },
+                                        name: node.name)
+        }
+        try finishPostOps(node, output: output, afterSum: afterSum)
+    }
+
+    /// Creates one convolution or deconvolution primitive; returns its output activation, placed
+    /// at `destination` (layout, storage, offset) when given (a fused residual sum, a phase of a
+    /// split deconvolution).
+    private func addConvolution(input: Int, _ convolution: Convolution, padBegin: [Int], padEnd: [Int],
+                                outputShape: [Int], postOps: [FusedPostOp],
+                                destination: (dnnl_memory_desc_t, Int, Int)?, name: String) throws -> Int {
+        let shape = activations[input].shape
+        let kernel = convolution.kernel
         let groups = convolution.groups
         let (out, inPerGroup) = (convolution.outputChannels, convolution.inputChannels / groups)
         let weightDims = groups == 1
@@ -222,18 +248,16 @@ final class PlanBuilder {
         case (true, true): dnnl_bacd
         case (true, false): dnnl_acbde
         }
-
-        let (fused, sumAddend, afterSum) = try splitAtSum(node.postOps, outputShape: outputShape)
         var sourceDescriptor = try dnnl_memory_desc_t.float32(shape, layout: Self.activationLayout(channels: shape[1]))
         var weightsDescriptor = try dnnl_memory_desc_t.float32(weightDims, layout: .any)
         var biasDescriptor = try dnnl_memory_desc_t.float32([out])
-        var destinationDescriptor = try sumAddend.map { activations[$0].descriptor }
+        var destinationDescriptor = try destination?.0
             ?? dnnl_memory_desc_t.float32(outputShape, layout: Self.activationLayout(channels: out))
         let strides = convolution.strides.map { Int64($0) }
         let dilations = convolution.dilations.map { Int64($0 - 1) }
         let (left, right) = (padBegin.map { Int64($0) }, padEnd.map { Int64($0) })
         let hasBias = convolution.bias != nil
-        let attributes = try PrimitiveAttributes(postOps: fused + (sumAddend == nil ? [] : [.sum]))
+        let attributes = try PrimitiveAttributes(postOps: postOps)
         let descriptor: PrimitiveDescriptor
         if convolution.transposed {
             var desc = dnnl_deconvolution_desc_t()
@@ -252,28 +276,91 @@ final class PlanBuilder {
             }, "describing the convolution")
             descriptor = try PrimitiveDescriptor(&desc, attributes: attributes, context: context, what: "creating the convolution")
         }
-        input = try inLayout(input, descriptor.memoryDescriptor(dnnl_query_src_md))
+        let source = try inLayout(input, descriptor.memoryDescriptor(dnnl_query_src_md))
         let weights = try weightsMemory(convolution.weights.floats, dims: weightDims, userTag: userWeightsTag,
                                         wanted: descriptor.memoryDescriptor(dnnl_query_weights_md))
-        let output: Int
-        if let sumAddend {
-            output = addActivation(shape: outputShape, descriptor: activations[sumAddend].descriptor,
-                                   storage: activations[sumAddend].storage)
+        let output = if let (layout, storage, offset) = destination {
+            addActivation(shape: outputShape, descriptor: layout, storage: storage, byteOffset: offset)
         } else {
-            output = addActivation(shape: outputShape, descriptor: descriptor.memoryDescriptor(dnnl_query_dst_md))
+            addActivation(shape: outputShape, descriptor: descriptor.memoryDescriptor(dnnl_query_dst_md))
         }
-        var arguments: [(Int32, Argument)] = [(DNNL_ARG_SRC, .activation(input)), (DNNL_ARG_WEIGHTS, .fixed(weights)),
+        var arguments: [(Int32, Argument)] = [(DNNL_ARG_SRC, .activation(source)), (DNNL_ARG_WEIGHTS, .fixed(weights)),
                                               (DNNL_ARG_DST, .activation(output))]
         if let bias = convolution.bias {
             arguments.append((DNNL_ARG_BIAS, .fixed(try constantMemory(bias, dims: [out]))))
         }
-        let macs = Double(outputShape.reduce(1, *)) * Double(inPerGroup * kernel.reduce(1, *))
-        let flops = convolution.transposed
-            ? 2 * Double(shape.reduce(1, *)) * Double(out / groups * kernel.reduce(1, *))
-            : 2 * macs
-        try addPrimitive(descriptor, arguments, name: node.name,
-                         category: convolution.transposed ? .deconvolution : .convolution, flops: flops)
-        try finishPostOps(node, output: output, afterSum: afterSum)
+        let multiplyAdds = convolution.transposed
+            ? Double(shape.reduce(1, *)) * Double(out / groups * kernel.reduce(1, *))
+            : Double(outputShape.reduce(1, *)) * Double(inPerGroup * kernel.reduce(1, *))
+        try addPrimitive(descriptor, arguments, name: name,
+                         category: convolution.transposed ? .deconvolution : .convolution, flops: 2 * multiplyAdds)
+        return output
+    }
+
+    /// Whether a ConvTranspose is the U-Net's 4×4, stride-2, pad-1 upsampling with channels in
+    /// whole 16-blocks: oneDNN 2.6 runs that as a deconvolution at a fraction of its convolution
+    /// speed, so the plan splits it into four 2×2 convolutions instead.
+    private static func runsAsSubpixelConvolutions(_ convolution: Convolution) -> Bool {
+        convolution.transposed && convolution.groups == 1 && convolution.kernel == [4, 4]
+            && convolution.strides == [2, 2] && convolution.pads == [1, 1, 1, 1] && convolution.autoPad == .explicit
+            && convolution.dilations == [1, 1] && convolution.outputPadding == [0, 0]
+            && convolution.outputChannels % 16 == 0
+    }
+
+    /// A 4×4 stride-2 pad-1 transposed convolution as four stride-1 2×2 convolutions, one per
+    /// output pixel phase (row parity a, column parity b), written side by side in nChw16c and
+    /// interleaved into the output by one reorder. Output pixel (2m + a, 2p + b) takes input rows
+    /// m - 1, m (a = 0; kernel rows 3, 1) or m, m + 1 (a = 1; kernel rows 2, 0), same for columns.
+    private func addSubpixelDeconvolution(input: Int, _ convolution: Convolution, outputShape: [Int],
+                                          postOps: [FusedPostOp], name: String) throws -> Int {
+        let shape = activations[input].shape
+        let (batch, inputs, height, width) = (shape[0], shape[1], shape[2], shape[3])
+        let outputs = convolution.outputChannels
+        let phaseShape = [batch, outputs, height, width]
+        let phaseLayout = try dnnl_memory_desc_t.float32(phaseShape, layout: .tag(dnnl_aBcd16b))
+        let phaseBytes = phaseLayout.byteCount
+        let phases = addStorage(bytes: 0, kind: .arena)
+        let weights = convolution.weights.floats
+        let taps = [[3, 1], [2, 0]]
+        for a in 0..<2 {
+            for b in 0..<2 {
+                var phaseWeights = [Float](repeating: 0, count: outputs * inputs * 4)
+                for output in 0..<outputs {
+                    for input in 0..<inputs {
+                        for row in 0..<2 {
+                            for column in 0..<2 {
+                                phaseWeights[((output * inputs + input) * 2 + row) * 2 + column] =
+                                    weights[((input * outputs + output) * 4 + taps[a][row]) * 4 + taps[b][column]]
+                            }
+                        }
+                    }
+                }
+                let phase = Convolution(transposed: false,
+                                        weights: ConstantTensor(floats: phaseWeights, shape: [outputs, inputs, 2, 2]),
+                                        bias: convolution.bias, strides: [1, 1], dilations: [1, 1],
+                                        pads: [1 - a, 1 - b, a, b], autoPad: .explicit, groups: 1, outputPadding: [0, 0])
+                _ = try addConvolution(input: input, phase, padBegin: [1 - a, 1 - b], padEnd: [a, b],
+                                       outputShape: phaseShape, postOps: postOps,
+                                       destination: (phaseLayout, phases, (a * 2 + b) * phaseBytes),
+                                       name: "\(name) phase \(a)\(b)")
+            }
+        }
+        // Both sides as plain 7-D tensors [n, channel block, m, a, p, b, 16]: the phases are
+        // stored [a][b][n][block][m][p][16], the nChw16c output [n][block][m][a][p][b][16].
+        let blocks = outputs / 16
+        let phaseElements = Int64(batch * blocks * height * width * 16)
+        let dims = [batch, blocks, height, 2, width, 2, 16].map { Int64($0) }
+        let phaseStrides: [Int64] = [Int64(blocks * height * width * 16), Int64(height * width * 16), Int64(width * 16),
+                                     2 * phaseElements, 16, phaseElements, 1]
+        var interleavedView = dnnl_memory_desc_t()
+        try dnnlCheck(dnnl_memory_desc_init_by_strides(&interleavedView, 7, dims, dnnl_f32, phaseStrides),
+                      "describing the deconvolution phases")
+        let source = addActivation(shape: dims.map { Int($0) }, descriptor: interleavedView, storage: phases)
+        let output = addActivation(shape: outputShape, descriptor: try .float32(outputShape, layout: .tag(dnnl_aBcd16b)))
+        let destination = addActivation(shape: dims.map { Int($0) }, descriptor: try .float32(dims.map { Int($0) }),
+                                        storage: activations[output].storage)
+        try addReorder(from: source, to: destination, name: "\(name) interleave", category: .deconvolution)
+        return output
     }
 
     private func planInnerProduct(_ node: LoweredNode, _ product: InnerProduct) throws {
@@ -696,7 +783,8 @@ final class PlanBuilder {
         try inLayout(id, .float32(activations[id].shape))
     }
 
-    private func addReorder(from source: Int, to destination: Int, name: String) throws {
+    private func addReorder(from source: Int, to destination: Int, name: String,
+                            category: StepCategory = .reorder) throws {
         var sourceDescriptor = activations[source].descriptor, destinationDescriptor = activations[destination].descriptor
         let attributes = try PrimitiveAttributes()
         var handle: dnnl_primitive_desc_t?
@@ -705,7 +793,7 @@ final class PlanBuilder {
         guard let handle else { throw EngineError(.backendFailure, "oneDNN returned no reorder descriptor") }
         try addPrimitive(PrimitiveDescriptor(adopting: handle),
                          [(DNNL_ARG_FROM, .activation(source)), (DNNL_ARG_TO, .activation(destination))],
-                         name: name, category: .reorder, flops: 0)
+                         name: name, category: category, flops: 0)
     }
 
     private func addPrimitive(_ descriptor: PrimitiveDescriptor, _ arguments: [(Int32, Argument)], name: String,
@@ -767,11 +855,12 @@ final class PlanBuilder {
         return storages.count - 1
     }
 
-    private func addActivation(shape: [Int], descriptor: dnnl_memory_desc_t, storage: Int? = nil) -> Int {
+    private func addActivation(shape: [Int], descriptor: dnnl_memory_desc_t, storage: Int? = nil,
+                               byteOffset: Int = 0) -> Int {
         let storage = storage ?? addStorage(bytes: 0, kind: .arena)
-        storages[storage].bytes = max(storages[storage].bytes, descriptor.byteCount)
+        storages[storage].bytes = max(storages[storage].bytes, byteOffset + descriptor.byteCount)
         storages[storage].activations += 1
-        activations.append(Activation(shape: shape, descriptor: descriptor, storage: storage))
+        activations.append(Activation(shape: shape, descriptor: descriptor, storage: storage, byteOffset: byteOffset))
         return activations.count - 1
     }
 
@@ -915,7 +1004,8 @@ final class PlanBuilder {
                 }
                 switch storage.kind {
                 case .arena:
-                    memories.append(try Memory(descriptor: activation.descriptor, handle: arena + storage.offset, context: context))
+                    memories.append(try Memory(descriptor: activation.descriptor, handle: arena + storage.offset + activation.byteOffset,
+                                               context: context))
                 case .input(let index):
                     let memory = try Memory(descriptor: activation.descriptor, handle: nil, context: context)
                     inputBindings.append((memory, index))
