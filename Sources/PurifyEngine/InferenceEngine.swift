@@ -84,21 +84,25 @@ public final class InferenceModel: Sendable {
         return output
     }
 
-    /// Times the plan for `input`'s shape step by step over `iterations` runs and returns, per
-    /// kind of step (convolution, deconvolution, element-wise, ...), the total seconds and
-    /// floating-point operations. For benchmarks: synchronising after every step costs time.
-    public func profile(_ input: Tensor, iterations: Int) async throws -> [(category: String, seconds: Double, flops: Double)] {
+    /// Times the plan for `input`'s shape step by step over `iterations` runs. For benchmarks:
+    /// synchronising after every step costs time of its own.
+    public func profile(_ input: Tensor, iterations: Int) async throws -> Profile {
         guard inputs.count == 1 else { throw EngineError(.invalidInput, "profiling needs a single-input model") }
         try Self.check(input, against: inputs[0])
         let state = state
         return try await engine.thread.perform {
             let timings = StepTimings()
             for _ in 0..<iterations { _ = try state.value.run([input], timings: timings) }
-            return StepCategory.allCases.compactMap { category in
-                guard let elapsed = timings.elapsed[category] else { return nil }
+            func entry(_ name: String, _ elapsed: Duration, _ flops: Double) -> Profile.Entry {
                 let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
-                return (category.rawValue, seconds, timings.flops[category] ?? 0)
+                return Profile.Entry(name: name, secondsPerRun: seconds / Double(iterations),
+                                     flopsPerRun: flops / Double(iterations))
             }
+            return Profile(
+                categories: StepCategory.allCases.compactMap { category in
+                    timings.elapsed[category].map { entry(category.rawValue, $0, timings.flops[category] ?? 0) }
+                },
+                steps: timings.steps.map { entry("\($0.category.rawValue) \($0.name)", $0.elapsed, $0.flops) })
         }
     }
 
@@ -110,6 +114,20 @@ public final class InferenceModel: Sendable {
             throw EngineError(.invalidInput, "input '\(description.name)' has shape \(tensor.shape), the model expects \(declared)")
         }
     }
+}
+
+/// Where a run's time goes: per kind of step (convolution, deconvolution, element-wise, ...)
+/// and per step.
+public struct Profile: Sendable {
+    /// A kind of step, or one step, with its time and floating-point operations per run.
+    public struct Entry: Sendable {
+        public let name: String
+        public let secondsPerRun: Double
+        public let flopsPerRun: Double
+    }
+
+    public let categories: [Entry]
+    public let steps: [Entry]
 }
 
 /// A model's mutable state: the lowered graph and the plans built so far. Touched only on the

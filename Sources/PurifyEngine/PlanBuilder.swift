@@ -234,8 +234,14 @@ final class PlanBuilder {
     /// split deconvolution).
     private func addConvolution(input: Int, _ convolution: Convolution, padBegin: [Int], padEnd: [Int],
                                 outputShape: [Int], postOps: [FusedPostOp],
-                                destination: (dnnl_memory_desc_t, Int, Int)?, name: String) throws -> Int {
+                                destination: (dnnl_memory_desc_t, Int, Int)?, name: String,
+                                category: StepCategory? = nil) throws -> Int {
         let shape = activations[input].shape
+        var (convolution, padBegin, padEnd) = (convolution, padBegin, padEnd)
+        if !convolution.transposed {
+            (convolution, padBegin, padEnd) = Self.trimmingPaddingOnlyTaps(
+                convolution, input: Array(shape[2...]), output: Array(outputShape[2...]), padBegin: padBegin, padEnd: padEnd)
+        }
         let kernel = convolution.kernel
         let groups = convolution.groups
         let (out, inPerGroup) = (convolution.outputChannels, convolution.inputChannels / groups)
@@ -293,8 +299,47 @@ final class PlanBuilder {
             ? Double(shape.reduce(1, *)) * Double(out / groups * kernel.reduce(1, *))
             : Double(outputShape.reduce(1, *)) * Double(inPerGroup * kernel.reduce(1, *))
         try addPrimitive(descriptor, arguments, name: name,
-                         category: convolution.transposed ? .deconvolution : .convolution, flops: 2 * multiplyAdds)
+                         category: category ?? (convolution.transposed ? .deconvolution : .convolution),
+                         flops: 2 * multiplyAdds)
         return output
+    }
+
+    /// Drops kernel rows and columns that, at this input size, only ever meet padding (a 3×3
+    /// convolution on a 1×1 input uses its centre tap alone). The result is the same; the plan
+    /// reads fewer weights, which is what the deepest U-Net levels are bound by.
+    private static func trimmingPaddingOnlyTaps(_ convolution: Convolution, input: [Int], output: [Int],
+                                                padBegin: [Int], padEnd: [Int]) -> (Convolution, [Int], [Int]) {
+        let unchanged = (convolution, padBegin, padEnd)
+        let kernel = convolution.kernel
+        var used: [ClosedRange<Int>] = []
+        var (newBegin, newEnd) = (padBegin, padEnd)
+        for axis in 0..<2 {
+            let (stride, dilation) = (convolution.strides[axis], convolution.dilations[axis])
+            let taps = (0..<kernel[axis]).filter { tap in
+                (0..<output[axis]).contains { position in
+                    (0..<input[axis]).contains(position * stride + tap * dilation - padBegin[axis])
+                }
+            }
+            guard let first = taps.first, let last = taps.last else { return unchanged }
+            used.append(first...last)
+            newBegin[axis] = padBegin[axis] - first * dilation
+            newEnd[axis] = (output[axis] - 1) * stride + (last - first) * dilation + 1 - input[axis] - newBegin[axis]
+            guard newBegin[axis] >= 0, newEnd[axis] >= 0 else { return unchanged }
+        }
+        guard used[0].count < kernel[0] || used[1].count < kernel[1] else { return unchanged }
+        let weights = convolution.weights.floats
+        let planes = convolution.weights.shape[0] * convolution.weights.shape[1]
+        var trimmed: [Float] = []
+        trimmed.reserveCapacity(planes * used[0].count * used[1].count)
+        for plane in 0..<planes {
+            for row in used[0] {
+                for column in used[1] { trimmed.append(weights[(plane * kernel[0] + row) * kernel[1] + column]) }
+            }
+        }
+        var result = convolution
+        result.weights = ConstantTensor(floats: trimmed, shape: Array(convolution.weights.shape[..<2]) + [used[0].count, used[1].count])
+        result.pads = newBegin + newEnd
+        return (result, newBegin, newEnd)
     }
 
     /// Whether a ConvTranspose is the U-Net's 4×4, stride-2, pad-1 upsampling with channels in
@@ -342,7 +387,7 @@ final class PlanBuilder {
                 _ = try addConvolution(input: input, phase, padBegin: [1 - a, 1 - b], padEnd: [a, b],
                                        outputShape: phaseShape, postOps: postOps,
                                        destination: (phaseLayout, phases, (a * 2 + b) * phaseBytes),
-                                       name: "\(name) phase \(a)\(b)")
+                                       name: "\(name) phase \(a)\(b)", category: .deconvolution)
             }
         }
         // Both sides as plain 7-D tensors [n, channel block, m, a, p, b, 16]: the phases are
