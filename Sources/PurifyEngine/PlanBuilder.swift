@@ -1,4 +1,5 @@
 import CDNNL
+import Foundation
 
 /// Builds an `ExecutionPlan` for one set of input shapes: walks the lowered graph in order,
 /// infers shapes, creates oneDNN primitives with layouts left to oneDNN (`format_tag_any`),
@@ -62,9 +63,12 @@ final class PlanBuilder {
     /// The node being planned, for error messages and liveness checks.
     private var nodeIndex = 0
 
-    init(graph: LoweredGraph, context: DNNLContext) {
+    private let weightsCache: WeightsCache
+
+    init(graph: LoweredGraph, context: DNNLContext, weightsCache: WeightsCache) {
         self.graph = graph
         self.context = context
+        self.weightsCache = weightsCache
     }
 
     func build(inputShapes: [[Int]]) throws -> ExecutionPlan {
@@ -283,7 +287,7 @@ final class PlanBuilder {
             descriptor = try PrimitiveDescriptor(&desc, attributes: attributes, context: context, what: "creating the convolution")
         }
         let source = try inLayout(input, descriptor.memoryDescriptor(dnnl_query_src_md))
-        let weights = try weightsMemory(convolution.weights.floats, dims: weightDims, userTag: userWeightsTag,
+        let weights = try weightsMemory(for: name, convolution.weights.floats, dims: weightDims, userTag: userWeightsTag,
                                         wanted: descriptor.memoryDescriptor(dnnl_query_weights_md))
         let output = if let (layout, storage, offset) = destination {
             addActivation(shape: outputShape, descriptor: layout, storage: storage, byteOffset: offset)
@@ -430,7 +434,7 @@ final class PlanBuilder {
         let descriptor = try PrimitiveDescriptor(&desc, attributes: attributes, context: context,
                                                  what: "creating the inner product")
         input = try inLayout(input, descriptor.memoryDescriptor(dnnl_query_src_md))
-        let weights = try weightsMemory(product.weights, dims: [product.outputs, product.inputs], userTag: dnnl_ab,
+        let weights = try weightsMemory(for: node.name, product.weights, dims: [product.outputs, product.inputs], userTag: dnnl_ab,
                                         wanted: descriptor.memoryDescriptor(dnnl_query_weights_md))
         let output = sumAddend.map {
             addActivation(shape: outputShape, descriptor: activations[$0].descriptor, storage: activations[$0].storage)
@@ -859,24 +863,34 @@ final class PlanBuilder {
                                  work: .kernel(inputs: inputs, output: output, kernel)))
     }
 
-    /// Plain weights reordered once into the layout the primitive chose.
-    private func weightsMemory(_ values: [Float], dims: [Int], userTag: dnnl_format_tag_t,
+    /// Plain weights reordered once into the layout the primitive chose; shared by every plan of
+    /// the model that wants the same step's weights in the same layout.
+    private func weightsMemory(for step: String, _ values: [Float], dims: [Int], userTag: dnnl_format_tag_t,
                                wanted: dnnl_memory_desc_t) throws -> Memory {
-        let user = try constantMemory(values, descriptor: .float32(dims, layout: .tag(userTag)))
-        if user.descriptor.isSameLayout(as: wanted) { return user }
-        let target = try Memory(ownedBufferFor: wanted, context: context)
-        var source = user.descriptor, destination = wanted
-        var handle: dnnl_primitive_desc_t?
-        try dnnlCheck(dnnl_reorder_primitive_desc_create(&handle, &source, context.engine, &destination, context.engine, nil),
-                      "creating a weights reorder")
-        guard let handle else { throw EngineError(.backendFailure, "oneDNN returned no reorder descriptor") }
-        let reorder = try Primitive(PrimitiveDescriptor(adopting: handle), what: "creating a weights reorder")
-        let arguments = [dnnl_exec_arg_t(arg: DNNL_ARG_FROM, memory: user.handle),
-                         dnnl_exec_arg_t(arg: DNNL_ARG_TO, memory: target.handle)]
-        try dnnlCheck(dnnl_primitive_execute(reorder.handle, context.stream, 2, arguments), "reordering weights")
-        try dnnlCheck(dnnl_stream_wait(context.stream), "reordering weights")
-        retained.append(target)
-        return target
+        try weightsCache.memory(for: step, layout: wanted) {
+            let user = try Memory(ownedBufferFor: .float32(dims, layout: .tag(userTag)), context: context)
+            try fill(user, with: values)
+            if user.descriptor.isSameLayout(as: wanted) { return user }
+            let target = try Memory(ownedBufferFor: wanted, context: context)
+            var source = user.descriptor, destination = wanted
+            var handle: dnnl_primitive_desc_t?
+            try dnnlCheck(dnnl_reorder_primitive_desc_create(&handle, &source, context.engine, &destination,
+                                                             context.engine, nil), "creating a weights reorder")
+            guard let handle else { throw EngineError(.backendFailure, "oneDNN returned no reorder descriptor") }
+            let reorder = try Primitive(PrimitiveDescriptor(adopting: handle), what: "creating a weights reorder")
+            let arguments = [dnnl_exec_arg_t(arg: DNNL_ARG_FROM, memory: user.handle),
+                             dnnl_exec_arg_t(arg: DNNL_ARG_TO, memory: target.handle)]
+            try dnnlCheck(dnnl_primitive_execute(reorder.handle, context.stream, 2, arguments), "reordering weights")
+            try dnnlCheck(dnnl_stream_wait(context.stream), "reordering weights")
+            return target
+        }
+    }
+
+    private func fill(_ memory: Memory, with values: [Float]) throws {
+        guard let pointer = memory.dataPointer, memory.descriptor.byteCount == values.count * MemoryLayout<Float>.size else {
+            throw EngineError(.backendFailure, "a constant buffer has the wrong size")
+        }
+        values.withUnsafeBytes { pointer.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
     }
 
     private func constantMemory(_ values: [Float], dims: [Int]) throws -> Memory {
@@ -885,10 +899,7 @@ final class PlanBuilder {
 
     private func constantMemory(_ values: [Float], descriptor: dnnl_memory_desc_t) throws -> Memory {
         let memory = try Memory(ownedBufferFor: descriptor, context: context)
-        guard let pointer = memory.dataPointer, descriptor.byteCount == values.count * MemoryLayout<Float>.size else {
-            throw EngineError(.backendFailure, "a constant buffer has the wrong size")
-        }
-        values.withUnsafeBytes { pointer.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        try fill(memory, with: values)
         retained.append(memory)
         return memory
     }
@@ -1098,6 +1109,23 @@ final class PlanBuilder {
             arena.deallocate()
             throw error
         }
+    }
+}
+
+/// Weights in the layouts plans asked for, by step name: plans for other batch sizes and the
+/// batch workers' plans share one copy. Read-only once made, so any thread may execute with them.
+final class WeightsCache: @unchecked Sendable {
+    private let lock = NSLock()
+    // Guarded by `lock`.
+    private var memories: [String: [Memory]] = [:]
+
+    func memory(for step: String, layout: dnnl_memory_desc_t, make: () throws -> Memory) throws -> Memory {
+        lock.lock()
+        defer { lock.unlock() }
+        if let existing = memories[step]?.first(where: { $0.descriptor.isSameLayout(as: layout) }) { return existing }
+        let memory = try make()
+        memories[step, default: []].append(memory)
+        return memory
     }
 }
 
