@@ -1,20 +1,19 @@
 import CDNNL
 import Foundation
 
-/// A dedicated thread that runs the engine's work one job at a time, so that model loading,
-/// planning and inference never occupy Swift's cooperative thread pool. oneDNN's OpenMP team
-/// is created from this thread with the configured number of threads.
+/// A thread of the engine's own that runs jobs one at a time, so that model loading, planning
+/// and inference never occupy Swift's cooperative thread pool. oneDNN primitives created and
+/// run on it use `openMPThreads` OpenMP threads.
 final class ComputeThread: Sendable {
-    private let queue: JobQueue
+    private let queue = JobQueue()
 
-    init(threadCount: Int) {
-        let queue = JobQueue()
-        self.queue = queue
+    init(name: String, openMPThreads: Int) {
+        let queue = queue
         let thread = Thread {
-            omp_set_num_threads(Int32(threadCount))
+            omp_set_num_threads(Int32(openMPThreads))
             queue.runUntilShutdown()
         }
-        thread.name = "purify-engine"
+        thread.name = name
         thread.stackSize = 16 << 20
         thread.start()
     }
@@ -23,7 +22,7 @@ final class ComputeThread: Sendable {
         queue.shutdown()
     }
 
-    /// Runs `work` on the compute thread and returns its result to the awaiting task.
+    /// Runs `work` on the thread and returns its result to the awaiting task.
     func perform<Result: Sendable>(_ work: @escaping @Sendable () throws -> Result) async throws -> Result {
         try await withCheckedThrowingContinuation { continuation in
             queue.enqueue {
@@ -31,9 +30,62 @@ final class ComputeThread: Sendable {
             }
         }
     }
+
+    /// Queues `job` without waiting for it.
+    func enqueue(_ job: @escaping @Sendable () -> Void) {
+        queue.enqueue(job)
+    }
 }
 
-/// The compute thread's job queue, guarded by a condition variable.
+/// Single-threaded workers that each run their own plans on a share of a batch: no barrier
+/// between layers, and a core that is busy elsewhere delays only the share it holds.
+final class BatchWorkers: Sendable {
+    private let threads: [ComputeThread]
+    /// One oneDNN stream per worker, each used only on its worker's thread.
+    let contexts: [Confined<DNNLContext>]
+
+    var count: Int { threads.count }
+
+    init(count: Int, engine: CPUEngine) throws {
+        threads = (0..<count).map { ComputeThread(name: "purify-engine-batch-\($0)", openMPThreads: 1) }
+        contexts = try (0..<count).map { _ in Confined(try DNNLContext(engine: engine)) }
+    }
+
+    /// Runs `body(worker)` on every worker and returns once all have finished. Blocks the
+    /// calling thread (the engine's compute thread).
+    func runOnAll(_ body: @escaping @Sendable (Int) -> Void) {
+        let group = DispatchGroup()
+        for (index, thread) in threads.enumerated() {
+            group.enter()
+            thread.enqueue {
+                body(index)
+                group.leave()
+            }
+        }
+        group.wait()
+    }
+
+    /// Runs `body` on one worker and waits for it.
+    func run<Result>(on worker: Int, _ body: @escaping @Sendable () throws -> Result) throws -> Result {
+        let outcome = Box<Swift.Result<Result, any Error>>()
+        let group = DispatchGroup()
+        group.enter()
+        threads[worker].enqueue {
+            outcome.value = Swift.Result { try body() }
+            group.leave()
+        }
+        group.wait()
+        guard let result = outcome.value else { throw EngineError(.backendFailure, "a batch worker returned nothing") }
+        return try result.get()
+    }
+}
+
+/// A value handed from a worker thread back to the thread waiting for it (the wait orders the accesses).
+private final class Box<Value>: @unchecked Sendable {
+    var value: Value?
+}
+
+/// A thread's job queue, guarded by a condition variable.
 private final class JobQueue: @unchecked Sendable {
     private let condition = NSCondition()
     // Guarded by `condition`.

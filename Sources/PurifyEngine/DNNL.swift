@@ -9,28 +9,40 @@ func dnnlCheck(_ status: dnnl_status_t, _ what: @autoclosure () -> String) throw
     }
 }
 
-/// A CPU engine and the in-order stream every primitive of the engine runs on.
-final class DNNLContext {
-    let engine: dnnl_engine_t
-    let stream: dnnl_stream_t
+/// oneDNN's CPU engine. Memories and primitives from one engine may be used on any of its streams.
+final class CPUEngine {
+    let handle: dnnl_engine_t
 
     init() throws {
         var engine: dnnl_engine_t?
         try dnnlCheck(dnnl_engine_create(&engine, dnnl_cpu, 0), "creating the oneDNN CPU engine")
         guard let engine else { throw EngineError(.backendFailure, "oneDNN returned no engine") }
+        handle = engine
+    }
+
+    deinit {
+        dnnl_engine_destroy(handle)
+    }
+}
+
+/// The CPU engine and an in-order stream, used by one thread.
+final class DNNLContext {
+    private let cpu: CPUEngine
+    let stream: dnnl_stream_t
+
+    var engine: dnnl_engine_t { cpu.handle }
+
+    init(engine: CPUEngine) throws {
         var stream: dnnl_stream_t?
-        let status = dnnl_stream_create(&stream, engine, dnnl_stream_default_flags.rawValue)
-        guard status == dnnl_success, let stream else {
-            dnnl_engine_destroy(engine)
-            throw EngineError(.backendFailure, "creating a oneDNN stream failed: status \(status.rawValue)")
-        }
-        self.engine = engine
+        try dnnlCheck(dnnl_stream_create(&stream, engine.handle, dnnl_stream_default_flags.rawValue),
+                      "creating a oneDNN stream")
+        guard let stream else { throw EngineError(.backendFailure, "oneDNN returned no stream") }
+        cpu = engine
         self.stream = stream
     }
 
     deinit {
         dnnl_stream_destroy(stream)
-        dnnl_engine_destroy(engine)
     }
 }
 
@@ -224,6 +236,7 @@ private func plainFormatTag(rank: Int) -> dnnl_format_tag_t {
     case 3: dnnl_abc
     case 4: dnnl_abcd
     case 5: dnnl_abcde
-    default: dnnl_abcdef
+    case 6: dnnl_abcdef
+    default: dnnl_abcdefg
     }
 }

@@ -40,6 +40,7 @@ final class ExecutionPlan {
                  timings: StepTimings? = nil) throws {
         for (memory, index) in inputBindings { try memory.bind(inputs[index]) }
         for (memory, index) in outputBindings { try memory.bind(outputs[index]) }
+        timings?.startRun()
         for (index, values) in constantOutputs {
             values.withUnsafeBytes { outputs[index].copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
         }
@@ -66,10 +67,25 @@ final class ExecutionPlan {
 final class StepTimings {
     private(set) var elapsed: [StepCategory: Duration] = [:]
     private(set) var flops: [StepCategory: Double] = [:]
+    /// Per step, in plan order: its name, category, total time and floating-point operations.
+    private(set) var steps: [(name: String, category: StepCategory, elapsed: Duration, flops: Double)] = []
+    private var position = 0
 
     func record(_ step: PlanStep, _ duration: Duration) {
         elapsed[step.category, default: .zero] += duration
         flops[step.category, default: 0] += step.flops
+        if position < steps.count, steps[position].name == step.name {
+            steps[position].elapsed += duration
+            steps[position].flops += step.flops
+        } else {
+            steps.append((step.name, step.category, duration, step.flops))
+        }
+        position += 1
+    }
+
+    /// Marks the start of another run of the same plan.
+    func startRun() {
+        position = 0
     }
 }
 

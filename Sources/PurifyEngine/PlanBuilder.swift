@@ -1,4 +1,5 @@
 import CDNNL
+import Foundation
 
 /// Builds an `ExecutionPlan` for one set of input shapes: walks the lowered graph in order,
 /// infers shapes, creates oneDNN primitives with layouts left to oneDNN (`format_tag_any`),
@@ -28,6 +29,8 @@ final class PlanBuilder {
         var shape: [Int]
         var descriptor: dnnl_memory_desc_t
         var storage: Int
+        /// Where in the storage the activation starts (phases of a split deconvolution).
+        var byteOffset = 0
     }
 
     private enum Argument {
@@ -60,9 +63,12 @@ final class PlanBuilder {
     /// The node being planned, for error messages and liveness checks.
     private var nodeIndex = 0
 
-    init(graph: LoweredGraph, context: DNNLContext) {
+    private let weightsCache: WeightsCache
+
+    init(graph: LoweredGraph, context: DNNLContext, weightsCache: WeightsCache) {
         self.graph = graph
         self.context = context
+        self.weightsCache = weightsCache
     }
 
     func build(inputShapes: [[Int]]) throws -> ExecutionPlan {
@@ -178,7 +184,7 @@ final class PlanBuilder {
     }
 
     private func planConvolution(_ node: LoweredNode, _ convolution: Convolution) throws {
-        var input = try activation(node.inputs[0])
+        let input = try activation(node.inputs[0])
         let shape = activations[input].shape
         guard shape.count == 4, shape[1] == convolution.inputChannels else {
             throw shapeError("input \(shape) does not fit weights \(convolution.weights.shape)")
@@ -208,9 +214,39 @@ final class PlanBuilder {
             return size
         }
         if convolution.transposed {
+            // oneDNN has no output padding: it is less padding at the end.
             padEnd = (0..<2).map { padEnd[$0] - convolution.outputPadding[$0] }
         }
         let outputShape = [shape[0], convolution.outputChannels] + outputSpatial
+        let (fused, sumAddend, afterSum) = try splitAtSum(node.postOps, outputShape: outputShape)
+        let output: Int
+        if sumAddend == nil, afterSum == nil, Self.runsAsSubpixelConvolutions(convolution) {
+            output = try addSubpixelDeconvolution(input: input, convolution, outputShape: outputShape, postOps: fused,
+                                                  name: node.name)
+        } else {
+            let destination = sumAddend.map { activations[$0] }
+            output = try addConvolution(input: input, convolution, padBegin: padBegin, padEnd: padEnd,
+                                        outputShape: outputShape, postOps: fused + (sumAddend == nil ? [] : [.sum]),
+                                        destination: destination.map { ($0.descriptor, $0.storage, $0.byteOffset) },
+                                        name: node.name)
+        }
+        try finishPostOps(node, output: output, afterSum: afterSum)
+    }
+
+    /// Creates one convolution or deconvolution primitive; returns its output activation, placed
+    /// at `destination` (layout, storage, offset) when given (a fused residual sum, a phase of a
+    /// split deconvolution).
+    private func addConvolution(input: Int, _ convolution: Convolution, padBegin: [Int], padEnd: [Int],
+                                outputShape: [Int], postOps: [FusedPostOp],
+                                destination: (dnnl_memory_desc_t, Int, Int)?, name: String,
+                                category: StepCategory? = nil) throws -> Int {
+        let shape = activations[input].shape
+        var (convolution, padBegin, padEnd) = (convolution, padBegin, padEnd)
+        if !convolution.transposed {
+            (convolution, padBegin, padEnd) = Self.trimmingPaddingOnlyTaps(
+                convolution, input: Array(shape[2...]), output: Array(outputShape[2...]), padBegin: padBegin, padEnd: padEnd)
+        }
+        let kernel = convolution.kernel
         let groups = convolution.groups
         let (out, inPerGroup) = (convolution.outputChannels, convolution.inputChannels / groups)
         let weightDims = groups == 1
@@ -222,18 +258,16 @@ final class PlanBuilder {
         case (true, true): dnnl_bacd
         case (true, false): dnnl_acbde
         }
-
-        let (fused, sumAddend, afterSum) = try splitAtSum(node.postOps, outputShape: outputShape)
         var sourceDescriptor = try dnnl_memory_desc_t.float32(shape, layout: Self.activationLayout(channels: shape[1]))
         var weightsDescriptor = try dnnl_memory_desc_t.float32(weightDims, layout: .any)
         var biasDescriptor = try dnnl_memory_desc_t.float32([out])
-        var destinationDescriptor = try sumAddend.map { activations[$0].descriptor }
+        var destinationDescriptor = try destination?.0
             ?? dnnl_memory_desc_t.float32(outputShape, layout: Self.activationLayout(channels: out))
         let strides = convolution.strides.map { Int64($0) }
         let dilations = convolution.dilations.map { Int64($0 - 1) }
         let (left, right) = (padBegin.map { Int64($0) }, padEnd.map { Int64($0) })
         let hasBias = convolution.bias != nil
-        let attributes = try PrimitiveAttributes(postOps: fused + (sumAddend == nil ? [] : [.sum]))
+        let attributes = try PrimitiveAttributes(postOps: postOps)
         let descriptor: PrimitiveDescriptor
         if convolution.transposed {
             var desc = dnnl_deconvolution_desc_t()
@@ -252,28 +286,130 @@ final class PlanBuilder {
             }, "describing the convolution")
             descriptor = try PrimitiveDescriptor(&desc, attributes: attributes, context: context, what: "creating the convolution")
         }
-        input = try inLayout(input, descriptor.memoryDescriptor(dnnl_query_src_md))
-        let weights = try weightsMemory(convolution.weights.floats, dims: weightDims, userTag: userWeightsTag,
+        let source = try inLayout(input, descriptor.memoryDescriptor(dnnl_query_src_md))
+        let weights = try weightsMemory(for: name, convolution.weights.floats, dims: weightDims, userTag: userWeightsTag,
                                         wanted: descriptor.memoryDescriptor(dnnl_query_weights_md))
-        let output: Int
-        if let sumAddend {
-            output = addActivation(shape: outputShape, descriptor: activations[sumAddend].descriptor,
-                                   storage: activations[sumAddend].storage)
+        let output = if let (layout, storage, offset) = destination {
+            addActivation(shape: outputShape, descriptor: layout, storage: storage, byteOffset: offset)
         } else {
-            output = addActivation(shape: outputShape, descriptor: descriptor.memoryDescriptor(dnnl_query_dst_md))
+            addActivation(shape: outputShape, descriptor: descriptor.memoryDescriptor(dnnl_query_dst_md))
         }
-        var arguments: [(Int32, Argument)] = [(DNNL_ARG_SRC, .activation(input)), (DNNL_ARG_WEIGHTS, .fixed(weights)),
+        var arguments: [(Int32, Argument)] = [(DNNL_ARG_SRC, .activation(source)), (DNNL_ARG_WEIGHTS, .fixed(weights)),
                                               (DNNL_ARG_DST, .activation(output))]
         if let bias = convolution.bias {
             arguments.append((DNNL_ARG_BIAS, .fixed(try constantMemory(bias, dims: [out]))))
         }
-        let macs = Double(outputShape.reduce(1, *)) * Double(inPerGroup * kernel.reduce(1, *))
-        let flops = convolution.transposed
-            ? 2 * Double(shape.reduce(1, *)) * Double(out / groups * kernel.reduce(1, *))
-            : 2 * macs
-        try addPrimitive(descriptor, arguments, name: node.name,
-                         category: convolution.transposed ? .deconvolution : .convolution, flops: flops)
-        try finishPostOps(node, output: output, afterSum: afterSum)
+        let multiplyAdds = convolution.transposed
+            ? Double(shape.reduce(1, *)) * Double(out / groups * kernel.reduce(1, *))
+            : Double(outputShape.reduce(1, *)) * Double(inPerGroup * kernel.reduce(1, *))
+        try addPrimitive(descriptor, arguments, name: name,
+                         category: category ?? (convolution.transposed ? .deconvolution : .convolution),
+                         flops: 2 * multiplyAdds)
+        return output
+    }
+
+    /// Drops kernel rows and columns that, at this input size, only ever meet padding (a 3×3
+    /// convolution on a 1×1 input uses its centre tap alone). The result is the same; the plan
+    /// reads fewer weights, which is what the deepest U-Net levels are bound by.
+    private static func trimmingPaddingOnlyTaps(_ convolution: Convolution, input: [Int], output: [Int],
+                                                padBegin: [Int], padEnd: [Int]) -> (Convolution, [Int], [Int]) {
+        let unchanged = (convolution, padBegin, padEnd)
+        let kernel = convolution.kernel
+        var used: [ClosedRange<Int>] = []
+        var (newBegin, newEnd) = (padBegin, padEnd)
+        for axis in 0..<2 {
+            let (stride, dilation) = (convolution.strides[axis], convolution.dilations[axis])
+            let taps = (0..<kernel[axis]).filter { tap in
+                (0..<output[axis]).contains { position in
+                    (0..<input[axis]).contains(position * stride + tap * dilation - padBegin[axis])
+                }
+            }
+            guard let first = taps.first, let last = taps.last else { return unchanged }
+            used.append(first...last)
+            newBegin[axis] = padBegin[axis] - first * dilation
+            newEnd[axis] = (output[axis] - 1) * stride + (last - first) * dilation + 1 - input[axis] - newBegin[axis]
+            guard newBegin[axis] >= 0, newEnd[axis] >= 0 else { return unchanged }
+        }
+        guard used[0].count < kernel[0] || used[1].count < kernel[1] else { return unchanged }
+        let weights = convolution.weights.floats
+        let planes = convolution.weights.shape[0] * convolution.weights.shape[1]
+        var trimmed: [Float] = []
+        trimmed.reserveCapacity(planes * used[0].count * used[1].count)
+        for plane in 0..<planes {
+            for row in used[0] {
+                for column in used[1] { trimmed.append(weights[(plane * kernel[0] + row) * kernel[1] + column]) }
+            }
+        }
+        var result = convolution
+        result.weights = ConstantTensor(floats: trimmed, shape: Array(convolution.weights.shape[..<2]) + [used[0].count, used[1].count])
+        result.pads = newBegin + newEnd
+        return (result, newBegin, newEnd)
+    }
+
+    /// Whether a ConvTranspose is the U-Net's 4×4, stride-2, pad-1 upsampling with channels in
+    /// whole 16-blocks: oneDNN 2.6 runs that as a deconvolution at a fraction of its convolution
+    /// speed, so the plan splits it into four 2×2 convolutions instead.
+    private static func runsAsSubpixelConvolutions(_ convolution: Convolution) -> Bool {
+        convolution.transposed && convolution.groups == 1 && convolution.kernel == [4, 4]
+            && convolution.strides == [2, 2] && convolution.pads == [1, 1, 1, 1] && convolution.autoPad == .explicit
+            && convolution.dilations == [1, 1] && convolution.outputPadding == [0, 0]
+            && convolution.outputChannels % 16 == 0
+    }
+
+    /// A 4×4 stride-2 pad-1 transposed convolution as four stride-1 2×2 convolutions, one per
+    /// output pixel phase (row parity a, column parity b), written side by side in nChw16c and
+    /// interleaved into the output by one reorder. Output pixel (2m + a, 2p + b) takes input rows
+    /// m - 1, m (a = 0; kernel rows 3, 1) or m, m + 1 (a = 1; kernel rows 2, 0), same for columns.
+    private func addSubpixelDeconvolution(input: Int, _ convolution: Convolution, outputShape: [Int],
+                                          postOps: [FusedPostOp], name: String) throws -> Int {
+        let shape = activations[input].shape
+        let (batch, inputs, height, width) = (shape[0], shape[1], shape[2], shape[3])
+        let outputs = convolution.outputChannels
+        let phaseShape = [batch, outputs, height, width]
+        let phaseLayout = try dnnl_memory_desc_t.float32(phaseShape, layout: .tag(dnnl_aBcd16b))
+        let phaseBytes = phaseLayout.byteCount
+        let phases = addStorage(bytes: 0, kind: .arena)
+        let weights = convolution.weights.floats
+        let taps = [[3, 1], [2, 0]]
+        for a in 0..<2 {
+            for b in 0..<2 {
+                var phaseWeights = [Float](repeating: 0, count: outputs * inputs * 4)
+                for output in 0..<outputs {
+                    for input in 0..<inputs {
+                        for row in 0..<2 {
+                            for column in 0..<2 {
+                                phaseWeights[((output * inputs + input) * 2 + row) * 2 + column] =
+                                    weights[((input * outputs + output) * 4 + taps[a][row]) * 4 + taps[b][column]]
+                            }
+                        }
+                    }
+                }
+                let phase = Convolution(transposed: false,
+                                        weights: ConstantTensor(floats: phaseWeights, shape: [outputs, inputs, 2, 2]),
+                                        bias: convolution.bias, strides: [1, 1], dilations: [1, 1],
+                                        pads: [1 - a, 1 - b, a, b], autoPad: .explicit, groups: 1, outputPadding: [0, 0])
+                _ = try addConvolution(input: input, phase, padBegin: [1 - a, 1 - b], padEnd: [a, b],
+                                       outputShape: phaseShape, postOps: postOps,
+                                       destination: (phaseLayout, phases, (a * 2 + b) * phaseBytes),
+                                       name: "\(name) phase \(a)\(b)", category: .deconvolution)
+            }
+        }
+        // Both sides as plain 7-D tensors [n, channel block, m, a, p, b, 16]: the phases are
+        // stored [a][b][n][block][m][p][16], the nChw16c output [n][block][m][a][p][b][16].
+        let blocks = outputs / 16
+        let phaseElements = Int64(batch * blocks * height * width * 16)
+        let dims = [batch, blocks, height, 2, width, 2, 16].map { Int64($0) }
+        let phaseStrides: [Int64] = [Int64(blocks * height * width * 16), Int64(height * width * 16), Int64(width * 16),
+                                     2 * phaseElements, 16, phaseElements, 1]
+        var interleavedView = dnnl_memory_desc_t()
+        try dnnlCheck(dnnl_memory_desc_init_by_strides(&interleavedView, 7, dims, dnnl_f32, phaseStrides),
+                      "describing the deconvolution phases")
+        let source = addActivation(shape: dims.map { Int($0) }, descriptor: interleavedView, storage: phases)
+        let output = addActivation(shape: outputShape, descriptor: try .float32(outputShape, layout: .tag(dnnl_aBcd16b)))
+        let destination = addActivation(shape: dims.map { Int($0) }, descriptor: try .float32(dims.map { Int($0) }),
+                                        storage: activations[output].storage)
+        try addReorder(from: source, to: destination, name: "\(name) interleave", category: .deconvolution)
+        return output
     }
 
     private func planInnerProduct(_ node: LoweredNode, _ product: InnerProduct) throws {
@@ -298,7 +434,7 @@ final class PlanBuilder {
         let descriptor = try PrimitiveDescriptor(&desc, attributes: attributes, context: context,
                                                  what: "creating the inner product")
         input = try inLayout(input, descriptor.memoryDescriptor(dnnl_query_src_md))
-        let weights = try weightsMemory(product.weights, dims: [product.outputs, product.inputs], userTag: dnnl_ab,
+        let weights = try weightsMemory(for: node.name, product.weights, dims: [product.outputs, product.inputs], userTag: dnnl_ab,
                                         wanted: descriptor.memoryDescriptor(dnnl_query_weights_md))
         let output = sumAddend.map {
             addActivation(shape: outputShape, descriptor: activations[$0].descriptor, storage: activations[$0].storage)
@@ -696,7 +832,8 @@ final class PlanBuilder {
         try inLayout(id, .float32(activations[id].shape))
     }
 
-    private func addReorder(from source: Int, to destination: Int, name: String) throws {
+    private func addReorder(from source: Int, to destination: Int, name: String,
+                            category: StepCategory = .reorder) throws {
         var sourceDescriptor = activations[source].descriptor, destinationDescriptor = activations[destination].descriptor
         let attributes = try PrimitiveAttributes()
         var handle: dnnl_primitive_desc_t?
@@ -705,7 +842,7 @@ final class PlanBuilder {
         guard let handle else { throw EngineError(.backendFailure, "oneDNN returned no reorder descriptor") }
         try addPrimitive(PrimitiveDescriptor(adopting: handle),
                          [(DNNL_ARG_FROM, .activation(source)), (DNNL_ARG_TO, .activation(destination))],
-                         name: name, category: .reorder, flops: 0)
+                         name: name, category: category, flops: 0)
     }
 
     private func addPrimitive(_ descriptor: PrimitiveDescriptor, _ arguments: [(Int32, Argument)], name: String,
@@ -726,24 +863,34 @@ final class PlanBuilder {
                                  work: .kernel(inputs: inputs, output: output, kernel)))
     }
 
-    /// Plain weights reordered once into the layout the primitive chose.
-    private func weightsMemory(_ values: [Float], dims: [Int], userTag: dnnl_format_tag_t,
+    /// Plain weights reordered once into the layout the primitive chose; shared by every plan of
+    /// the model that wants the same step's weights in the same layout.
+    private func weightsMemory(for step: String, _ values: [Float], dims: [Int], userTag: dnnl_format_tag_t,
                                wanted: dnnl_memory_desc_t) throws -> Memory {
-        let user = try constantMemory(values, descriptor: .float32(dims, layout: .tag(userTag)))
-        if user.descriptor.isSameLayout(as: wanted) { return user }
-        let target = try Memory(ownedBufferFor: wanted, context: context)
-        var source = user.descriptor, destination = wanted
-        var handle: dnnl_primitive_desc_t?
-        try dnnlCheck(dnnl_reorder_primitive_desc_create(&handle, &source, context.engine, &destination, context.engine, nil),
-                      "creating a weights reorder")
-        guard let handle else { throw EngineError(.backendFailure, "oneDNN returned no reorder descriptor") }
-        let reorder = try Primitive(PrimitiveDescriptor(adopting: handle), what: "creating a weights reorder")
-        let arguments = [dnnl_exec_arg_t(arg: DNNL_ARG_FROM, memory: user.handle),
-                         dnnl_exec_arg_t(arg: DNNL_ARG_TO, memory: target.handle)]
-        try dnnlCheck(dnnl_primitive_execute(reorder.handle, context.stream, 2, arguments), "reordering weights")
-        try dnnlCheck(dnnl_stream_wait(context.stream), "reordering weights")
-        retained.append(target)
-        return target
+        try weightsCache.memory(for: step, layout: wanted) {
+            let user = try Memory(ownedBufferFor: .float32(dims, layout: .tag(userTag)), context: context)
+            try fill(user, with: values)
+            if user.descriptor.isSameLayout(as: wanted) { return user }
+            let target = try Memory(ownedBufferFor: wanted, context: context)
+            var source = user.descriptor, destination = wanted
+            var handle: dnnl_primitive_desc_t?
+            try dnnlCheck(dnnl_reorder_primitive_desc_create(&handle, &source, context.engine, &destination,
+                                                             context.engine, nil), "creating a weights reorder")
+            guard let handle else { throw EngineError(.backendFailure, "oneDNN returned no reorder descriptor") }
+            let reorder = try Primitive(PrimitiveDescriptor(adopting: handle), what: "creating a weights reorder")
+            let arguments = [dnnl_exec_arg_t(arg: DNNL_ARG_FROM, memory: user.handle),
+                             dnnl_exec_arg_t(arg: DNNL_ARG_TO, memory: target.handle)]
+            try dnnlCheck(dnnl_primitive_execute(reorder.handle, context.stream, 2, arguments), "reordering weights")
+            try dnnlCheck(dnnl_stream_wait(context.stream), "reordering weights")
+            return target
+        }
+    }
+
+    private func fill(_ memory: Memory, with values: [Float]) throws {
+        guard let pointer = memory.dataPointer, memory.descriptor.byteCount == values.count * MemoryLayout<Float>.size else {
+            throw EngineError(.backendFailure, "a constant buffer has the wrong size")
+        }
+        values.withUnsafeBytes { pointer.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
     }
 
     private func constantMemory(_ values: [Float], dims: [Int]) throws -> Memory {
@@ -752,10 +899,7 @@ final class PlanBuilder {
 
     private func constantMemory(_ values: [Float], descriptor: dnnl_memory_desc_t) throws -> Memory {
         let memory = try Memory(ownedBufferFor: descriptor, context: context)
-        guard let pointer = memory.dataPointer, descriptor.byteCount == values.count * MemoryLayout<Float>.size else {
-            throw EngineError(.backendFailure, "a constant buffer has the wrong size")
-        }
-        values.withUnsafeBytes { pointer.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        try fill(memory, with: values)
         retained.append(memory)
         return memory
     }
@@ -767,11 +911,12 @@ final class PlanBuilder {
         return storages.count - 1
     }
 
-    private func addActivation(shape: [Int], descriptor: dnnl_memory_desc_t, storage: Int? = nil) -> Int {
+    private func addActivation(shape: [Int], descriptor: dnnl_memory_desc_t, storage: Int? = nil,
+                               byteOffset: Int = 0) -> Int {
         let storage = storage ?? addStorage(bytes: 0, kind: .arena)
-        storages[storage].bytes = max(storages[storage].bytes, descriptor.byteCount)
+        storages[storage].bytes = max(storages[storage].bytes, byteOffset + descriptor.byteCount)
         storages[storage].activations += 1
-        activations.append(Activation(shape: shape, descriptor: descriptor, storage: storage))
+        activations.append(Activation(shape: shape, descriptor: descriptor, storage: storage, byteOffset: byteOffset))
         return activations.count - 1
     }
 
@@ -915,7 +1060,8 @@ final class PlanBuilder {
                 }
                 switch storage.kind {
                 case .arena:
-                    memories.append(try Memory(descriptor: activation.descriptor, handle: arena + storage.offset, context: context))
+                    memories.append(try Memory(descriptor: activation.descriptor, handle: arena + storage.offset + activation.byteOffset,
+                                               context: context))
                 case .input(let index):
                     let memory = try Memory(descriptor: activation.descriptor, handle: nil, context: context)
                     inputBindings.append((memory, index))
@@ -963,6 +1109,23 @@ final class PlanBuilder {
             arena.deallocate()
             throw error
         }
+    }
+}
+
+/// Weights in the layouts plans asked for, by step name: plans for other batch sizes and the
+/// batch workers' plans share one copy. Read-only once made, so any thread may execute with them.
+final class WeightsCache: @unchecked Sendable {
+    private let lock = NSLock()
+    // Guarded by `lock`.
+    private var memories: [String: [Memory]] = [:]
+
+    func memory(for step: String, layout: dnnl_memory_desc_t, make: () throws -> Memory) throws -> Memory {
+        lock.lock()
+        defer { lock.unlock() }
+        if let existing = memories[step]?.first(where: { $0.descriptor.isSameLayout(as: layout) }) { return existing }
+        let memory = try make()
+        memories[step, default: []].append(memory)
+        return memory
     }
 }
 

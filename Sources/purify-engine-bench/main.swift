@@ -86,14 +86,18 @@ do {
         ]
         if options.profile {
             let iterations = max(3, runs / 4)
-            let breakdown = try await model.profile(input, iterations: iterations)
-            result["profile"] = breakdown.map { entry in
-                [
-                    "category": entry.category,
-                    "milliseconds_per_run": entry.seconds * 1000 / Double(iterations),
-                    "gflops_per_second": entry.seconds > 0 ? entry.flops / entry.seconds / 1e9 : 0,
-                ] as [String: Any]
+            let profile = try await model.profile(input, iterations: iterations)
+            func rows(_ entries: [Profile.Entry]) -> [[String: Any]] {
+                entries.map { entry in
+                    [
+                        "name": entry.name,
+                        "milliseconds_per_run": entry.secondsPerRun * 1000,
+                        "gflops_per_second": entry.secondsPerRun > 0 ? entry.flopsPerRun / entry.secondsPerRun / 1e9 : 0,
+                    ]
+                }
             }
+            result["profile"] = rows(profile.categories)
+            result["steps"] = rows(profile.steps)
         }
         print(try json(result))
     }

@@ -77,3 +77,25 @@ struct ModelOutputTests {
         }
     }
 }
+
+@Suite("Batches split between workers")
+struct BatchSplitTests {
+    @Test("a batch split into uneven chunks gives every image its own result")
+    func unevenChunks() async throws {
+        let cases = try Fixtures.cases(for: "classifier.onnx")
+        var inputs: [Float] = [], expected: [Float] = []
+        var images = 0
+        for fixture in cases + cases + cases {
+            inputs += try Fixtures.tensor(fixture.input, shape: fixture.inputShape).values
+            expected += try Fixtures.tensor(fixture.output, shape: fixture.outputShape).values
+            images += fixture.inputShape[0]
+        }
+        // 15 images on 3 threads: chunks of 2, the last one short.
+        let engine = try InferenceEngine(threadCount: 3)
+        let model = try await engine.loadModel(at: Fixtures.path("classifier.onnx"))
+        let output = try await model.run(Tensor(shape: [images, 3, 16, 16], values: inputs))
+        #expect(output.shape == [images, 10])
+        let error = zip(output.values, expected).map { abs($0 - $1) }.max() ?? .infinity
+        #expect(error <= 1e-4)
+    }
+}

@@ -115,7 +115,7 @@ def main() -> None:
         for side, batch, _, _, profile in rows:
             print(f"\nwhere the time goes, 3×{side}×{side} batch {batch} (per run, synchronised after every step):")
             for entry in profile or []:
-                print(f"  {entry['category']:>14}: {entry['milliseconds_per_run']:8.3f} ms"
+                print(f"  {entry['name']:>14}: {entry['milliseconds_per_run']:8.3f} ms"
                       f"  {entry['gflops_per_second']:7.1f} GFLOP/s")
 
 
