@@ -129,11 +129,10 @@ struct ImageProcessor: Sendable {
         }
         let bytes: [UInt8]
         do {
-            bytes = try InputFile.read(atPath: request.inputPath, maxBytes: configuration.decodeLimits.maxBytes,
-                                       followsSymlinks: configuration.followsSymlinks)
+            bytes = try decoder.readFile(atPath: request.inputPath, followsSymlinks: configuration.followsSymlinks)
         } catch {
             timings.read = milliseconds(started.duration(to: clock.now))
-            return failed(error.code, .read, error.message)
+            return failed(error.code.name, .read, error.message)
         }
         input.bytes = bytes.count
         input.sha256 = SHA256.hash(data: bytes).hexString

@@ -2,11 +2,9 @@ public import PurifyImage
 
 #if canImport(Glibc)
 import Glibc
-private let systemRead = Glibc.read
 private let systemWrite = Glibc.write
 #elseif canImport(Darwin)
 import Darwin
-private let systemRead = Darwin.read
 private let systemWrite = Darwin.write
 #endif
 
@@ -149,49 +147,5 @@ enum AtomicFile {
         guard descriptor >= 0 else { throw FileError("open", folder) }
         defer { close(descriptor) }
         if fsync(descriptor) != 0 { throw FileError("fsync", folder) }
-    }
-}
-
-/// Reads input files with the guards a spool needs.
-enum InputFile {
-    /// The failure of ``read(atPath:maxBytes:followsSymlinks:)``: `"io"` or `"too_large"`.
-    struct ReadFailure: Error {
-        let code: String
-        let message: String
-    }
-
-    /// Reads a regular file of at most `maxBytes`, refusing FIFOs and other special files
-    /// without blocking, and symbolic links unless `followsSymlinks`.
-    static func read(atPath path: String, maxBytes: Int, followsSymlinks: Bool) throws(ReadFailure) -> [UInt8] {
-        let flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | (followsSymlinks ? 0 : O_NOFOLLOW)
-        let descriptor = open(path, flags)
-        guard descriptor >= 0 else {
-            if errno == ELOOP && !followsSymlinks { throw ReadFailure(code: "io", message: "\(path) is a symbolic link") }
-            throw ReadFailure(code: "io", message: FileError("open", path).message)
-        }
-        defer { close(descriptor) }
-        var status = stat()
-        guard fstat(descriptor, &status) == 0 else { throw ReadFailure(code: "io", message: FileError("stat", path).message) }
-        guard status.st_mode & S_IFMT == S_IFREG else { throw ReadFailure(code: "io", message: "\(path) is not a regular file") }
-        let size = Int(status.st_size)
-        guard size <= maxBytes else {
-            throw ReadFailure(code: "too_large", message: "\(path) has \(size) bytes, more than the limit of \(maxBytes)")
-        }
-        var readError: Int32 = 0
-        let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
-            while initialized < size {
-                let count = systemRead(descriptor, buffer.baseAddress! + initialized, size - initialized)
-                if count > 0 {
-                    initialized += count
-                } else if count == 0 {
-                    break  // the file shrank: the decoder reports what is missing
-                } else if errno != EINTR {
-                    readError = errno
-                    break
-                }
-            }
-        }
-        if readError != 0 { throw ReadFailure(code: "io", message: FileError("read", path, errno: readError).message) }
-        return bytes
     }
 }
