@@ -112,10 +112,12 @@ public final class Pipeline: Sendable {
                 self.committed.finish()
             }
         }
-        // After a cancellation: release anyone still waiting on a queue.
-        for channel in [requests.finish, batches.finish, purified.finish, finished.finish, committed.finish] as [() -> Void] {
-            channel()
-        }
+        // After a cancellation, release anyone still waiting on a queue (a no-op otherwise).
+        requests.finish()
+        batches.finish()
+        purified.finish()
+        finished.finish()
+        committed.finish()
         pool.shutdown()
     }
 
