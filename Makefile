@@ -78,3 +78,20 @@ check-systemd:
 
 clean:
 	rm -rf .build var
+
+# Engine benchmark: PurifyEngine vs ONNX Runtime on the ngf=64 residual U-Net (bench/engine/README.md).
+BENCH_THREADS ?= $(shell nproc)
+.PHONY: bench-engine
+bench-engine: venv
+	$(SWIFT) build -c release --scratch-path .build-engine --product purify-engine-bench
+	$(PY) bench/engine/bench.py --threads $(BENCH_THREADS) --engine .build-engine/release/purify-engine-bench
+
+# Pipeline benchmark: `purify` over 10,000 MNIST PNGs and 500 256×256 JPEGs against engine-only
+# throughput at the same batch size, with peak RSS (bench/pipeline/README.md).
+BENCH_BATCH ?= 16
+.PHONY: bench-pipeline
+bench-pipeline: venv
+	$(SWIFT) build -c release --scratch-path .build-pipeline --product purify
+	$(SWIFT) build -c release --scratch-path .build-pipeline --product purify-engine-bench
+	$(PY) bench/pipeline/bench.py --threads $(BENCH_THREADS) --batch $(BENCH_BATCH) \
+	  --purify .build-pipeline/release/purify --engine .build-pipeline/release/purify-engine-bench

@@ -13,15 +13,36 @@ let package = Package(
     name: "purifyd",
     platforms: [.macOS(.v15)],
     products: [
+        .library(name: "PurifyEngine", targets: ["PurifyEngine"]),
         .library(name: "PurifyImage", targets: ["PurifyImage"]),
+        .library(name: "PurifyPipeline", targets: ["PurifyPipeline"]),
         .library(name: "PurifyDaemon", targets: ["PurifyDaemon"]),
+        .executable(name: "purify", targets: ["purify"]),
     ],
     dependencies: [
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
-        .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
     ],
     targets: [
+        .systemLibrary(name: "CDNNL"),
+        .target(
+            name: "PurifyEngine",
+            dependencies: [
+                "CDNNL",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            exclude: ["ONNX/regenerate.sh"],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "purify-engine-bench",
+            dependencies: ["PurifyEngine"],
+            swiftSettings: swiftSettings
+        ),
         // libjpeg(-turbo) and libpng behind prefixed `pcodec_` shims; setjmp/longjmp stay in C.
         // Debian: libjpeg-dev, libpng-dev, zlib1g-dev (-ljpeg, -lpng16, -lz; zlib for PNG chunk CRCs).
         .target(
@@ -35,6 +56,25 @@ let package = Package(
         .target(
             name: "PurifyImage",
             dependencies: ["CImageCodecs"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "PurifyPipeline",
+            dependencies: [
+                "PurifyEngine",
+                "PurifyImage",
+                .product(name: "TOMLKit", package: "TOMLKit"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            resources: [.copy("Resources/report.schema.json")],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "purify",
+            dependencies: [
+                "PurifyPipeline",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
             swiftSettings: swiftSettings
         ),
         // Prefixed C shims for what Swift's Glibc module does not import because it needs
@@ -53,8 +93,23 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "PurifyEngineTests",
+            dependencies: ["PurifyEngine"],
+            exclude: ["Fixtures/make_fixtures.py"],
+            resources: [.copy("Fixtures")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "PurifyImageTests",
             dependencies: ["PurifyImage"],
+            exclude: ["Fixtures"],
+            swiftSettings: swiftSettings
+        ),
+        // Runs the real `purify` binary too (built by `swift test` as a product of this package)
+        // and validates reports with the project's Python venv (`jsonschema`, see `make venv`).
+        .testTarget(
+            name: "PurifyPipelineTests",
+            dependencies: ["PurifyPipeline", "PurifyImage", "PurifyEngine"],
             exclude: ["Fixtures"],
             swiftSettings: swiftSettings
         ),

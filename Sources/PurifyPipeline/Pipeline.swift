@@ -1,0 +1,265 @@
+import PurifyEngine
+import PurifyImage
+import Synchronization
+
+/// Purifies images: decode → batch → purify → classify → encode → commit, each stage joined
+/// to the next by a bounded queue, so that a slow stage holds the ones before it back and
+/// nothing buffers without bound.
+///
+/// Feed it with ``submit(_:)`` (which suspends while the pipeline is full) and end the input
+/// with ``finishInput()``; take ``results`` as they are committed; keep ``run()`` running
+/// meanwhile (it returns once the input is finished and drained). Model runs happen on the
+/// engine's compute thread; file I/O and per-image work on the pipeline's own threads; never
+/// on Swift's cooperative pool. ``process(_:onResult:)`` does all of that for a list of files.
+///
+/// Images are purified at their own size, reflect-padded (centered) to the bundle's multiple
+/// and cropped back, or resized to the trained size and back for a fixed-size purifier; they
+/// are converted to the bundle's channels (gray ⇄ RGB) and back; alpha is set aside and put
+/// back. Images of one padded shape share batches.
+public final class Pipeline: Sendable {
+    /// The models.
+    public let bundle: ModelBundle
+    /// Batching, encoding and classification settings.
+    public let configuration: PipelineConfiguration
+    private let committer: any ResultCommitter
+    private let processor: ImageProcessor
+    private let requests: BoundedChannel<PurificationRequest>
+    private let batches: BoundedChannel<PurifierBatch>
+    private let purified: BoundedChannel<PurifiedBatch>
+    private let finished: BoundedChannel<FinishedImage>
+    private let committed: BoundedChannel<PurificationResult>
+    private let started = Mutex(false)
+
+    /// A pipeline over `bundle` that hands its results to `committer`.
+    ///
+    /// - Throws: ``PipelineError/invalidConfiguration(_:)`` for a setting out of range, or
+    ///   classification asked of a bundle without a classifier.
+    public init(bundle: ModelBundle, configuration: PipelineConfiguration, committer: any ResultCommitter) throws(PipelineError) {
+        func invalid(_ message: String) -> PipelineError { .invalidConfiguration(message) }
+        guard configuration.maxBatchSize >= 1 else { throw invalid("the batch size must be at least 1") }
+        guard configuration.maxBatchDelay >= .zero else { throw invalid("the batch delay must not be negative") }
+        guard configuration.queueCapacity >= 1 else { throw invalid("the queue capacity must be at least 1") }
+        guard configuration.ioThreadCount >= 1 else { throw invalid("the I/O thread count must be at least 1") }
+        guard configuration.topK >= 1 else { throw invalid("top-k must be at least 1") }
+        guard (1...100).contains(configuration.encodeOptions.jpegQuality) else {
+            throw invalid("the JPEG quality must be in 1...100, not \(configuration.encodeOptions.jpegQuality)")
+        }
+        if configuration.classifies && bundle.classifier == nil {
+            throw invalid("bundle '\(bundle.manifest.name)' has no classifier")
+        }
+        self.bundle = bundle
+        self.configuration = configuration
+        self.committer = committer
+        processor = ImageProcessor(bundle: bundle, configuration: configuration)
+        let capacity = configuration.queueCapacity
+        let batchCapacity = max(1, capacity / configuration.maxBatchSize)
+        requests = BoundedChannel(capacity: capacity)
+        batches = BoundedChannel(capacity: batchCapacity)
+        purified = BoundedChannel(capacity: batchCapacity)
+        finished = BoundedChannel(capacity: capacity)
+        committed = BoundedChannel(capacity: capacity)
+    }
+
+    /// Queues a file, suspending while the pipeline is full.
+    ///
+    /// - Throws: ``PipelineError/closed`` after ``finishInput()`` or once ``run()`` has ended;
+    ///   `CancellationError` if the calling task is cancelled while waiting.
+    public func submit(_ request: PurificationRequest) async throws {
+        try await requests.send(request)
+    }
+
+    /// Ends the input: ``run()`` returns once everything submitted has been committed.
+    public func finishInput() {
+        requests.finish()
+    }
+
+    /// Results in the order they are committed, one per submitted request; the sequence ends
+    /// when ``run()`` returns. Consume it while the pipeline runs: an unread result holds the
+    /// pipeline back once `queueCapacity` of them wait.
+    public var results: PipelineResults { PipelineResults(channel: committed) }
+
+    /// Runs the stages until the input is finished and drained, or the task is cancelled
+    /// (then in-flight items are abandoned, uncommitted). Call it once.
+    public func run() async throws(PipelineError) {
+        let alreadyStarted = started.withLock { started in
+            defer { started = true }
+            return started
+        }
+        guard !alreadyStarted else { throw .alreadyRunning }
+        let pool = BlockingThreadPool(threadCount: configuration.ioThreadCount, name: "purify-io")
+        let batcher = DynamicBatcher(output: batches, maxBatchSize: configuration.maxBatchSize,
+                                     maxDelay: configuration.maxBatchDelay, maxPending: configuration.queueCapacity)
+        let workers = configuration.ioThreadCount
+        await withDiscardingTaskGroup { group in
+            group.addTask {
+                await withDiscardingTaskGroup { decoders in
+                    for _ in 0..<workers { decoders.addTask { await self.decode(on: pool, into: batcher) } }
+                }
+                await batcher.finish()
+            }
+            group.addTask {
+                await self.purify(on: pool)
+                self.purified.finish()
+            }
+            group.addTask {
+                await self.classify(on: pool)
+                self.finished.finish()
+            }
+            group.addTask {
+                await withDiscardingTaskGroup { committers in
+                    for _ in 0..<workers { committers.addTask { await self.commit(on: pool) } }
+                }
+                self.committed.finish()
+            }
+        }
+        // After a cancellation, release anyone still waiting on a queue (a no-op otherwise).
+        requests.finish()
+        batches.finish()
+        purified.finish()
+        finished.finish()
+        committed.finish()
+        pool.shutdown()
+    }
+
+    // MARK: Stages
+
+    private func decode(on pool: BlockingThreadPool, into batcher: DynamicBatcher) async {
+        let processor = processor
+        while let request = await requests.next() {
+            let prepared = await pool.run { processor.prepare(request) }
+            do {
+                switch prepared {
+                case .decoded(let image): try await batcher.add(image)
+                case .failed(let failure): try await finished.send(.failed(failure))
+                }
+            } catch {
+                return  // the pipeline is stopping
+            }
+        }
+    }
+
+    private func purify(on pool: BlockingThreadPool) async {
+        let processor = processor
+        let clock = ContinuousClock()
+        while var batch = await batches.next() {
+            batch.dequeued = clock.now
+            let tensor = await pool.run { [batch] in processor.purifierTensor(for: batch) }
+            let output: Tensor
+            do {
+                output = try await bundle.purifier.run(tensor)
+            } catch {
+                let failures = batch.images.map { $0.failing(stage: .purify, message: "\(error)", batchSize: batch.images.count) }
+                guard await send(failures) else { return }
+                continue
+            }
+            let result = PurifiedBatch(batch: batch, output: output, purifyTime: batch.dequeued.duration(to: clock.now))
+            guard (try? await purified.send(result)) != nil else { return }
+        }
+    }
+
+    private func classify(on pool: BlockingThreadPool) async {
+        let processor = processor
+        let clock = ContinuousClock()
+        while let batch = await purified.next() {
+            var (images, classifierInput) = await pool.run { processor.split(batch) }
+            var verdicts: [PurificationReport.Classification?] = Array(repeating: nil, count: images.count)
+            if let classifierInput, let classifier = bundle.classifier {
+                let start = clock.now
+                let verdictsRead: [PurificationReport.Classification]
+                do {
+                    let output = try await classifier.run(classifierInput)
+                    guard let read = processor.classifications(from: output, count: images.count) else {
+                        throw ClassifierOutputError(shape: output.shape)
+                    }
+                    verdictsRead = read
+                } catch {
+                    let failures = images.map {
+                        $0.failing(.init(code: "inference", stage: .classify, message: "\(error)"), $0.source.timings)
+                    }
+                    guard await send(failures) else { return }
+                    continue
+                }
+                let elapsed = milliseconds(start.duration(to: clock.now))
+                for index in images.indices { images[index].source.timings.classify = elapsed }
+                verdicts = verdictsRead
+            }
+            for (image, verdict) in zip(images, verdicts) {
+                guard (try? await finished.send(.purified(image, verdict))) != nil else { return }
+            }
+        }
+    }
+
+    private func commit(on pool: BlockingThreadPool) async {
+        let processor = processor
+        let committer = committer
+        while let item = await finished.next() {
+            let result = await pool.run { processor.commit(item, to: committer) }
+            guard (try? await committed.send(result)) != nil else { return }
+        }
+    }
+
+    /// Sends failures on to the commit stage; false when the pipeline is stopping.
+    private func send(_ failures: [FailedImage]) async -> Bool {
+        for failure in failures {
+            guard (try? await finished.send(.failed(failure))) != nil else { return false }
+        }
+        return true
+    }
+}
+
+/// The classifier returned something other than a finite row of class scores per image.
+struct ClassifierOutputError: Error, CustomStringConvertible {
+    let shape: [Int]
+
+    var description: String { "the classifier returned non-finite scores or shape \(shape)" }
+}
+
+/// A pipeline's results as they are committed; see ``Pipeline/results``.
+public struct PipelineResults: AsyncSequence, Sendable {
+    public typealias Element = PurificationResult
+    public typealias Failure = Never
+
+    fileprivate let channel: BoundedChannel<PurificationResult>
+
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(channel: channel)
+    }
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        fileprivate let channel: BoundedChannel<PurificationResult>
+
+        public mutating func next() async -> PurificationResult? {
+            await channel.next()
+        }
+    }
+}
+
+extension Pipeline {
+    /// Runs the pipeline over `requests` and calls `onResult` with each result as it is
+    /// committed; returns when all are. Use it instead of ``run()``, on a fresh pipeline.
+    public func process(_ requests: [PurificationRequest],
+                        onResult: (PurificationResult) -> Void) async throws(PipelineError) {
+        let outcome: Result<Void, PipelineError> = await withTaskGroup(of: Result<Void, PipelineError>.self) { group in
+            group.addTask {
+                do throws(PipelineError) {
+                    try await self.run()
+                    return .success(())
+                } catch {
+                    return .failure(error)
+                }
+            }
+            group.addTask {
+                for request in requests {
+                    do { try await self.submit(request) } catch { break }  // run() ended early
+                }
+                self.finishInput()
+                return .success(())
+            }
+            for await result in results { onResult(result) }
+            var outcome: Result<Void, PipelineError> = .success(())
+            for await child in group { if case .failure = child { outcome = child } }
+            return outcome
+        }
+        try outcome.get()
+    }
+}
