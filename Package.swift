@@ -14,12 +14,15 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "PurifyImage", targets: ["PurifyImage"]),
+        .library(name: "PurifyControl", targets: ["PurifyControl"]),
         .library(name: "PurifyDaemon", targets: ["PurifyDaemon"]),
+        .executable(name: "purifyctl", targets: ["purifyctl"]),
     ],
     dependencies: [
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [
         // libjpeg(-turbo) and libpng behind prefixed `pcodec_` shims; setjmp/longjmp stay in C.
@@ -41,14 +44,28 @@ let package = Package(
         // _GNU_SOURCE: SO_PEERCRED's struct ucred, SO_PEERGROUPS, accept4, renameat2
         // (RENAME_NOREPLACE), eventfd, pthread_setname_np.
         .target(name: "CPurifySystem"),
+        // What both ends of the control socket share: the JSON-lines protocol and the client.
+        .target(
+            name: "PurifyControl",
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "PurifyDaemon",
             dependencies: [
                 "CPurifySystem",
+                "PurifyControl",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "purifyctl",
+            dependencies: [
+                "PurifyControl",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -62,8 +79,20 @@ let package = Package(
             name: "PurifyDaemonTests",
             dependencies: [
                 "PurifyDaemon",
+                "PurifyControl",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Runs the built purifyctl binary too: depending on it makes `swift test` build it.
+        .testTarget(
+            name: "PurifyControlTests",
+            dependencies: [
+                "PurifyControl",
+                "purifyctl",
+                "PurifyDaemon",
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
