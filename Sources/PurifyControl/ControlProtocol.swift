@@ -39,13 +39,20 @@ public struct ControlRequest: Sendable, Equatable {
 
     /// A line that is not a valid request: the error to reply with, and the request's `id` when
     /// one could be read.
-    struct Rejection: Error {
-        var id: JSONValue
-        var error: ControlError
+    public struct Rejection: Error, Sendable, Equatable {
+        public var id: JSONValue
+        public var error: ControlError
+    }
+
+    /// The request as one line, newline included; `args` is left out when empty.
+    public var line: String {
+        var members: [String: JSONValue] = ["id": id, "cmd": .string(command.rawValue)]
+        if !arguments.isEmpty { members["args"] = .object(arguments) }
+        return JSONValue.object(members).serialized(leadingKeys: ["id", "cmd"]) + "\n"
     }
 
     /// Parses one line (without its newline).
-    static func parse(_ line: some Collection<UInt8>) -> Result<ControlRequest, Rejection> {
+    public static func parse(_ line: some Collection<UInt8>) -> Result<ControlRequest, Rejection> {
         guard let value = try? JSONDecoder().decode(JSONValue.self, from: Data(line)), case .object(let members) = value else {
             return .failure(Rejection(id: .null, error: .malformed("the request is not a JSON object on one line")))
         }
@@ -71,7 +78,7 @@ public struct ControlRequest: Sendable, Equatable {
 }
 
 /// An error reply: `{"id":…,"ok":false,"error":{"code":…,"message":…}}`.
-public struct ControlError: Error, Sendable, Equatable, CustomStringConvertible {
+public struct ControlError: Error, Sendable, Hashable, CustomStringConvertible {
     /// A stable, machine-readable code (see the static constants).
     public var code: String
     /// A description for humans.
@@ -99,27 +106,71 @@ public struct ControlError: Error, Sendable, Equatable, CustomStringConvertible 
     public var description: String { "\(code): \(message)" }
 }
 
-/// Answers control requests; the daemon plugs its state in through one of these.
-public protocol ControlCommandHandler: Sendable {
-    /// Returns the reply's fields (besides `id` and `ok`, which the server adds), or throws the
-    /// error to reply with.
-    func handle(_ request: ControlRequest) async throws(ControlError) -> [String: JSONValue]
-}
+/// One reply line: `{"id":…,"ok":true,…fields}` or `{"id":…,"ok":false,"error":{…}}`.
+public struct ControlReply: Sendable, Equatable {
+    /// The request's `id`, or null when the request could not be read (or was never read: a
+    /// refused peer, a busy server).
+    public var id: JSONValue
+    /// The reply's fields besides `id` and `ok`, or the error it carries.
+    public var result: Result<[String: JSONValue], ControlError>
 
-enum ControlReply {
-    static func success(id: JSONValue, fields: [String: JSONValue]) -> String {
-        var members = fields
-        members["id"] = id
-        members["ok"] = .bool(true)
-        return JSONValue.object(members).serialized(leadingKeys: ["id", "ok"]) + "\n"
+    public init(id: JSONValue, result: Result<[String: JSONValue], ControlError>) {
+        self.id = id
+        self.result = result
     }
 
-    static func failure(id: JSONValue, error: ControlError) -> String {
-        let members: [String: JSONValue] = [
-            "id": id,
-            "ok": .bool(false),
-            "error": .object(["code": .string(error.code), "message": .string(error.message)]),
-        ]
-        return JSONValue.object(members).serialized(leadingKeys: ["id", "ok"]) + "\n"
+    /// A success reply carrying `fields` (an `id` or `ok` among them is overridden).
+    public static func success(id: JSONValue, fields: [String: JSONValue]) -> ControlReply {
+        ControlReply(id: id, result: .success(fields))
+    }
+
+    /// An error reply.
+    public static func failure(id: JSONValue, error: ControlError) -> ControlReply {
+        ControlReply(id: id, result: .failure(error))
+    }
+
+    /// The whole reply as a JSON object, `id` and `ok` included.
+    public var json: JSONValue {
+        var members: [String: JSONValue]
+        switch result {
+        case .success(let fields):
+            members = fields
+            members["ok"] = .bool(true)
+        case .failure(let error):
+            members = ["ok": .bool(false), "error": .object(["code": .string(error.code), "message": .string(error.message)])]
+        }
+        members["id"] = id
+        return .object(members)
+    }
+
+    /// The reply as one line, leading with `id` and `ok`, newline included.
+    public var line: String {
+        json.serialized(leadingKeys: ["id", "ok"]) + "\n"
+    }
+
+    /// A line that is not a valid reply, and why.
+    public struct Malformed: Error, Sendable, Equatable, CustomStringConvertible {
+        public var reason: String
+        public var description: String { reason }
+    }
+
+    /// Parses one line (without its newline).
+    public static func parse(_ line: some Collection<UInt8>) -> Result<ControlReply, Malformed> {
+        guard let value = try? JSONDecoder().decode(JSONValue.self, from: Data(line)), case .object(var members) = value else {
+            return .failure(Malformed(reason: "the reply is not a JSON object on one line"))
+        }
+        let id = members.removeValue(forKey: "id") ?? .null
+        switch members.removeValue(forKey: "ok") {
+        case .bool(true)?:
+            return .success(.success(id: id, fields: members))
+        case .bool(false)?:
+            guard case .object(let error)? = members["error"], case .string(let code)? = error["code"] else {
+                return .failure(Malformed(reason: "an error reply without an \"error\" object holding a string \"code\""))
+            }
+            let message: String = if case .string(let message)? = error["message"] { message } else { "" }
+            return .success(.failure(id: id, error: ControlError(code: code, message: message)))
+        default:
+            return .failure(Malformed(reason: "the reply has no boolean \"ok\""))
+        }
     }
 }
