@@ -9,7 +9,7 @@ DEB_PACKAGES := libdnnl-dev libjpeg-dev libpng-dev zlib1g-dev libinotifytools0-d
 DATASET ?= mnist
 TRAIN := PYTHONPATH=training $(PY) -m purifyd_train
 
-.PHONY: deps debs venv build release test test-swift test-python run clean train evaluate install-daemon-files check-systemd
+.PHONY: deps debs venv build release test test-swift test-python run install clean train evaluate install-daemon-files check-systemd
 
 deps: debs venv
 
@@ -56,18 +56,88 @@ train: venv
 evaluate: venv
 	$(TRAIN) evaluate --dataset $(DATASET) $(if $(QUICK),--quick,)
 
+# Extra `swift build` options for run and install, e.g. SWIFT_FLAGS="--scratch-path .build-x".
+SWIFT_FLAGS ?=
+BINDIR ?= $(PREFIX)/bin
+BUNDLE_DIR ?= $(PREFIX)/share/purifyd/models
+# Every bundle under models/ (a folder with a bundle.toml).
+BUNDLES ?= $(patsubst %/bundle.toml,%,$(wildcard models/*/bundle.toml))
+
+# `make run`: purifyd in the foreground on var/purifyd.toml (rewritten each time), with its
+# inbox, outbox, spool, state and control socket under var/ and the bundle RUN_BUNDLE.
+# Ctrl-C drains what is in flight and stops it.
+RUN_BUNDLE ?= models/mnist
+RUN_CONFIGURATION ?= debug
+RUN_VAR := $(CURDIR)/var
+
+define RUN_CONFIG
+# Written by `make run` (each run rewrites it): purifyd on the repository's var/ folder.
+state_directory = "$(RUN_VAR)/state"
+control_socket = "$(RUN_VAR)/run/control.sock"
+drain_deadline_s = 10
+log_level = "info"
+
+[[inbox]]
+name = "$(notdir $(abspath $(RUN_BUNDLE)))"
+path = "$(RUN_VAR)/inbox"
+outbox = "$(RUN_VAR)/outbox"
+spool_dir = "$(RUN_VAR)/spool"
+bundle = "$(abspath $(RUN_BUNDLE))"
+endef
+export RUN_CONFIG
+
+run: debs
+	@test -f $(RUN_BUNDLE)/bundle.toml || { echo "make run: no model bundle at $(RUN_BUNDLE) (models/mnist ships with the repository; or RUN_BUNDLE=DIR)" >&2; exit 66; }
+	$(SWIFT) build -c $(RUN_CONFIGURATION) $(SWIFT_FLAGS) --product purifyd
+	$(SWIFT) build -c $(RUN_CONFIGURATION) $(SWIFT_FLAGS) --product purifyctl
+	@mkdir -p var/inbox var/outbox var/run
+	@printf '%s\n' "$$RUN_CONFIG" > var/purifyd.toml
+	@bin=$$($(SWIFT) build -c $(RUN_CONFIGURATION) $(SWIFT_FLAGS) --show-bin-path) && \
+	echo && \
+	echo "purifyd $$($$bin/purifyd --version) on var/purifyd.toml, bundle $(RUN_BUNDLE)" && \
+	echo "  drop PNG or JPEG files into  var/inbox/   (cp x.png var/inbox/, or write elsewhere and mv in)" && \
+	echo "  purified images and reports  var/outbox/  (<name>.json, written last)" && \
+	echo "  files that failed            var/spool/failed/  (<name>.error.json says why)" && \
+	echo "  query it                     $$bin/purifyctl --socket var/run/control.sock status" && \
+	echo "                               (also stats, metrics, pause, resume, rescan, reload, drain)" && \
+	echo "  stop it                      Ctrl-C (finishes the files in flight)" && \
+	echo && \
+	exec $$bin/purifyd --config var/purifyd.toml
+
+# `make install` (PREFIX=/usr/local, DESTDIR for staging): release binaries in $(BINDIR), every
+# bundle under models/ in $(BUNDLE_DIR)/<name>, and the unit, sysusers, tmpfiles and example
+# configuration (install-daemon-files). Then: systemd-sysusers; systemd-tmpfiles --create;
+# systemctl daemon-reload; systemctl enable --now purifyd.
+install: debs install-daemon-files
+	$(SWIFT) build -c release $(SWIFT_FLAGS) --product purifyd
+	$(SWIFT) build -c release $(SWIFT_FLAGS) --product purifyctl
+	$(SWIFT) build -c release $(SWIFT_FLAGS) --product purify
+	@bin=$$($(SWIFT) build -c release $(SWIFT_FLAGS) --show-bin-path) && \
+	for program in purifyd purifyctl purify; do \
+	  install -D -m 0755 $$bin/$$program $(DESTDIR)$(BINDIR)/$$program || exit 1; \
+	done
+	install -D -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/purifyd/README.md
+	@for bundle in $(BUNDLES); do \
+	  target=$(DESTDIR)$(BUNDLE_DIR)/$$(basename $$bundle); \
+	  echo "installing bundle $$bundle in $$target"; \
+	  rm -rf $$target && mkdir -p $$target && cp -R $$bundle/. $$target/ && chmod -R u=rwX,go=rX $$target || exit 1; \
+	done
+
 # The daemon's systemd unit, sysusers and tmpfiles snippets and example configuration, in the
 # places systemd searches under /usr/local (an existing configuration is never overwritten).
+# The unit's ExecStart and the configuration's bundle follow BINDIR and BUNDLE_DIR.
 UNIT_DIR ?= $(PREFIX)/lib/systemd/system
 SYSUSERS_DIR ?= $(PREFIX)/lib/sysusers.d
 TMPFILES_DIR ?= $(PREFIX)/lib/tmpfiles.d
 CONFIG_DIR ?= /etc/purifyd
 
 install-daemon-files:
-	install -D -m 0644 systemd/purifyd.service $(DESTDIR)$(UNIT_DIR)/purifyd.service
+	sed 's|/usr/local/bin/purifyd|$(BINDIR)/purifyd|' systemd/purifyd.service | install -D -m 0644 /dev/stdin $(DESTDIR)$(UNIT_DIR)/purifyd.service
 	install -D -m 0644 systemd/purifyd.sysusers $(DESTDIR)$(SYSUSERS_DIR)/purifyd.conf
 	install -D -m 0644 systemd/purifyd.tmpfiles $(DESTDIR)$(TMPFILES_DIR)/purifyd.conf
-	test -e $(DESTDIR)$(CONFIG_DIR)/purifyd.toml || install -D -m 0644 etc/purifyd/purifyd.toml $(DESTDIR)$(CONFIG_DIR)/purifyd.toml
+	test -e $(DESTDIR)$(CONFIG_DIR)/purifyd.toml || \
+	  sed 's|^bundle = "/usr/local/share/purifyd/models/|bundle = "$(BUNDLE_DIR)/|' etc/purifyd/purifyd.toml | \
+	  install -D -m 0644 /dev/stdin $(DESTDIR)$(CONFIG_DIR)/purifyd.toml
 
 # `systemd-analyze verify` insists that ExecStart's binary exists: check a copy of the unit
 # pointing at /bin/true, then print the exposure score.

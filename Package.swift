@@ -20,6 +20,7 @@ let package = Package(
         .library(name: "PurifyDaemon", targets: ["PurifyDaemon"]),
         .executable(name: "purify", targets: ["purify"]),
         .executable(name: "purifyctl", targets: ["purifyctl"]),
+        .executable(name: "purifyd", targets: ["purifyd"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
@@ -93,10 +94,22 @@ let package = Package(
             dependencies: [
                 "CPurifySystem",
                 "PurifyControl",
+                "PurifyPipeline",
+                "PurifyEngine",
+                "PurifyImage",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The daemon: argument parsing only; DaemonLauncher (PurifyDaemon) does the rest.
+        .executableTarget(
+            name: "purifyd",
+            dependencies: [
+                "PurifyDaemon",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -147,6 +160,18 @@ let package = Package(
                 "purifyctl",
                 "PurifyDaemon",
                 .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Runs the built purifyd binary on real folders and a real socket (depending on it makes
+        // `swift test` build it), with the pipeline tests' random-weight fixture bundle.
+        .testTarget(
+            name: "PurifydTests",
+            dependencies: [
+                "purifyd",
+                "PurifyControl",
+                "PurifyImage",
+                "PurifyPipeline",
             ],
             swiftSettings: swiftSettings
         ),

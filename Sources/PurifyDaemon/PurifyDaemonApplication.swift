@@ -24,6 +24,7 @@ public struct PurifyDaemonApplication: Service {
     /// One service per configured inbox, in the configuration's order.
     public let inboxes: [InboxService]
     private let pipeline: (any PipelineControl)?
+    private let backgroundServices: [any Service]
     private let version: String
     private let environment: [String: String]
     private let logger: Logger
@@ -32,13 +33,16 @@ public struct PurifyDaemonApplication: Service {
     ///   - processor: Receives every claimed file (the pipeline's entry point).
     ///   - pipeline: Answers `stats`, `reload` and SIGHUP, and adds to `status` and `metrics`.
     ///   - environment: The process environment (`NOTIFY_SOCKET`, `WATCHDOG_USEC`, …).
+    ///   - backgroundServices: What the inboxes depend on (``PurificationService``, which runs
+    ///     the pipelines): run beside the rest, shut down after the inboxes have drained.
     public init(
         configuration: DaemonConfiguration,
         processor: any ClaimedFileProcessor,
         pipeline: (any PipelineControl)?,
         version: String,
         environment: [String: String],
-        logger: Logger
+        logger: Logger,
+        backgroundServices: [any Service] = []
     ) throws(DaemonError) {
         self.configuration = configuration
         var inboxes: [InboxService] = []
@@ -47,6 +51,7 @@ public struct PurifyDaemonApplication: Service {
         }
         self.inboxes = inboxes
         self.pipeline = pipeline
+        self.backgroundServices = backgroundServices
         self.version = version
         self.environment = environment
         self.logger = logger
@@ -87,8 +92,9 @@ public struct PurifyDaemonApplication: Service {
         let control = try ControlServer(configuration: controlConfiguration, handler: handler, logger: logger)
 
         // Shut down in reverse order: STOPPING=1 first, then the control socket, then the
-        // inboxes drain.
-        var services: [any Service] = inboxes
+        // inboxes drain, then the background services (the pipelines) finish.
+        var services: [any Service] = backgroundServices
+        services += inboxes as [any Service]
         services.append(control)
         if let pipeline { services.append(ReloadOnHangupService(pipeline: pipeline, logger: logger)) }
         if let notifier { services.append(SystemdNotifyService(notifier: notifier, environment: environment, status: summary)) }

@@ -33,3 +33,18 @@ enum DedicatedThread {
         }
     }
 }
+
+extension DedicatedThread {
+    /// Runs `body` on a new thread and returns its result: blocking work (fsync) awaited from a
+    /// task without occupying a cooperative thread.
+    static func run<Value: Sendable>(name: String, _ body: @escaping @Sendable () -> Value) async throws(DaemonError) -> Value {
+        let outcome: Result<Value, DaemonError> = await withCheckedContinuation { continuation in
+            do throws(DaemonError) {
+                try start(name: name) { continuation.resume(returning: .success(body())) }
+            } catch {
+                continuation.resume(returning: .failure(error))
+            }
+        }
+        return try outcome.get()
+    }
+}

@@ -1,0 +1,262 @@
+internal import Foundation
+public import Logging
+public import PurifyControl
+public import PurifyEngine
+internal import PurifyPipeline
+public import ServiceLifecycle
+internal import Synchronization
+
+/// The daemon's image pipelines, one per inbox, as one service: it feeds each claimed file into
+/// its inbox's ``Pipeline`` (``ClaimedFileProcessor``), runs the pipelines and reads their results,
+/// and answers the pipeline's part of the control socket (``PipelineControl``): bundles in
+/// `status`, stage latencies and throughput in `stats` and `metrics`, and `reload`.
+///
+/// Give it to ``PurifyDaemonApplication`` as the processor, the pipeline control and a
+/// background service: the inboxes then shut down first, and on graceful shutdown the pipelines
+/// finish what the inboxes handed them before this service returns. A cancellation (the drain
+/// deadline) abandons what is still in flight; those files stay claimed and are recovered at the
+/// next start.
+///
+/// A reload reads the configuration file again and loads every bundle; only when all of it
+/// loads are the inboxes' pipelines replaced (the old ones finish the files they hold). Settings
+/// the running spools and sockets fixed at start are listed in the reply as needing a restart.
+public final class PurificationService: Service, ClaimedFileProcessor, PipelineControl {
+    private struct State {
+        /// The pipeline each inbox feeds, by inbox name.
+        var pipelines: [String: InboxPipeline]
+        var isStopping = false
+        var isReloading = false
+        var reloads = 0
+        var failedReloads = 0
+        var lastError: String?
+    }
+
+    /// The configuration the daemon started with (its inboxes, spools and socket stay).
+    public let startConfiguration: DaemonConfiguration
+    /// The file `reload` reads; nil when there is none (then `reload` is unsupported).
+    public let configurationPath: String?
+    private let engine: InferenceEngine
+    private let state: Mutex<State>
+    private let statistics = PurificationStatistics()
+    private let launches: AsyncStream<InboxPipeline>
+    private let launcher: AsyncStream<InboxPipeline>.Continuation
+    private let logger: Logger
+
+    /// - Parameters:
+    ///   - prepared: The pipelines to start with (``PreparedPipelines/prepare(_:engine:committers:)``).
+    ///   - configurationPath: What `reload` reads.
+    ///   - engine: What `reload` loads bundles through: the one `prepared` used.
+    public init(prepared: PreparedPipelines, configurationPath: String?, engine: InferenceEngine, logger: Logger) {
+        self.startConfiguration = prepared.configuration
+        self.configurationPath = configurationPath
+        self.engine = engine
+        self.logger = logger
+        (launches, launcher) = AsyncStream.makeStream()
+        var pipelines: [String: InboxPipeline] = [:]
+        for entry in prepared.inboxes {
+            pipelines[entry.inbox.name] = entry
+            launcher.yield(entry)
+        }
+        state = Mutex(State(pipelines: pipelines))
+    }
+
+    // MARK: - Service
+
+    public func run() async throws {
+        await withGracefulShutdownHandler {
+            await withDiscardingTaskGroup { group in
+                for await entry in launches {
+                    group.addTask { await self.drive(entry) }
+                }
+            }
+        } onGracefulShutdown: {
+            self.stop()
+        }
+    }
+
+    /// Ends the input of every pipeline (they finish what they hold) and starts no more.
+    private func stop() {
+        let running: [InboxPipeline] = state.withLock { state in
+            state.isStopping = true
+            launcher.finish()
+            return Array(state.pipelines.values)
+        }
+        for entry in running { entry.pipeline.finishInput() }
+    }
+
+    /// Runs one pipeline and reads its results until it has finished its input.
+    private func drive(_ entry: InboxPipeline) async {
+        let inbox = entry.inbox.name
+        await withDiscardingTaskGroup { group in
+            group.addTask {
+                do {
+                    try await entry.pipeline.run()
+                } catch {
+                    self.recordError("the pipeline of inbox \(inbox) failed: \(error)")
+                }
+            }
+            for await result in entry.pipeline.results {
+                statistics.record(result, inbox: inbox)
+                if result.reportPath == nil { await uncommitted(result, of: entry) }
+            }
+        }
+    }
+
+    /// A result the committer could not commit. A file still registered never reached the spool
+    /// (its report could not even be encoded): it goes to `failed/`. Otherwise the spool's commit
+    /// or fail threw, and the file stays claimed for recovery at the next start.
+    private func uncommitted(_ result: PurificationResult, of entry: InboxPipeline) async {
+        let reason = result.report.error?.message ?? "unknown"
+        guard let (file, spool) = entry.committer.unregister(result.request) else {
+            recordError("cannot commit \(result.request.name) (it stays claimed until the next start): \(reason)")
+            return
+        }
+        await fail(file, of: spool, code: "commit", message: reason)
+    }
+
+    /// Moves `file` to `failed/` from a thread of its own (the spool fsyncs).
+    private func fail(_ file: ClaimedFile, of spool: InboxSpool, code: String, message: String) async {
+        do {
+            let outcome = try await DedicatedThread.run(name: "purifyd-fail") { () -> Result<FailedFile, DaemonError> in
+                Result { () throws(DaemonError) in try spool.fail(file, code: code, message: message) }
+            }
+            _ = try outcome.get()
+        } catch {
+            recordError("cannot move \(file.originalName) to failed/ (it stays claimed until the next start): \(error)")
+        }
+    }
+
+    private func recordError(_ message: String) {
+        logger.error("\(message)")
+        state.withLock { $0.lastError = message }
+    }
+
+    // MARK: - ClaimedFileProcessor
+
+    /// Submits `file` to its inbox's pipeline, suspending while that pipeline is full. The
+    /// inbox's queue capacity keeps the pipeline from filling up, so the claim loop waits on the
+    /// spool (and `status` says `backpressured`) rather than here.
+    public func process(_ file: ClaimedFile, from spool: InboxSpool) async {
+        let inbox = spool.configuration.name
+        while true {
+            guard let entry = state.withLock({ $0.pipelines[inbox] }) else {
+                await fail(file, of: spool, code: "no_pipeline", message: "no pipeline serves inbox \(inbox)")
+                return
+            }
+            let request = entry.committer.register(file, from: spool)
+            do {
+                try await entry.pipeline.submit(request)
+                return
+            } catch {
+                _ = entry.committer.unregister(request)
+                // A reload replaced the pipeline between the look-up and the submission.
+                let replaced = state.withLock { !$0.isStopping && $0.pipelines[inbox]?.pipeline !== entry.pipeline }
+                if replaced && !Task.isCancelled { continue }
+                logger.notice("the pipeline stopped before taking a file; it stays claimed until the next start",
+                              metadata: ["inbox": "\(inbox)", "file": "\(file.originalName)"])
+                return
+            }
+        }
+    }
+
+    // MARK: - PipelineControl
+
+    /// `bundles` (per inbox: name, version, checksums, folder, classifier on or off),
+    /// `reloads` (succeeded, failed) and the pipeline's `last_error`.
+    public func statusFields() async -> [String: JSONValue] {
+        let (pipelines, reloads, failedReloads, lastError) = state.withLock { ($0.pipelines, $0.reloads, $0.failedReloads, $0.lastError) }
+        let bundles: [JSONValue] = startConfiguration.inboxes.compactMap { inbox in
+            guard let entry = pipelines[inbox.name] else { return nil }
+            let manifest = entry.bundle.manifest
+            let classifies = entry.pipeline.configuration.classifies
+            return [
+                "inbox": .string(inbox.name),
+                "name": .string(manifest.name),
+                "version": .string(manifest.version),
+                "directory": .string(entry.bundle.directory),
+                "purifier_sha256": .string(manifest.purifier.sha256),
+                "classifier_sha256": classifies ? manifest.classifier.map { .string($0.sha256) } ?? .null : .null,
+                "classifier": .bool(classifies),
+            ]
+        }
+        return [
+            "bundles": .array(bundles),
+            "reloads": ["succeeded": .int(Int64(reloads)), "failed": .int(Int64(failedReloads))],
+            "last_error": lastError.map(JSONValue.string) ?? .null,
+        ]
+    }
+
+    public func statistics() async -> [String: JSONValue] {
+        statistics.statistics()
+    }
+
+    public func metrics() async -> String {
+        let (pipelines, reloads, failedReloads) = state.withLock { ($0.pipelines, $0.reloads, $0.failedReloads) }
+        var text = statistics.metrics()
+        text += "# HELP purifyd_bundle_info The model bundle each inbox runs.\n# TYPE purifyd_bundle_info gauge\n"
+        for name in pipelines.keys.sorted() {
+            let manifest = pipelines[name]!.bundle.manifest
+            text += "purifyd_bundle_info{inbox=\"\(name)\",bundle=\"\(manifest.name)\",version=\"\(manifest.version)\",purifier_sha256=\"\(manifest.purifier.sha256)\"} 1\n"
+        }
+        text += "# HELP purifyd_reloads_total Reloads of the configuration and models, by result.\n# TYPE purifyd_reloads_total counter\n"
+        text += "purifyd_reloads_total{result=\"succeeded\"} \(reloads)\npurifyd_reloads_total{result=\"failed\"} \(failedReloads)\n"
+        return text
+    }
+
+    /// Reads the configuration file again, loads its bundles and swaps every running inbox's
+    /// pipeline for a new one; on any failure nothing changes. The reply lists the `bundles`
+    /// now loaded and the keys whose new values wait for a restart (`restart_required`).
+    public func reload() async throws(ControlError) -> [String: JSONValue] {
+        guard let configurationPath else {
+            throw ControlError(code: ControlError.unsupported, message: "the daemon was started without a configuration file")
+        }
+        let begun = state.withLock { state in
+            guard !state.isReloading && !state.isStopping else { return false }
+            state.isReloading = true
+            return true
+        }
+        guard begun else { throw ControlError(code: ControlError.busy, message: "a reload is in progress, or the daemon is stopping") }
+        defer { state.withLock { $0.isReloading = false } }
+
+        var configuration: DaemonConfiguration
+        let prepared: PreparedPipelines
+        do {
+            configuration = try DaemonConfiguration.load(from: configurationPath)
+            let restartRequired = ConfigurationChanges.keysNeedingRestart(from: startConfiguration, to: configuration)
+            // Only the inboxes that run get pipelines; new ones wait for a restart.
+            let running = Set(startConfiguration.inboxes.map(\.name))
+            configuration.inboxes.removeAll { !running.contains($0.name) }
+            let committers = state.withLock { $0.pipelines.mapValues(\.committer) }
+            prepared = try await PreparedPipelines.prepare(configuration, engine: engine, committers: committers)
+            let replaced = try swap(in: prepared)
+            for entry in replaced { entry.pipeline.finishInput() }
+            logger.notice("reloaded the configuration and models", metadata: ["restart_required": "\(restartRequired)"])
+            let bundles = await statusFields()["bundles"] ?? .array([])
+            return ["reloaded": true, "bundles": bundles, "restart_required": .array(restartRequired.map(JSONValue.string))]
+        } catch let error as ControlError {
+            throw error
+        } catch {
+            let message = "\(configurationPath): \(error); keeping the running configuration and models"
+            state.withLock { state in
+                state.failedReloads += 1
+                state.lastError = "reload: \(message)"
+            }
+            logger.error("reload failed", metadata: ["error": "\(message)"])
+            throw ControlError(code: ControlError.failed, message: message)
+        }
+    }
+
+    /// Makes `prepared` the running pipelines and starts them; returns the ones they replace.
+    private func swap(in prepared: PreparedPipelines) throws(ControlError) -> [InboxPipeline] {
+        try state.withLock { state throws(ControlError) -> [InboxPipeline] in
+            guard !state.isStopping else { throw ControlError(code: ControlError.busy, message: "the daemon is stopping") }
+            var replaced: [InboxPipeline] = []
+            for entry in prepared.inboxes {
+                if let old = state.pipelines.updateValue(entry, forKey: entry.inbox.name) { replaced.append(old) }
+                launcher.yield(entry)
+            }
+            state.reloads += 1
+            return replaced
+        }
+    }
+}

@@ -1,0 +1,160 @@
+internal import PurifyControl
+internal import PurifyPipeline
+internal import Synchronization
+
+/// What the daemon's pipelines have done, from the reports of their results: counts per inbox,
+/// latency percentiles per stage over the most recent results, and throughput.
+final class PurificationStatistics: Sendable {
+    /// The stages a report times, in pipeline order, by their report names.
+    static let stages = ["read", "decode", "batch_wait", "purify", "classify", "encode", "write", "total"]
+    /// The quantiles `stats` and `metrics` report.
+    static let quantiles: [(label: String, value: Double)] = [("p50", 0.5), ("p90", 0.9), ("p99", 0.99)]
+    /// Results the percentiles are computed over (the most recent ones).
+    static let window = 2048
+    /// Seconds the recent throughput is averaged over.
+    static let throughputSeconds = 60
+
+    /// Counts of one inbox.
+    struct InboxCounts: Sendable, Equatable {
+        var purified = 0
+        var failed = 0
+        /// Results whose report could not be committed (the input stays claimed).
+        var uncommitted = 0
+    }
+
+    /// The last `window` samples of one stage (milliseconds), and the sum and count of all.
+    private struct Samples {
+        var recent: [Double] = []
+        var next = 0
+        var sum = 0.0
+        var count = 0
+
+        mutating func add(_ value: Double) {
+            if recent.count < PurificationStatistics.window {
+                recent.append(value)
+            } else {
+                recent[next] = value
+            }
+            next = (next + 1) % PurificationStatistics.window
+            sum += value
+            count += 1
+        }
+    }
+
+    private struct State {
+        var inboxes: [String: InboxCounts] = [:]
+        var stages: [String: Samples] = [:]
+        /// Results per second: `perSecond[s % throughputSeconds]` counts second `second[…]`.
+        var perSecond = [Int](repeating: 0, count: PurificationStatistics.throughputSeconds)
+        var second = [Int64](repeating: -1, count: PurificationStatistics.throughputSeconds)
+    }
+
+    private let state = Mutex(State())
+    private let startedAt: ContinuousClock.Instant
+
+    init(startedAt: ContinuousClock.Instant = .now) {
+        self.startedAt = startedAt
+    }
+
+    /// Counts `result` for `inbox` and adds its stage timings.
+    func record(_ result: PurificationResult, inbox: String, at now: ContinuousClock.Instant = .now) {
+        let timings = result.report.timingsMs
+        let measured: [(String, Double?)] = [
+            ("read", timings.read), ("decode", timings.decode), ("batch_wait", timings.batchWait),
+            ("purify", timings.purify), ("classify", timings.classify), ("encode", timings.encode),
+            ("write", timings.write), ("total", timings.total),
+        ]
+        let second = Int64((now - startedAt).components.seconds)
+        state.withLock { state in
+            if result.reportPath == nil {
+                state.inboxes[inbox, default: InboxCounts()].uncommitted += 1
+            } else if result.succeeded {
+                state.inboxes[inbox, default: InboxCounts()].purified += 1
+            } else {
+                state.inboxes[inbox, default: InboxCounts()].failed += 1
+            }
+            for case let (stage, value?) in measured { state.stages[stage, default: Samples()].add(value) }
+            let slot = Int(second % Int64(Self.throughputSeconds))
+            if state.second[slot] != second {
+                state.second[slot] = second
+                state.perSecond[slot] = 0
+            }
+            state.perSecond[slot] += 1
+        }
+    }
+
+    /// Counts per inbox.
+    var inboxCounts: [String: InboxCounts] {
+        state.withLock { $0.inboxes }
+    }
+
+    /// The `stats` reply: `latency_ms` (per stage: `p50`, `p90`, `p99`, `max` over the last
+    /// ``window`` results, `count`), `throughput_per_s` (results per second over the last
+    /// minute, or since start when that is shorter), `total_throughput_per_s` (since start),
+    /// and the counts per inbox.
+    func statistics(at now: ContinuousClock.Instant = .now) -> [String: JSONValue] {
+        let (inboxes, stages, recentCount) = state.withLock { state in
+            let current = Int64((now - startedAt).components.seconds)
+            var recent = 0
+            for slot in 0..<Self.throughputSeconds where state.second[slot] > current - Int64(Self.throughputSeconds) {
+                recent += state.perSecond[slot]
+            }
+            return (state.inboxes, state.stages, recent)
+        }
+        let elapsed = Self.seconds(now - startedAt)
+        let total = inboxes.values.reduce(0) { $0 + $1.purified + $1.failed + $1.uncommitted }
+        var latency: [String: JSONValue] = [:]
+        for stage in Self.stages {
+            guard let samples = stages[stage], samples.count > 0 else { continue }
+            let sorted = samples.recent.sorted()
+            var fields: [String: JSONValue] = ["count": .int(Int64(samples.count)), "max": .double(sorted.last!)]
+            for quantile in Self.quantiles { fields[quantile.label] = .double(Self.quantile(quantile.value, of: sorted)) }
+            latency[stage] = .object(fields)
+        }
+        return [
+            "latency_ms": .object(latency),
+            "latency_window": .int(Int64(Self.window)),
+            "throughput_per_s": .double(Double(recentCount) / max(1, min(elapsed, Double(Self.throughputSeconds)))),
+            "total_throughput_per_s": .double(Double(total) / max(1, elapsed)),
+            "inboxes": .object(inboxes.mapValues { counts in
+                ["purified": .int(Int64(counts.purified)), "failed": .int(Int64(counts.failed)),
+                 "uncommitted": .int(Int64(counts.uncommitted))]
+            }),
+        ]
+    }
+
+    /// The counts and per-stage latency summaries in the Prometheus text format.
+    func metrics() -> String {
+        let (inboxes, stages) = state.withLock { ($0.inboxes, $0.stages) }
+        var text = "# HELP purifyd_images_total Images the pipeline finished, by inbox and result.\n"
+        text += "# TYPE purifyd_images_total counter\n"
+        for name in inboxes.keys.sorted() {
+            let counts = inboxes[name]!
+            for (result, value) in [("purified", counts.purified), ("failed", counts.failed), ("uncommitted", counts.uncommitted)] {
+                text += "purifyd_images_total{inbox=\"\(name)\",result=\"\(result)\"} \(value)\n"
+            }
+        }
+        text += "# HELP purifyd_stage_latency_seconds Time per pipeline stage, over the last \(Self.window) images.\n"
+        text += "# TYPE purifyd_stage_latency_seconds summary\n"
+        for stage in Self.stages {
+            guard let samples = stages[stage], samples.count > 0 else { continue }
+            let sorted = samples.recent.sorted()
+            for quantile in Self.quantiles {
+                text += "purifyd_stage_latency_seconds{stage=\"\(stage)\",quantile=\"\(quantile.value)\"} \(Self.quantile(quantile.value, of: sorted) / 1000)\n"
+            }
+            text += "purifyd_stage_latency_seconds_sum{stage=\"\(stage)\"} \(samples.sum / 1000)\n"
+            text += "purifyd_stage_latency_seconds_count{stage=\"\(stage)\"} \(samples.count)\n"
+        }
+        return text
+    }
+
+    /// The nearest-rank quantile of ascending `values` (not empty).
+    static func quantile(_ quantile: Double, of values: [Double]) -> Double {
+        let rank = Int((quantile * Double(values.count)).rounded(.up))
+        return values[min(max(rank, 1), values.count) - 1]
+    }
+
+    private static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+}
