@@ -1,0 +1,173 @@
+import Foundation
+import Glibc
+import PurifyControl
+import Testing
+
+/// The real `purifyd` binary: its command line, signals, reloads and the control socket.
+@Suite("purifyd: command line, signals and control", .serialized)
+struct LifecycleTests {
+    @Test("--check-config prints a summary and exits 0, or exits 78 naming the bad key; --version")
+    func checkConfiguration() throws {
+        let executable = try #require(purifydPath)
+        let folder = try DaemonFolder()
+        try folder.writeConfiguration()
+        let valid = try runProgram(executable, ["--check-config", "--config", folder.configurationPath])
+        #expect(valid.status == 0, "\(valid.errors)")
+        #expect(valid.output.contains("inbox test"))
+        #expect(valid.output.contains("fixture-mnist 0.1.0"))
+        #expect(valid.output.contains("\(folder.root)/inbox"))
+
+        try folder.writeConfiguration(extra: "colour = \"red\"")
+        let unknownKey = try runProgram(executable, ["--check-config", "--config", folder.configurationPath])
+        #expect(unknownKey.status == 78)
+        #expect(unknownKey.errors.contains("inbox[0].colour: unknown key"), "\(unknownKey.errors)")
+
+        try folder.writeConfiguration(bundle: folder.root + "/no-such-bundle")
+        let missingBundle = try runProgram(executable, ["--check-config", "--config", folder.configurationPath])
+        #expect(missingBundle.status == 78)
+        #expect(missingBundle.errors.contains("inbox[0].bundle:"), "\(missingBundle.errors)")
+
+        let missingFile = try runProgram(executable, ["--check-config", "--config", folder.root + "/absent.toml"])
+        #expect(missingFile.status == 78)
+
+        let version = try runProgram(executable, ["--version"])
+        #expect(version.status == 0)
+        #expect(version.output.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ".").count == 3)
+    }
+
+    @Test("Control round trips: version, status, pause, resume, rescan, stats, metrics, then drain with exit")
+    func controlRoundTrips() async throws {
+        let executable = try #require(purifydPath)
+        let folder = try DaemonFolder()
+        try folder.writeConfiguration()
+        try await DaemonProcess.running(in: folder) { daemon in
+
+            let version = try runProgram(executable, ["--version"]).output.trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(try daemon.request(.version)["version"] == .string(version))
+
+            let status = try daemon.request(.status)
+            #expect(status["state"] == "running")
+            guard case .array(let bundles)? = status["bundles"], case .object(let bundle)? = bundles.first else {
+                Issue.record("status lists no bundles: \(status)")
+                return
+            }
+            let manifest = try String(contentsOfFile: fixtureBundle + "/bundle.toml", encoding: .utf8)
+            #expect(bundle["inbox"] == "test" && bundle["name"] == "fixture-mnist" && bundle["version"] == "0.1.0")
+            guard case .string(let sha)? = bundle["purifier_sha256"] else {
+                Issue.record("no purifier checksum in \(bundle)")
+                return
+            }
+            #expect(sha.count == 64 && manifest.contains(sha))
+
+            #expect(try daemon.request(.pause)["paused"] == ["test"])
+            try folder.makeImages(2, prefix: "paused").forEach { try folder.drop([$0]) }
+            // The claim loop holds the next name while it waits for the resume.
+            #expect(await eventually {
+                guard case .int(let waiting)? = try? daemon.inboxStatus()["waiting_in_inbox"] else { return false }
+                return waiting >= 1
+            })
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(folder.names(in: folder.inbox) == ["paused0.png", "paused1.png"])
+            #expect(try daemon.request(.status)["state"] == "paused")
+
+            let rescansBefore = try daemon.inboxStatus()["rescans"]
+            #expect(try daemon.request(.rescan)["rescanning"] == ["test"])
+            #expect(await eventually { (try? daemon.inboxStatus()["rescans"]) != rescansBefore })
+
+            #expect(try daemon.request(.resume)["resumed"] == ["test"])
+            #expect(await eventually { folder.committedReports == ["paused0.png.json", "paused1.png.json"] }, "\(folder.logText)")
+
+            let stats = try daemon.request(.stats)
+            guard case .object(let latency)? = stats["latency_ms"], case .object(let total)? = latency["total"],
+                  let median = number(total["p50"]), let throughput = number(stats["throughput_per_s"]) else {
+                Issue.record("stats lack latency or throughput: \(stats)")
+                return
+            }
+            #expect(median > 0 && throughput > 0)
+            #expect(latency["purify"] != nil && latency["decode"] != nil)
+
+            guard case .string(let metrics)? = try daemon.request(.metrics)["text"] else {
+                Issue.record("metrics have no text")
+                return
+            }
+            #expect(metrics.contains("purifyd_files_committed_total{inbox=\"test\"} 2\n"))
+            #expect(metrics.contains("purifyd_images_total{inbox=\"test\",result=\"purified\"} 2\n"))
+            #expect(metrics.contains("purifyd_stage_latency_seconds_count{stage=\"purify\"} 2\n"))
+            #expect(metrics.contains("purifyd_bundle_info{inbox=\"test\",bundle=\"fixture-mnist\""))
+
+            let drained = try daemon.request(.drain, ["exit": true])
+            #expect(drained["exiting"] == true)
+            let exit = await daemon.waitForExit(timeout: .seconds(30))
+            #expect(exit?.status == 0 && exit?.reason == .exit, "\(folder.logText)")
+            #expect(!FileManager.default.fileExists(atPath: folder.socket))
+        }
+    }
+
+    @Test("SIGHUP with a broken configuration keeps the old one; reload applies a good one")
+    func reload() async throws {
+        let folder = try DaemonFolder()
+        try folder.writeConfiguration()
+        try await DaemonProcess.running(in: folder) { daemon in
+
+            try folder.writeConfiguration(extra: "max_batch = 4")
+            daemon.send(SIGHUP)
+            #expect(await eventually {
+                guard case .object(let reloads)? = try? daemon.request(.status)["reloads"] else { return false }
+                return reloads["failed"] == 1
+            })
+            let status = try daemon.request(.status)
+            guard case .string(let lastError)? = status["last_error"] else {
+                Issue.record("no last_error after a failed reload: \(status)")
+                return
+            }
+            #expect(lastError.contains("inbox[0].max_batch"))
+            #expect(daemon.process.isRunning)
+            try folder.drop(try folder.makeImages(1, prefix: "old"))
+            #expect(await eventually { folder.committedReports == ["old0.png.json"] }, "\(folder.logText)")
+
+            try folder.writeConfiguration(bundle: folder.root + "/no-such-bundle")
+            let refused = #expect(throws: ControlClientError.self) { try daemon.request(.reload) }
+            #expect(refused?.code == .daemonError)
+            #expect(refused?.description.contains("inbox[0].bundle") == true, "\(String(describing: refused))")
+
+            try folder.writeConfiguration(queueCapacity: 3, outputFormat: "jpeg")
+            let reloaded = try daemon.request(.reload)
+            #expect(reloaded["reloaded"] == true)
+            #expect(reloaded["restart_required"] == ["inbox[test].queue_capacity"])
+            try folder.drop(try folder.makeImages(1, prefix: "new"))
+            #expect(await eventually { folder.committedReports == ["old0.png.json", "new0.jpg.json"] }, "\(folder.logText)")
+            #expect(folder.names(in: folder.outbox).contains("new0.jpg"))
+        }
+    }
+
+    @Test("Heavy: SIGTERM under load drains what is in flight and exits 0; the rest waits in the inbox",
+          .timeLimit(.minutes(2)))
+    func sigtermDrains() async throws {
+        let folder = try DaemonFolder()
+        try folder.writeConfiguration(queueCapacity: 32, classifier: false)
+        let names = try folder.makeImages(400)
+        try await DaemonProcess.running(in: folder) { daemon in
+            try folder.drop(names)
+            #expect(await eventually { folder.committedReports.count >= 20 })
+            daemon.send(SIGTERM)
+            let exit = await daemon.waitForExit(timeout: .seconds(60))
+            #expect(exit?.status == 0 && exit?.reason == .exit, "\(folder.logText)")
+            #expect(folder.names(in: folder.claimed).isEmpty, "files left claimed: not drained")
+            let done = Set(folder.committedReports.map { String($0.dropLast(".json".count)) })
+            let waiting = folder.names(in: folder.inbox)
+            #expect(done.isDisjoint(with: waiting))
+            #expect(done.union(waiting) == Set(names))
+            #expect(folder.failureReports.isEmpty)
+            #expect(waiting.count > 0, "the burst ended before SIGTERM: the test proves nothing")
+        }
+    }
+}
+
+/// A JSON number as a Double (whole numbers arrive as integers).
+private func number(_ value: JSONValue?) -> Double? {
+    switch value {
+    case .int(let integer)?: Double(integer)
+    case .double(let double)?: double
+    default: nil
+    }
+}
