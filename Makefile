@@ -92,14 +92,14 @@ run: debs
 	$(SWIFT) build -c $(RUN_CONFIGURATION) $(SWIFT_FLAGS) --product purifyctl
 	@mkdir -p var/inbox var/outbox var/run
 	@printf '%s\n' "$$RUN_CONFIG" > var/purifyd.toml
-	@bin=$$($(SWIFT) build -c $(RUN_CONFIGURATION) $(SWIFT_FLAGS) --show-bin-path) && \
+	@bin=$$($(SWIFT) build -c $(RUN_CONFIGURATION) $(SWIFT_FLAGS) --show-bin-path) && bin=$${bin#$(CURDIR)/} && \
 	echo && \
 	echo "purifyd $$($$bin/purifyd --version) on var/purifyd.toml, bundle $(RUN_BUNDLE)" && \
 	echo "  drop PNG or JPEG files into  var/inbox/   (cp x.png var/inbox/, or write elsewhere and mv in)" && \
 	echo "  purified images and reports  var/outbox/  (<name>.json, written last)" && \
 	echo "  files that failed            var/spool/failed/  (<name>.error.json says why)" && \
-	echo "  query it                     $$bin/purifyctl --socket var/run/control.sock status" && \
-	echo "                               (also stats, metrics, pause, resume, rescan, reload, drain)" && \
+	echo "  query it                     $$bin/purifyctl status --socket var/run/control.sock" && \
+	echo "                               (also stats, metrics, pause, resume, rescan, reload, drain --exit)" && \
 	echo "  stop it                      Ctrl-C (finishes the files in flight)" && \
 	echo && \
 	exec $$bin/purifyd --config var/purifyd.toml
