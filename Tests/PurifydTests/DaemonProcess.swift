@@ -209,10 +209,11 @@ func eventually(timeout: Duration = .seconds(30), _ condition: () throws -> Bool
 }
 
 /// Runs a program to completion; returns its exit status, standard output and standard error.
-func runProgram(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String, errors: String) {
+func runProgram(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws -> (status: Int32, output: String, errors: String) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
+    if let environment { process.environment = environment }
     let output = Pipe()
     let errors = Pipe()
     process.standardOutput = output
@@ -222,4 +223,77 @@ func runProgram(_ executable: String, _ arguments: [String]) throws -> (status: 
     let errorData = errors.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
     return (process.terminationStatus, String(decoding: outputData, as: UTF8.self), String(decoding: errorData, as: UTF8.self))
+}
+
+/// A datagram socket standing in for systemd's `$NOTIFY_SOCKET`.
+final class NotifySocket {
+    private let descriptor: Int32
+    /// The value for `$NOTIFY_SOCKET`.
+    let path: String
+
+    init(path: String) throws {
+        descriptor = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        self.path = path
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8) + [0]) }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard bound == 0 else {
+            close(descriptor)
+            throw POSIXError(.init(rawValue: errno) ?? .EIO)
+        }
+        var timeout = timeval(tv_sec: 0, tv_usec: 200_000)
+        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    deinit { close(descriptor) }
+
+    /// Every datagram received so far (each read waits at most 200 ms for the next one).
+    func received() -> [String] {
+        var messages: [String] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
+            if count < 0 { return messages }
+            messages.append(String(decoding: buffer[0..<count], as: UTF8.self))
+        }
+    }
+}
+
+/// Opens one connection to the control socket per request, all at once, then sends each request
+/// as is, then reads each reply line (empty when the daemon closed without one): concurrent
+/// clients as the daemon sees them. Writes with MSG_NOSIGNAL: a daemon that stops reading an
+/// overlong line must not kill the test with SIGPIPE.
+func rawExchanges(socketPath: String, _ requests: [[UInt8]]) throws -> [String] {
+    var descriptors: [Int32] = []
+    defer { for descriptor in descriptors { close(descriptor) } }
+    for _ in requests {
+        let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        descriptors.append(descriptor)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(socketPath.utf8) + [0]) }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard connected == 0 else { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+    for (descriptor, request) in zip(descriptors, requests) {
+        var offset = 0
+        while offset < request.count {
+            let sent = request.withUnsafeBytes { send(descriptor, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }
+            if sent <= 0 { break }  // the daemon stopped reading: its reply is on the way
+            offset += sent
+        }
+    }
+    return descriptors.map { descriptor in
+        var reply: [UInt8] = []
+        var byte: UInt8 = 0
+        while recv(descriptor, &byte, 1, 0) == 1, byte != UInt8(ascii: "\n") { reply.append(byte) }
+        return String(decoding: reply, as: UTF8.self)
+    }
 }

@@ -137,7 +137,8 @@ struct DropTests {
             #expect(folder.names(in: folder.inbox).isEmpty)
             #expect(Set(names.map { $0 + ".json" }) == folder.committedReports)
             let peak = try daemon.peakResidentKiB()
-            #expect(peak < 400 * 1024, "peak RSS \(peak) KiB")
+            // About 50 MiB when measured (debug build); the bound leaves room for the allocator.
+            #expect(peak < 256 * 1024, "peak RSS \(peak) KiB")
         }
     }
 

@@ -103,6 +103,55 @@ struct LifecycleTests {
         }
     }
 
+    @Test("READY=1 reaches $NOTIFY_SOCKET once the models are loaded; a bundle that fails to load exits 78 without it")
+    func readiness() async throws {
+        let executable = try #require(purifydPath)
+        let folder = try DaemonFolder()
+        let notify = try NotifySocket(path: folder.root + "/notify.sock")
+        try folder.writeConfiguration(bundle: folder.root + "/no-such-bundle")
+        let failed = try runProgram(executable, ["--config", folder.configurationPath], environment: ["NOTIFY_SOCKET": notify.path])
+        #expect(failed.status == 78)
+        #expect(failed.errors.contains("inbox[0].bundle"), "\(failed.errors)")
+        #expect(!notify.received().contains { $0.contains("READY=1") })
+
+        try folder.writeConfiguration()
+        try await DaemonProcess.running(in: folder, environment: ["NOTIFY_SOCKET": notify.path]) { daemon in
+            let messages = notify.received()
+            #expect(messages.first?.hasPrefix("READY=1\nSTATUS=1 inbox: 0 in flight") == true, "\(messages)")
+            let log = folder.logText
+            let loaded = try #require(log.range(of: "models loaded"))
+            let ready = try #require(log.range(of: "purifyd: ready"))
+            #expect(loaded.lowerBound < ready.lowerBound)
+            daemon.send(SIGTERM)
+            #expect(await daemon.waitForExit()?.status == 0)
+            #expect(notify.received().contains { $0.hasPrefix("STOPPING=1") })
+        }
+    }
+
+    @Test("The control socket refuses malformed JSON and overlong lines and serves 50 clients at once")
+    func controlSocketAbuse() async throws {
+        let folder = try DaemonFolder()
+        try folder.writeConfiguration()
+        try await DaemonProcess.running(in: folder) { daemon in
+            let socket = folder.socket
+            let line = { (text: String) in Array(text.utf8) + [UInt8(ascii: "\n")] }
+            let refused = try rawExchanges(socketPath: socket, [
+                line("{not json"),
+                Array(repeating: UInt8(ascii: "x"), count: 1 << 20) + [UInt8(ascii: "\n")],
+                line(#"{"id":3,"cmd":"explode"}"#),
+            ])
+            #expect(refused[0].contains(#""ok":false"#) && refused[0].contains(#""code":"malformed_request""#), "\(refused[0])")
+            #expect(refused[1].contains(#""code":"line_too_long""#), "\(refused[1])")
+            #expect(refused[2].hasPrefix(#"{"id":3,"ok":false"#) && refused[2].contains("unknown_command"), "\(refused[2])")
+
+            let replies = try rawExchanges(socketPath: socket, (0..<50).map { line(#"{"id":\#($0),"cmd":"status"}"#) })
+            let answered = replies.enumerated().filter { index, reply in reply.hasPrefix(#"{"id":\#(index),"ok":true"#) }.count
+            #expect(answered == 50, "\(replies.filter { !$0.contains(#""ok":true"#) })")
+            #expect(daemon.process.isRunning)
+            #expect(try daemon.request(.version)["version"] != nil)
+        }
+    }
+
     @Test("SIGHUP with a broken configuration keeps the old one; reload applies a good one")
     func reload() async throws {
         let folder = try DaemonFolder()
