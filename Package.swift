@@ -147,6 +147,8 @@ let package = Package(
             dependencies: [
                 "PurifyDaemon",
                 "PurifyControl",
+                "PurifyPipeline",
+                "PurifyImage",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

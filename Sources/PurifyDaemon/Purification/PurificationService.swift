@@ -96,7 +96,7 @@ public final class PurificationService: Service, ClaimedFileProcessor, PipelineC
                 }
             }
             for await result in entry.pipeline.results {
-                statistics.record(result, inbox: inbox)
+                statistics.record(result.report, committed: result.reportPath != nil, inbox: inbox)
                 if result.reportPath == nil { await uncommitted(result, of: entry) }
             }
         }

@@ -56,9 +56,10 @@ final class PurificationStatistics: Sendable {
         self.startedAt = startedAt
     }
 
-    /// Counts `result` for `inbox` and adds its stage timings.
-    func record(_ result: PurificationResult, inbox: String, at now: ContinuousClock.Instant = .now) {
-        let timings = result.report.timingsMs
+    /// Counts a result of `inbox` (its `report`, and whether that report was `committed`) and
+    /// adds its stage timings.
+    func record(_ report: PurificationReport, committed: Bool, inbox: String, at now: ContinuousClock.Instant = .now) {
+        let timings = report.timingsMs
         let measured: [(String, Double?)] = [
             ("read", timings.read), ("decode", timings.decode), ("batch_wait", timings.batchWait),
             ("purify", timings.purify), ("classify", timings.classify), ("encode", timings.encode),
@@ -66,9 +67,9 @@ final class PurificationStatistics: Sendable {
         ]
         let second = Int64((now - startedAt).components.seconds)
         state.withLock { state in
-            if result.reportPath == nil {
+            if !committed {
                 state.inboxes[inbox, default: InboxCounts()].uncommitted += 1
-            } else if result.succeeded {
+            } else if report.status == .purified {
                 state.inboxes[inbox, default: InboxCounts()].purified += 1
             } else {
                 state.inboxes[inbox, default: InboxCounts()].failed += 1
