@@ -218,23 +218,16 @@ public final class PurificationService: Service, ClaimedFileProcessor, PipelineC
         guard begun else { throw ControlError(code: ControlError.busy, message: "a reload is in progress, or the daemon is stopping") }
         defer { state.withLock { $0.isReloading = false } }
 
-        var configuration: DaemonConfiguration
         let prepared: PreparedPipelines
-        do {
-            configuration = try DaemonConfiguration.load(from: configurationPath)
-            let restartRequired = ConfigurationChanges.keysNeedingRestart(from: startConfiguration, to: configuration)
+        let restartRequired: [String]
+        do throws(ConfigurationError) {
+            var configuration = try DaemonConfiguration.load(from: configurationPath)
+            restartRequired = ConfigurationChanges.keysNeedingRestart(from: startConfiguration, to: configuration)
             // Only the inboxes that run get pipelines; new ones wait for a restart.
             let running = Set(startConfiguration.inboxes.map(\.name))
             configuration.inboxes.removeAll { !running.contains($0.name) }
             let committers = state.withLock { $0.pipelines.mapValues(\.committer) }
             prepared = try await PreparedPipelines.prepare(configuration, engine: engine, committers: committers)
-            let replaced = try swap(in: prepared)
-            for entry in replaced { entry.pipeline.finishInput() }
-            logger.notice("reloaded the configuration and models", metadata: ["restart_required": "\(restartRequired)"])
-            let bundles = await statusFields()["bundles"] ?? .array([])
-            return ["reloaded": true, "bundles": bundles, "restart_required": .array(restartRequired.map(JSONValue.string))]
-        } catch let error as ControlError {
-            throw error
         } catch {
             let message = "\(configurationPath): \(error); keeping the running configuration and models"
             state.withLock { state in
@@ -244,6 +237,10 @@ public final class PurificationService: Service, ClaimedFileProcessor, PipelineC
             logger.error("reload failed", metadata: ["error": "\(message)"])
             throw ControlError(code: ControlError.failed, message: message)
         }
+        for entry in try swap(in: prepared) { entry.pipeline.finishInput() }
+        logger.notice("reloaded the configuration and models", metadata: ["restart_required": "\(restartRequired)"])
+        let bundles = await statusFields()["bundles"] ?? .array([])
+        return ["reloaded": true, "bundles": bundles, "restart_required": .array(restartRequired.map(JSONValue.string))]
     }
 
     /// Makes `prepared` the running pipelines and starts them; returns the ones they replace.
