@@ -102,7 +102,7 @@ run: debs
 	echo "                               (also stats, metrics, pause, resume, rescan, reload, drain --exit)" && \
 	echo "  stop it                      Ctrl-C (finishes the files in flight)" && \
 	echo && \
-	exec $$bin/purifyd --config var/purifyd.toml
+	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} exec $$bin/purifyd --config var/purifyd.toml
 
 # `make install` (PREFIX=/usr/local, DESTDIR for staging): release binaries in $(BINDIR), every
 # bundle under models/ in $(BUNDLE_DIR)/<name>, and the unit, sysusers, tmpfiles and example

@@ -127,12 +127,14 @@ final class DaemonProcess {
     }
 
     /// Starts `purifyd --config <folder>/purifyd.toml` and waits until its control socket answers.
+    /// The environment is `environment` over what the shipped unit sets (OMP_WAIT_POLICY=PASSIVE:
+    /// on a busy machine spinning OpenMP threads slow the engine several times over).
     static func start(in folder: DaemonFolder, environment: [String: String] = [:]) async throws -> DaemonProcess {
         let executable = try #require(purifydPath, "no purifyd binary beside the test bundle")
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = ["--config", folder.configurationPath]
-        process.environment = ["PATH": "/usr/bin:/bin"].merging(environment) { _, new in new }
+        process.environment = ["PATH": "/usr/bin:/bin", "OMP_WAIT_POLICY": "PASSIVE"].merging(environment) { _, new in new }
         if !FileManager.default.fileExists(atPath: folder.log) {
             _ = FileManager.default.createFile(atPath: folder.log, contents: nil)
         }

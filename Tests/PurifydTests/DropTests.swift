@@ -113,29 +113,34 @@ struct DropTests {
     }
 
     @Test("Heavy: 2,000 files dropped at once through a queue of 4 are all processed; status shows backpressure; peak RSS stays bounded",
-          .timeLimit(.minutes(3)))
+          .timeLimit(.minutes(5)))
     func flood() async throws {
         let folder = try DaemonFolder()
         try folder.writeConfiguration(queueCapacity: 4, classifier: false)
         let names = try folder.makeImages(2000)
         try await DaemonProcess.running(in: folder) { daemon in
-
             try folder.drop(names)
             var sawBackpressure = false
             var sawWaiting = false
-            let finished = await eventually(timeout: .seconds(150)) {
+            // On a busy machine this takes longer: wait as long as files keep coming out.
+            var done = 0
+            var lastProgress = ContinuousClock.now
+            while done < names.count && ContinuousClock.now - lastProgress < .seconds(30) {
                 if let inbox = try? daemon.inboxStatus() {
                     if inbox["backpressured"] == true { sawBackpressure = true }
                     if case .int(let waiting)? = inbox["waiting_in_inbox"], waiting > 100 { sawWaiting = true }
                 }
-                return folder.committedReports.count == names.count
+                let count = folder.committedReports.count
+                if count > done { (done, lastProgress) = (count, .now) }
+                try await Task.sleep(for: .milliseconds(50))
             }
-            #expect(finished, "\(folder.committedReports.count) of \(names.count) processed")
+            #expect(done == names.count, "\(done) of \(names.count) processed, then nothing for 30 s")
             #expect(sawBackpressure, "status never said the inbox was backpressured")
             #expect(sawWaiting, "files never waited in the inbox")
             #expect(folder.failureReports.isEmpty)
-            #expect(folder.names(in: folder.inbox).isEmpty)
-            #expect(Set(names.map { $0 + ".json" }) == folder.committedReports)
+            #expect(folder.names(in: folder.inbox).count == 0, "files left in the inbox")
+            let missing = Set(names.map { $0 + ".json" }).subtracting(folder.committedReports)
+            #expect(missing.isEmpty, "\(missing.count) reports missing, e.g. \(missing.sorted().prefix(5))")
             let peak = try daemon.peakResidentKiB()
             // About 50 MiB when measured (debug build); the bound leaves room for the allocator.
             #expect(peak < 256 * 1024, "peak RSS \(peak) KiB")
@@ -158,7 +163,11 @@ struct DropTests {
 
         try await DaemonProcess.running(in: folder) { daemon in
             #expect(await eventually(timeout: .seconds(120)) { folder.committedReports.count == names.count }, "\(folder.logText)")
-            #expect(Set(names.map { $0 + ".json" }) == folder.committedReports, "a duplicate or a lost file")
+            // The last commit removes its journal entry just after its report lands.
+            #expect(await eventually { (try? daemon.inboxStatus()["in_flight"]) == 0 })
+            let missing = Set(names.map { $0 + ".json" }).subtracting(folder.committedReports)
+            #expect(missing.isEmpty, "\(missing.count) reports missing, e.g. \(missing.sorted().prefix(5))")
+            #expect(folder.committedReports.count == names.count, "a duplicate report")
             #expect(folder.failureReports.isEmpty)
             #expect(folder.names(in: folder.inbox).isEmpty)
             #expect(folder.names(in: folder.claimed).isEmpty)

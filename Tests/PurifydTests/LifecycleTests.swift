@@ -77,6 +77,11 @@ struct LifecycleTests {
             #expect(try daemon.request(.resume)["resumed"] == ["test"])
             #expect(await eventually { folder.committedReports == ["paused0.png.json", "paused1.png.json"] }, "\(folder.logText)")
 
+            // The statistics count a result once the pipeline hands it on, just after its report lands.
+            #expect(await eventually {
+                guard case .object(let inboxes)? = try? daemon.request(.stats)["inboxes"], case .object(let counts)? = inboxes["test"] else { return false }
+                return counts["purified"] == 2
+            })
             let stats = try daemon.request(.stats)
             guard case .object(let latency)? = stats["latency_ms"], case .object(let total)? = latency["total"],
                   let median = number(total["p50"]), let throughput = number(stats["throughput_per_s"]) else {
