@@ -11,13 +11,19 @@ struct PurifyctlRun: Sendable {
 
     /// Runs the `purifyctl` built next to this test bundle (SwiftPM puts executables and the
     /// test bundle in one products directory) with `arguments` and `environment` (which replaces
-    /// the inherited one), off the cooperative pool.
-    static func run(_ arguments: [String], environment: [String: String] = [:]) async throws -> PurifyctlRun {
+    /// the inherited one), off the cooperative pool; as uid and gid 65534 through setpriv(1)
+    /// when `asNobody`.
+    static func run(_ arguments: [String], environment: [String: String] = [:], asNobody: Bool = false) async throws -> PurifyctlRun {
         let executable = try #require(purifyctlPath, "no purifyctl binary beside the test bundle")
         return try await offPool {
             let process = Process()
-            process.executableURL = URL(fileURLWithPath: executable)
-            process.arguments = arguments
+            if asNobody {
+                process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+                process.arguments = ["--reuid=65534", "--regid=65534", "--clear-groups", executable] + arguments
+            } else {
+                process.executableURL = URL(fileURLWithPath: executable)
+                process.arguments = arguments
+            }
             process.environment = environment
             let output = Pipe()
             let errors = Pipe()
@@ -129,6 +135,26 @@ struct PurifyctlBinaryTests {
             #expect(run.status == 69)
             #expect(run.standardOutput.isEmpty)
             #expect(run.standardError.hasPrefix("purifyctl: "))
+        }
+    }
+
+    @Test(
+        "a foreign uid: exit 77, whether the socket's directory or the daemon's peer check refuses it",
+        .enabled(if: getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv"))
+    )
+    func permissionDenied() async throws {
+        try await ServedDaemon.serving { daemon in
+            // The temporary directory is 0700: uid 65534 cannot reach the socket at all.
+            let shutOut = try await PurifyctlRun.run(["version", "--socket", daemon.socketPath], asNobody: true)
+            #expect(shutOut.status == 77)
+            #expect(shutOut.standardError.contains("permission denied on \(daemon.socketPath)"), "\(shutOut.standardError)")
+
+            // Reachable through the file system: the daemon itself refuses the uid.
+            #expect(chmod(daemon.root.path, 0o755) == 0)
+            #expect(chmod(daemon.socketPath, 0o666) == 0)
+            let refused = try await PurifyctlRun.run(["version", "--socket", daemon.socketPath], asNobody: true)
+            #expect(refused.status == 77)
+            #expect(refused.standardError.contains("uid 65534 may not use this socket (permission_denied)"), "\(refused.standardError)")
         }
     }
 
