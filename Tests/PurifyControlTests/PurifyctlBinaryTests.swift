@@ -55,7 +55,11 @@ struct PurifyctlBinaryTests {
     @Test("version prints the daemon's version and exits 0")
     func version() async throws {
         try await ServedDaemon.serving { daemon in
-            let run = try await PurifyctlRun.run(["version", "--socket", daemon.socketPath])
+            // --socket wins over $PURIFYD_SOCKET.
+            let run = try await PurifyctlRun.run(
+                ["version", "--socket", daemon.socketPath],
+                environment: [ConnectionOptionsForTests.socketVariable: daemon.root.path + "/absent.sock"]
+            )
             #expect(run.status == 0, "\(run.standardError)")
             #expect(run.standardOutput == "version  1.2.3-test\n")
             #expect(run.standardError.isEmpty)
@@ -156,6 +160,13 @@ struct PurifyctlBinaryTests {
             #expect(refused.status == 77)
             #expect(refused.standardError.contains("uid 65534 may not use this socket (permission_denied)"), "\(refused.standardError)")
         }
+    }
+
+    @Test("a socket path too long for sockaddr_un: exit 64")
+    func overlongSocketPath() async throws {
+        let run = try await PurifyctlRun.run(["status", "--socket", "/tmp/" + String(repeating: "s", count: 200)])
+        #expect(run.status == 64)
+        #expect(run.standardError.contains("not a usable socket path"), "\(run.standardError)")
     }
 
     @Test("a daemon that never replies: exit 75 after --timeout")
