@@ -154,7 +154,8 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // Runs the built purifyctl binary too: depending on it makes `swift test` build it.
+        // Runs the built purifyctl binary and tests its output formatting (@testable import);
+        // depending on the executable also makes `swift test` build it.
         .testTarget(
             name: "PurifyControlTests",
             dependencies: [

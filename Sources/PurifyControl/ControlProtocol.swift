@@ -27,6 +27,7 @@ public enum ControlCommand: String, Sendable, CaseIterable {
 public struct ControlRequest: Sendable, Equatable {
     /// Echoed in the reply so clients can match replies to requests.
     public var id: JSONValue
+    /// What the daemon is asked to do.
     public var command: ControlCommand
     /// The request's `args` object (empty when absent).
     public var arguments: [String: JSONValue]
@@ -40,7 +41,9 @@ public struct ControlRequest: Sendable, Equatable {
     /// A line that is not a valid request: the error to reply with, and the request's `id` when
     /// one could be read.
     public struct Rejection: Error, Sendable, Equatable {
+        /// The request's `id`, or null when none could be read.
         public var id: JSONValue
+        /// What to reply.
         public var error: ControlError
     }
 
@@ -89,14 +92,24 @@ public struct ControlError: Error, Sendable, Hashable, CustomStringConvertible {
         self.message = message
     }
 
+    /// The line is not a request: not a JSON object, no string `cmd`, `args` not an object, an
+    /// unknown field.
     public static let malformedRequest = "malformed_request"
+    /// `cmd` names no ``ControlCommand``.
     public static let unknownCommand = "unknown_command"
+    /// The request line is over the server's length limit; the connection is closed.
     public static let lineTooLong = "line_too_long"
+    /// No complete request line within the server's read timeout; the connection is closed.
     public static let readTimeout = "read_timeout"
+    /// The peer's uid and groups are not among those the configuration allows.
     public static let permissionDenied = "permission_denied"
+    /// The server serves its maximum number of connections; try again.
     public static let busy = "busy"
+    /// An `args` value is wrong: an inbox the daemon does not have, a non-boolean `exit`.
     public static let invalidArgument = "invalid_argument"
+    /// The command needs a part of the daemon that is not running (the image pipeline).
     public static let unsupported = "unsupported"
+    /// The command was understood and failed (a reload whose new configuration is broken).
     public static let failed = "failed"
 
     static func malformed(_ message: String) -> ControlError {

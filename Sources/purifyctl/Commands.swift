@@ -38,7 +38,7 @@ extension ControlSubcommand {
         case .success(let fields):
             if !connection.json { print(try render(fields), terminator: "") }
         case .failure(let error):
-            if !connection.json { printError("purifyd refused \(Self.command.rawValue): \(error.message) (\(error.code))") }
+            if !connection.json { printError("\(Self.command.rawValue): \(error.message) (\(error.code))") }
             throw ExitStatus.forDaemonError(error)
         }
     }

@@ -20,8 +20,11 @@ enum HumanOutput {
         for key in ["state", "version"] {
             if let value = summary.removeValue(forKey: key) { flatten(value, key: key, into: &rows) }
         }
-        if case .double(let seconds)? = summary.removeValue(forKey: "uptime_s") {
-            rows.append(("uptime", duration(seconds)))
+        switch summary.removeValue(forKey: "uptime_s") {
+        case .double(let seconds)?: rows.append(("uptime", duration(seconds)))
+        case .int(let seconds)?: rows.append(("uptime", duration(Double(seconds))))
+        case let other?: rows.append(("uptime_s", scalar(other)))
+        case nil: break
         }
         for key in summary.keys.sorted() { flatten(summary[key]!, key: key, into: &rows) }
         let width = rows.map(\.0.count).max() ?? 0

@@ -127,6 +127,28 @@ struct ControlClientTests {
         #expect(elapsed < .seconds(5))
     }
 
+    @Test("a daemon whose listen backlog is full: timeout while connecting")
+    func fullBacklog() async throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.path + "/full.sock"
+        // Backlog 0 holds one pending connection; this client takes it.
+        let listener = boundSocket(at: path, listening: true, backlog: 0)
+        defer { close(listener) }
+        let occupant = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        try #require(occupant >= 0)
+        defer { close(occupant) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8) + [0]) }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(occupant, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        #expect(connected == 0)
+        let error = await failure { try ControlClient(socketPath: path, timeout: .milliseconds(300)).send(.status) }
+        #expect(error?.code == .timeout)
+        #expect(error?.message.hasPrefix("the daemon accepted no connection") == true, "\(error?.message ?? "no error")")
+    }
+
     @Test("replies that are not replies", arguments: [
         (String(repeating: "x", count: 5000) + "\n", ControlClientError.Code.malformedReply, "longer than 1024 bytes"),
         (#"{"id":1,"ok":true,"pad":""# + String(repeating: "x", count: 2000) + "\"}\n", .malformedReply, "longer than 1024 bytes"),

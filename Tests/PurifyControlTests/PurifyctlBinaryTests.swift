@@ -11,13 +11,19 @@ struct PurifyctlRun: Sendable {
 
     /// Runs the `purifyctl` built next to this test bundle (SwiftPM puts executables and the
     /// test bundle in one products directory) with `arguments` and `environment` (which replaces
-    /// the inherited one), off the cooperative pool.
-    static func run(_ arguments: [String], environment: [String: String] = [:]) async throws -> PurifyctlRun {
+    /// the inherited one), off the cooperative pool; as uid and gid 65534 through setpriv(1)
+    /// when `asNobody`.
+    static func run(_ arguments: [String], environment: [String: String] = [:], asNobody: Bool = false) async throws -> PurifyctlRun {
         let executable = try #require(purifyctlPath, "no purifyctl binary beside the test bundle")
         return try await offPool {
             let process = Process()
-            process.executableURL = URL(fileURLWithPath: executable)
-            process.arguments = arguments
+            if asNobody {
+                process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+                process.arguments = ["--reuid=65534", "--regid=65534", "--clear-groups", executable] + arguments
+            } else {
+                process.executableURL = URL(fileURLWithPath: executable)
+                process.arguments = arguments
+            }
             process.environment = environment
             let output = Pipe()
             let errors = Pipe()
@@ -49,7 +55,11 @@ struct PurifyctlBinaryTests {
     @Test("version prints the daemon's version and exits 0")
     func version() async throws {
         try await ServedDaemon.serving { daemon in
-            let run = try await PurifyctlRun.run(["version", "--socket", daemon.socketPath])
+            // --socket wins over $PURIFYD_SOCKET.
+            let run = try await PurifyctlRun.run(
+                ["version", "--socket", daemon.socketPath],
+                environment: [ConnectionOptionsForTests.socketVariable: daemon.root.path + "/absent.sock"]
+            )
             #expect(run.status == 0, "\(run.standardError)")
             #expect(run.standardOutput == "version  1.2.3-test\n")
             #expect(run.standardError.isEmpty)
@@ -80,11 +90,12 @@ struct PurifyctlBinaryTests {
             let run = try await PurifyctlRun.run(["status"], environment: [ConnectionOptionsForTests.socketVariable: daemon.socketPath])
             #expect(run.status == 0, "\(run.standardError)")
             let lines = run.standardOutput.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-            // The uptime depends on how long purifyctl took to start: whole seconds, on a busy machine more than 0.
-            #expect(lines.count > 2 && lines[2].hasPrefix("uptime              ") && lines[2].hasSuffix("s"), "\(lines)")
-            #expect(Array(lines.prefix(6)).enumerated().filter { $0.offset != 2 }.map(\.element) == [
+            // The uptime is whole seconds since the handler was made: 0 or a little more.
+            #expect(lines.count > 2 && lines[2].wholeMatch(of: /uptime {14}\d+s/) != nil, "\(lines)")
+            #expect(Array(lines.prefix(6)) == [
                 "state               running",
                 "version             1.2.3-test",
+                lines.count > 2 ? lines[2] : "",
                 "bundles[0].name     mnist",
                 "bundles[0].version  1.0.0",
                 "last_error          -",
@@ -129,6 +140,33 @@ struct PurifyctlBinaryTests {
             #expect(run.standardOutput.isEmpty)
             #expect(run.standardError.hasPrefix("purifyctl: "))
         }
+    }
+
+    @Test(
+        "a foreign uid: exit 77, whether the socket's directory or the daemon's peer check refuses it",
+        .enabled(if: getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv"))
+    )
+    func permissionDenied() async throws {
+        try await ServedDaemon.serving { daemon in
+            // The temporary directory is 0700: uid 65534 cannot reach the socket at all.
+            let shutOut = try await PurifyctlRun.run(["version", "--socket", daemon.socketPath], asNobody: true)
+            #expect(shutOut.status == 77)
+            #expect(shutOut.standardError.contains("permission denied on \(daemon.socketPath)"), "\(shutOut.standardError)")
+
+            // Reachable through the file system: the daemon itself refuses the uid.
+            #expect(chmod(daemon.root.path, 0o755) == 0)
+            #expect(chmod(daemon.socketPath, 0o666) == 0)
+            let refused = try await PurifyctlRun.run(["version", "--socket", daemon.socketPath], asNobody: true)
+            #expect(refused.status == 77)
+            #expect(refused.standardError.contains("uid 65534 may not use this socket (permission_denied)"), "\(refused.standardError)")
+        }
+    }
+
+    @Test("a socket path too long for sockaddr_un: exit 64")
+    func overlongSocketPath() async throws {
+        let run = try await PurifyctlRun.run(["status", "--socket", "/tmp/" + String(repeating: "s", count: 200)])
+        #expect(run.status == 64)
+        #expect(run.standardError.contains("not a usable socket path"), "\(run.standardError)")
     }
 
     @Test("a daemon that never replies: exit 75 after --timeout")

@@ -120,8 +120,9 @@ final class ServedDaemon: Sendable {
     }
 }
 
-/// A Unix socket bound at `path`, listening when `listening`; the caller closes it.
-func boundSocket(at path: String, listening: Bool) -> Int32 {
+/// A Unix socket bound at `path`, listening with `backlog` when `listening`; the caller closes
+/// it.
+func boundSocket(at path: String, listening: Bool, backlog: Int32 = 8) -> Int32 {
     let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
     var address = sockaddr_un()
     address.sun_family = sa_family_t(AF_UNIX)
@@ -130,7 +131,7 @@ func boundSocket(at path: String, listening: Bool) -> Int32 {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
     }
     #expect(bound == 0)
-    if listening { #expect(listen(descriptor, 8) == 0) }
+    if listening { #expect(listen(descriptor, backlog) == 0) }
     return descriptor
 }
 
