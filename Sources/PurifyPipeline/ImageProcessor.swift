@@ -25,9 +25,10 @@ struct DecodedImage: Sendable {
     var decoded: ContinuousClock.Instant
 }
 
-/// A batch on its way to the purifier.
+/// A batch taken by the purifier stage.
 struct PurifierBatch: Sendable {
     var images: [DecodedImage]
+    /// When the purifier stage took it: the end of its images' batch wait.
     var dequeued: ContinuousClock.Instant
     var modelWidth: Int { images[0].modelWidth }
     var modelHeight: Int { images[0].modelHeight }

@@ -24,7 +24,7 @@ public final class Pipeline: Sendable {
     private let committer: any ResultCommitter
     private let processor: ImageProcessor
     private let requests: BoundedChannel<PurificationRequest>
-    private let batches: BoundedChannel<PurifierBatch>
+    private let batches: BoundedChannel<[DecodedImage]>
     private let purified: BoundedChannel<PurifiedBatch>
     private let finished: BoundedChannel<FinishedImage>
     private let committed: BoundedChannel<PurificationResult>
@@ -141,14 +141,14 @@ public final class Pipeline: Sendable {
     private func purify(on pool: BlockingThreadPool) async {
         let processor = processor
         let clock = ContinuousClock()
-        while var batch = await batches.next() {
-            batch.dequeued = clock.now
-            let tensor = await pool.run { [batch] in processor.purifierTensor(for: batch) }
+        while let images = await batches.next() {
+            let batch = PurifierBatch(images: images, dequeued: clock.now)
+            let tensor = await pool.run { processor.purifierTensor(for: batch) }
             let output: Tensor
             do {
                 output = try await bundle.purifier.run(tensor)
             } catch {
-                let failures = batch.images.map { $0.failing(stage: .purify, message: "\(error)", batchSize: batch.images.count) }
+                let failures = images.map { $0.failing(stage: .purify, message: "\(error)", batchSize: images.count) }
                 guard await send(failures) else { return }
                 continue
             }
@@ -165,23 +165,27 @@ public final class Pipeline: Sendable {
             var verdicts: [PurificationReport.Classification?] = Array(repeating: nil, count: images.count)
             if let classifierInput, let classifier = bundle.classifier {
                 let start = clock.now
-                let verdictsRead: [PurificationReport.Classification]
+                let read: [PurificationReport.Classification]?
+                let failure: String
                 do {
                     let output = try await classifier.run(classifierInput)
-                    guard let read = processor.classifications(from: output, count: images.count) else {
-                        throw ClassifierOutputError(shape: output.shape)
-                    }
-                    verdictsRead = read
+                    let count = images.count
+                    read = await pool.run { processor.classifications(from: output, count: count) }
+                    failure = "the classifier returned non-finite scores or shape \(output.shape)"
                 } catch {
+                    read = nil
+                    failure = "\(error)"
+                }
+                guard let read else {
                     let failures = images.map {
-                        $0.failing(.init(code: "inference", stage: .classify, message: "\(error)"), $0.source.timings)
+                        $0.failing(.init(code: "inference", stage: .classify, message: failure), $0.source.timings)
                     }
                     guard await send(failures) else { return }
                     continue
                 }
                 let elapsed = milliseconds(start.duration(to: clock.now))
                 for index in images.indices { images[index].source.timings.classify = elapsed }
-                verdicts = verdictsRead
+                verdicts = read
             }
             for (image, verdict) in zip(images, verdicts) {
                 guard (try? await finished.send(.purified(image, verdict))) != nil else { return }
@@ -205,13 +209,6 @@ public final class Pipeline: Sendable {
         }
         return true
     }
-}
-
-/// The classifier returned something other than a finite row of class scores per image.
-struct ClassifierOutputError: Error, CustomStringConvertible {
-    let shape: [Int]
-
-    var description: String { "the classifier returned non-finite scores or shape \(shape)" }
 }
 
 /// A pipeline's results as they are committed; see ``Pipeline/results``.
