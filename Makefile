@@ -9,7 +9,7 @@ DEB_PACKAGES := libdnnl-dev libjpeg-dev libpng-dev zlib1g-dev libinotifytools0-d
 DATASET ?= mnist
 TRAIN := PYTHONPATH=training $(PY) -m purifyd_train
 
-.PHONY: deps debs venv build release test test-swift test-python run clean train evaluate
+.PHONY: deps debs venv build release test test-swift test-python run clean train evaluate install-daemon-files check-systemd
 
 deps: debs venv
 
@@ -55,6 +55,26 @@ train: venv
 
 evaluate: venv
 	$(TRAIN) evaluate --dataset $(DATASET) $(if $(QUICK),--quick,)
+
+# The daemon's systemd unit, sysusers and tmpfiles snippets and example configuration, in the
+# places systemd searches under /usr/local (an existing configuration is never overwritten).
+UNIT_DIR ?= $(PREFIX)/lib/systemd/system
+SYSUSERS_DIR ?= $(PREFIX)/lib/sysusers.d
+TMPFILES_DIR ?= $(PREFIX)/lib/tmpfiles.d
+CONFIG_DIR ?= /etc/purifyd
+
+install-daemon-files:
+	install -D -m 0644 systemd/purifyd.service $(DESTDIR)$(UNIT_DIR)/purifyd.service
+	install -D -m 0644 systemd/purifyd.sysusers $(DESTDIR)$(SYSUSERS_DIR)/purifyd.conf
+	install -D -m 0644 systemd/purifyd.tmpfiles $(DESTDIR)$(TMPFILES_DIR)/purifyd.conf
+	test -e $(DESTDIR)$(CONFIG_DIR)/purifyd.toml || install -D -m 0644 etc/purifyd/purifyd.toml $(DESTDIR)$(CONFIG_DIR)/purifyd.toml
+
+# `systemd-analyze verify` insists that ExecStart's binary exists: check a copy of the unit
+# pointing at /bin/true, then print the exposure score.
+check-systemd:
+	@tmp=$$(mktemp -d) && sed 's|/usr/local/bin/purifyd|/bin/true|' systemd/purifyd.service > $$tmp/purifyd.service && \
+	systemd-analyze verify $$tmp/purifyd.service && \
+	systemd-analyze security --offline=yes $$tmp/purifyd.service | tail -1; status=$$?; rm -rf $$tmp; exit $$status
 
 clean:
 	rm -rf .build var

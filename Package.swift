@@ -16,13 +16,16 @@ let package = Package(
         .library(name: "PurifyEngine", targets: ["PurifyEngine"]),
         .library(name: "PurifyImage", targets: ["PurifyImage"]),
         .library(name: "PurifyPipeline", targets: ["PurifyPipeline"]),
+        .library(name: "PurifyDaemon", targets: ["PurifyDaemon"]),
         .executable(name: "purify", targets: ["purify"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
-        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
     ],
     targets: [
         .systemLibrary(name: "CDNNL"),
@@ -81,6 +84,21 @@ let package = Package(
             resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings
         ),
+        // Prefixed C shims for what Swift's Glibc module does not import because it needs
+        // _GNU_SOURCE: SO_PEERCRED's struct ucred, SO_PEERGROUPS, accept4, renameat2
+        // (RENAME_NOREPLACE), eventfd, pthread_setname_np.
+        .target(name: "CPurifySystem"),
+        .target(
+            name: "PurifyDaemon",
+            dependencies: [
+                "CPurifySystem",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "PurifyImageTests",
             dependencies: ["PurifyImage"],
@@ -93,6 +111,15 @@ let package = Package(
             name: "PurifyPipelineTests",
             dependencies: ["PurifyPipeline", "PurifyImage", "PurifyEngine"],
             exclude: ["Fixtures"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "PurifyDaemonTests",
+            dependencies: [
+                "PurifyDaemon",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
     ]

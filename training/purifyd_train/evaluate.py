@@ -200,12 +200,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--adaptive-n", type=int, default=None, help="images for adaptive attacks (default 500, quick 100)")
     p.add_argument("--sweep-n", type=int, default=None, help="images for the ε sweep (default 1000, quick 100)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--through-purify", type=Path, metavar="PURIFY", default=None,
+                   help="instead: PGD test set as PNGs through this `purify` binary, accuracy compared with PyTorch")
     args = p.parse_args(argv)
     args.n = args.n or (200 if args.quick else 2000)
     args.adaptive_n = min(args.n, args.adaptive_n or (100 if args.quick else 500))
     args.sweep_n = min(args.n, args.sweep_n or (100 if args.quick else 1000))
     ds = spec(args.dataset)
     out = run_dir(ds.name) / "eval-quick" if args.quick else REPO_ROOT / "models" / ds.name
+    if args.through_purify:
+        from .through_purify import main as through_purify
+        through_purify(ds.name, args.through_purify, args.n, args.seed, out)
+        return
     args.figures = out / "figures"
     results = evaluate(args)
     write_json(out / "results.json", results)

@@ -1,0 +1,166 @@
+public import Logging
+
+/// Everything `purifyd` reads from its TOML configuration file, with defaults filled in and
+/// relative paths resolved.
+///
+/// Parse one with ``DaemonConfiguration/init(toml:baseDirectory:)`` or
+/// ``DaemonConfiguration/load(from:)``; `etc/purifyd/purifyd.toml` documents every key.
+public struct DaemonConfiguration: Sendable, Equatable {
+    /// The directory that holds each inbox's spool by default (`<state>/<inbox>/claimed`,
+    /// `journal`, `failed`).
+    public var stateDirectory: String
+    /// The path of the control socket.
+    public var controlSocketPath: String
+    /// Peers whose uid is listed here may use the control socket (the daemon's own uid and root
+    /// always may).
+    public var allowedUIDs: [UInt32]
+    /// Peers whose primary gid is listed here may use the control socket.
+    public var allowedGIDs: [UInt32]
+    /// How long SIGTERM / `drain` waits for in-flight files before the daemon gives up on them
+    /// (they stay claimed and are recovered at the next start).
+    public var drainDeadline: Duration
+    /// The minimum level the daemon logs at.
+    public var logLevel: Logger.Level
+    /// The watched folders, at least one.
+    public var inboxes: [InboxConfiguration]
+
+    public init(
+        stateDirectory: String = Defaults.stateDirectory,
+        controlSocketPath: String = Defaults.controlSocketPath,
+        allowedUIDs: [UInt32] = [],
+        allowedGIDs: [UInt32] = [],
+        drainDeadline: Duration = Defaults.drainDeadline,
+        logLevel: Logger.Level = .info,
+        inboxes: [InboxConfiguration]
+    ) {
+        self.stateDirectory = stateDirectory
+        self.controlSocketPath = controlSocketPath
+        self.allowedUIDs = allowedUIDs
+        self.allowedGIDs = allowedGIDs
+        self.drainDeadline = drainDeadline
+        self.logLevel = logLevel
+        self.inboxes = inboxes
+    }
+
+    /// The defaults the parser fills in for keys a file leaves out.
+    public enum Defaults {
+        public static let stateDirectory = "/var/lib/purifyd"
+        public static let controlSocketPath = "/run/purifyd/control.sock"
+        public static let drainDeadline = Duration.seconds(30)
+        public static let outputFormat = OutputFormat.same
+        public static let jpegQuality = 90
+        public static let classifierEnabled = true
+        public static let queueCapacity = 64
+        public static let limits = InputLimits(maxBytes: 32 << 20, maxPixels: 1 << 24, maxSide: 8192)
+        public static let batching = BatchingConfiguration(maxBatch: 16, maxDelay: .milliseconds(10))
+    }
+}
+
+/// One watched folder and what to do with the files that land in it.
+public struct InboxConfiguration: Sendable, Equatable {
+    /// A short identifier, unique in the file, used for the spool directory and in status output.
+    public var name: String
+    /// The folder producers drop files into.
+    public var path: String
+    /// The folder purified images and their reports go to.
+    public var outbox: String
+    /// The model bundle directory (`models/<name>/`).
+    public var bundlePath: String
+    /// The format purified images are written in.
+    public var outputFormat: OutputFormat
+    /// The JPEG quality (1–100) used when the output is JPEG.
+    public var jpegQuality: Int
+    /// Whether the bundle's classifier runs on the purified image and its result goes in the report.
+    public var classifierEnabled: Bool
+    /// Limits checked before decoding.
+    public var limits: InputLimits
+    /// How the pipeline batches images for the purifier.
+    public var batching: BatchingConfiguration
+    /// How many claimed files may be in flight; past it the daemon stops claiming and files wait
+    /// in the inbox.
+    public var queueCapacity: Int
+    /// What happens to the original once its output and report are written.
+    public var afterSuccess: AfterSuccessPolicy
+    /// Where files that cannot be processed go, with a JSON report each.
+    public var failedDirectory: String
+    /// The inbox's spool: `claimed/` and `journal/`. Files move between the inbox, the spool,
+    /// the failed and the archive directories by rename(2), so all must be on one mount.
+    public var spoolDirectory: String
+
+    public init(
+        name: String,
+        path: String,
+        outbox: String,
+        bundlePath: String,
+        outputFormat: OutputFormat = DaemonConfiguration.Defaults.outputFormat,
+        jpegQuality: Int = DaemonConfiguration.Defaults.jpegQuality,
+        classifierEnabled: Bool = DaemonConfiguration.Defaults.classifierEnabled,
+        limits: InputLimits = DaemonConfiguration.Defaults.limits,
+        batching: BatchingConfiguration = DaemonConfiguration.Defaults.batching,
+        queueCapacity: Int = DaemonConfiguration.Defaults.queueCapacity,
+        afterSuccess: AfterSuccessPolicy = .delete,
+        spoolDirectory: String,
+        failedDirectory: String? = nil
+    ) {
+        self.name = name
+        self.path = path
+        self.outbox = outbox
+        self.bundlePath = bundlePath
+        self.outputFormat = outputFormat
+        self.jpegQuality = jpegQuality
+        self.classifierEnabled = classifierEnabled
+        self.limits = limits
+        self.batching = batching
+        self.queueCapacity = queueCapacity
+        self.afterSuccess = afterSuccess
+        self.spoolDirectory = spoolDirectory
+        self.failedDirectory = failedDirectory ?? FilePaths.join(spoolDirectory, "failed")
+    }
+}
+
+/// The format a purified image is written in.
+public enum OutputFormat: String, Sendable, Equatable, CaseIterable {
+    /// The input's own format (PNG stays PNG, JPEG stays JPEG).
+    case same
+    /// PNG (lossless).
+    case png
+    /// JPEG at the inbox's `jpegQuality`.
+    case jpeg
+}
+
+/// Limits on an input, checked from the file size and the image header before decoding.
+public struct InputLimits: Sendable, Equatable {
+    /// The largest file accepted, in bytes (also enforced when the file is claimed).
+    public var maxBytes: Int
+    /// The most pixels (width × height) accepted.
+    public var maxPixels: Int
+    /// The longest side accepted, in pixels.
+    public var maxSide: Int
+
+    public init(maxBytes: Int, maxPixels: Int, maxSide: Int) {
+        self.maxBytes = maxBytes
+        self.maxPixels = maxPixels
+        self.maxSide = maxSide
+    }
+}
+
+/// Dynamic batching: a batch runs when it is full or its oldest image has waited `maxDelay`.
+public struct BatchingConfiguration: Sendable, Equatable {
+    /// The most images in one batch.
+    public var maxBatch: Int
+    /// How long the oldest image in a batch may wait for the batch to fill.
+    public var maxDelay: Duration
+
+    public init(maxBatch: Int, maxDelay: Duration) {
+        self.maxBatch = maxBatch
+        self.maxDelay = maxDelay
+    }
+}
+
+/// What happens to an original after its output and report are committed.
+public enum AfterSuccessPolicy: Sendable, Equatable {
+    /// The original is deleted.
+    case delete
+    /// The original is moved into this directory (never replacing a file already there).
+    case archive(directory: String)
+}

@@ -1,0 +1,163 @@
+/// What the image pipeline adds to the control socket's answers. The daemon executable
+/// implements it over the pipeline; without one, `stats` and `reload` reply `unsupported`.
+public protocol PipelineControl: Sendable {
+    /// Fields merged into `status` (bundles loaded with their versions, last error, …).
+    func statusFields() async -> [String: JSONValue]
+    /// The `stats` reply: latency percentiles per stage, throughput.
+    func statistics() async -> [String: JSONValue]
+    /// Prometheus text-format lines appended to the daemon's own metrics.
+    func metrics() async -> String
+    /// Reloads the configuration and models, keeping the old ones if the new ones fail; the
+    /// returned fields go in the reply.
+    func reload() async throws(ControlError) -> [String: JSONValue]
+}
+
+/// The control handler the daemon serves: `version`, `pause`, `resume`, `rescan`, `drain`,
+/// `status` and `metrics` from the inbox services themselves; `stats` and `reload`, and the
+/// pipeline's part of `status` and `metrics`, from a ``PipelineControl``.
+///
+/// `pause`, `resume`, `rescan` and `drain` act on every inbox, or on the one named by
+/// `args.inbox`. `drain` with `args.exit = true` calls `requestShutdown` once it has drained.
+public struct DaemonControlHandler: ControlCommandHandler {
+    /// The inboxes the commands act on.
+    public let inboxes: [InboxService]
+    /// What `version` and `status` report.
+    public let version: String
+    /// The pipeline's part of the answers, nil while there is none.
+    public let pipeline: (any PipelineControl)?
+    private let startedAt: ContinuousClock.Instant
+    private let requestShutdown: @Sendable () -> Void
+
+    public init(
+        inboxes: [InboxService],
+        version: String,
+        pipeline: (any PipelineControl)?,
+        startedAt: ContinuousClock.Instant = .now,
+        requestShutdown: @escaping @Sendable () -> Void
+    ) {
+        self.inboxes = inboxes
+        self.version = version
+        self.pipeline = pipeline
+        self.startedAt = startedAt
+        self.requestShutdown = requestShutdown
+    }
+
+    public func handle(_ request: ControlRequest) async throws(ControlError) -> [String: JSONValue] {
+        switch request.command {
+        case .version:
+            return ["version": .string(version)]
+        case .pause:
+            let targets = try selectedInboxes(request)
+            for inbox in targets { inbox.pause() }
+            return ["paused": .array(targets.map { .string($0.configuration.name) })]
+        case .resume:
+            let targets = try selectedInboxes(request)
+            for inbox in targets { inbox.resume() }
+            return ["resumed": .array(targets.map { .string($0.configuration.name) })]
+        case .rescan:
+            let targets = try selectedInboxes(request)
+            for inbox in targets { inbox.requestRescan() }
+            return ["rescanning": .array(targets.map { .string($0.configuration.name) })]
+        case .drain:
+            let targets = try selectedInboxes(request)
+            let exit: Bool
+            switch request.arguments["exit"] {
+            case nil: exit = false
+            case .bool(let value)?: exit = value
+            default: throw ControlError(code: ControlError.invalidArgument, message: "\"exit\" must be true or false")
+            }
+            await withTaskGroup(of: Void.self) { group in
+                for inbox in targets { group.addTask { await inbox.drain() } }
+            }
+            if exit { requestShutdown() }
+            return ["drained": .array(targets.map { .string($0.configuration.name) }), "exiting": .bool(exit)]
+        case .status:
+            var fields = await pipeline?.statusFields() ?? [:]
+            let statuses = inboxes.map(\.status)
+            let state: String = if statuses.allSatisfy(\.isPaused) { "paused" } else if statuses.contains(where: \.spool.isWaitingForCapacity) { "backpressured" } else { "running" }
+            fields["state"] = .string(state)
+            fields["uptime_s"] = .double(Self.seconds(ContinuousClock.now - startedAt))
+            fields["version"] = .string(version)
+            fields["inboxes"] = .array(statuses.map(Self.describe))
+            return fields
+        case .metrics:
+            let pipelineMetrics = await pipeline?.metrics() ?? ""
+            return ["format": "prometheus-text-0.0.4", "text": .string(metricsText() + pipelineMetrics)]
+        case .stats:
+            guard let pipeline else { throw Self.noPipeline(request.command) }
+            return await pipeline.statistics()
+        case .reload:
+            guard let pipeline else { throw Self.noPipeline(request.command) }
+            return try await pipeline.reload()
+        }
+    }
+
+    private func selectedInboxes(_ request: ControlRequest) throws(ControlError) -> [InboxService] {
+        switch request.arguments["inbox"] {
+        case nil:
+            return inboxes
+        case .string(let name)?:
+            let selected = inboxes.filter { $0.configuration.name == name }
+            guard !selected.isEmpty else {
+                throw ControlError(code: ControlError.invalidArgument, message: "no inbox named \"\(name)\"")
+            }
+            return selected
+        default:
+            throw ControlError(code: ControlError.invalidArgument, message: "\"inbox\" must be an inbox name")
+        }
+    }
+
+    private static func describe(_ status: InboxService.Status) -> JSONValue {
+        [
+            "name": .string(status.name),
+            "paused": .bool(status.isPaused),
+            "backpressured": .bool(status.spool.isWaitingForCapacity),
+            "watching": .bool(status.watcher.isWatching),
+            "waiting_in_inbox": .int(Int64(status.waitingInInbox)),
+            "in_flight": .int(Int64(status.spool.inFlight)),
+            "capacity": .int(Int64(status.spool.capacity)),
+            "claimed": .int(Int64(status.spool.claimed)),
+            "committed": .int(Int64(status.spool.committed)),
+            "failed": .int(Int64(status.spool.failed)),
+            "rejected": .int(Int64(status.spool.rejected)),
+            "recovered": .int(Int64(status.spool.recovered)),
+            "rescans": .int(Int64(status.watcher.rescans)),
+            "overflows": .int(Int64(status.watcher.overflows)),
+            "last_error": status.lastError.map(JSONValue.string) ?? .null,
+        ]
+    }
+
+    /// The daemon's own counters in the Prometheus text format.
+    private func metricsText() -> String {
+        let statuses = inboxes.map(\.status)
+        let families: [(name: String, type: String, help: String, value: (InboxService.Status) -> Int)] = [
+            ("purifyd_files_claimed_total", "counter", "Files claimed from the inbox.", { $0.spool.claimed }),
+            ("purifyd_files_committed_total", "counter", "Files whose output and report were committed.", { $0.spool.committed }),
+            ("purifyd_files_failed_total", "counter", "Files moved to failed/ by the pipeline.", { $0.spool.failed }),
+            ("purifyd_files_rejected_total", "counter", "Entries rejected unopened (not regular, empty, too large).", { $0.spool.rejected }),
+            ("purifyd_files_recovered_total", "counter", "Claimed files requeued at start.", { $0.spool.recovered }),
+            ("purifyd_inbox_rescans_total", "counter", "Inbox listings (start, overflow, request).", { $0.watcher.rescans }),
+            ("purifyd_inotify_overflows_total", "counter", "IN_Q_OVERFLOW events.", { $0.watcher.overflows }),
+            ("purifyd_files_in_flight", "gauge", "Files claimed and not yet finished.", { $0.spool.inFlight }),
+            ("purifyd_inbox_waiting", "gauge", "Files seen in the inbox and not yet claimed.", { $0.waitingInInbox }),
+            ("purifyd_inbox_paused", "gauge", "1 while claiming is paused.", { $0.isPaused ? 1 : 0 }),
+            ("purifyd_inbox_backpressured", "gauge", "1 while claiming waits for the pipeline.", { $0.spool.isWaitingForCapacity ? 1 : 0 }),
+        ]
+        var text = ""
+        for family in families {
+            text += "# HELP \(family.name) \(family.help)\n# TYPE \(family.name) \(family.type)\n"
+            for status in statuses {
+                text += "\(family.name){inbox=\"\(status.name)\"} \(family.value(status))\n"
+            }
+        }
+        return text
+    }
+
+    private static func noPipeline(_ command: ControlCommand) -> ControlError {
+        ControlError(code: ControlError.unsupported, message: "\(command.rawValue) needs the image pipeline, which is not running")
+    }
+
+    private static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+}

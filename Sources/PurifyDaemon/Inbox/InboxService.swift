@@ -1,0 +1,164 @@
+public import Logging
+public import ServiceLifecycle
+internal import Synchronization
+
+/// What the daemon hands claimed files to: the image pipeline implements it.
+public protocol ClaimedFileProcessor: Sendable {
+    /// Takes over `file`, which the processor must end with ``InboxSpool/commit(_:output:outputExtension:report:)``
+    /// or ``InboxSpool/fail(_:code:message:details:)`` on `spool`.
+    ///
+    /// Return as soon as the file is queued: the claim loop awaits this call, and the spool's
+    /// `queue_capacity` (not this method) is what bounds the work in flight.
+    func process(_ file: ClaimedFile, from spool: InboxSpool) async
+}
+
+/// One inbox as a service: recovers its spool, watches the folder, and claims each candidate
+/// file for the pipeline, one at a time, while the pipeline has room and ingestion is not paused.
+///
+/// On graceful shutdown it stops claiming at once (files wait in the inbox), then waits for the
+/// files in flight to be committed or failed; a cancellation (the service group's drain deadline)
+/// ends that wait, leaving unfinished files claimed for recovery at the next start.
+public final class InboxService: Service, Sendable {
+    /// The inbox.
+    public let configuration: InboxConfiguration
+    /// Its spool; the processor commits and fails files through it.
+    public let spool: InboxSpool
+    /// Its watcher.
+    public let watcher: InboxWatcher
+
+    /// What `status` reports for one inbox.
+    public struct Status: Sendable, Equatable {
+        /// The inbox's name.
+        public var name: String
+        /// Whether claiming is paused (by `pause` or `drain`).
+        public var isPaused: Bool
+        /// Names seen in the inbox and not yet claimed.
+        public var waitingInInbox: Int
+        public var spool: InboxSpool.Statistics
+        public var watcher: InboxWatcher.Statistics
+        /// The last error claiming a file, if any.
+        public var lastError: String?
+    }
+
+    private struct Control {
+        var isPaused = false
+        var isStopping = false
+        var resumeWaiter: CheckedContinuation<Void, Never>?
+        var lastError: String?
+    }
+
+    private let processor: any ClaimedFileProcessor
+    private let control = Mutex(Control())
+    private let logger: Logger
+
+    public init(
+        configuration: InboxConfiguration,
+        processor: any ClaimedFileProcessor,
+        settleInterval: Duration = .seconds(2),
+        logger: Logger
+    ) throws(DaemonError) {
+        self.configuration = configuration
+        self.processor = processor
+        var logger = logger
+        logger[metadataKey: "inbox"] = "\(configuration.name)"
+        self.logger = logger
+        self.spool = InboxSpool(configuration: configuration, logger: logger)
+        self.watcher = try InboxWatcher(path: configuration.path, settleInterval: settleInterval, logger: logger)
+    }
+
+    public var status: Status {
+        let (isPaused, lastError) = control.withLock { ($0.isPaused, $0.lastError) }
+        return Status(
+            name: configuration.name,
+            isPaused: isPaused,
+            waitingInInbox: watcher.candidates.count,
+            spool: spool.statistics,
+            watcher: watcher.statistics,
+            lastError: lastError
+        )
+    }
+
+    /// Stops claiming new files; those in flight still finish.
+    public func pause() {
+        control.withLock { $0.isPaused = true }
+    }
+
+    /// Claims again after ``pause()``.
+    public func resume() {
+        let waiter: CheckedContinuation<Void, Never>? = control.withLock { control in
+            control.isPaused = false
+            defer { control.resumeWaiter = nil }
+            return control.resumeWaiter
+        }
+        waiter?.resume()
+    }
+
+    /// Lists the inbox again.
+    public func requestRescan() {
+        watcher.requestRescan()
+    }
+
+    /// Pauses claiming and waits until nothing is in flight (or the calling task is cancelled).
+    public func drain() async {
+        pause()
+        await spool.waitUntilIdle()
+    }
+
+    public func run() async throws {
+        for file in try spool.recover() {
+            await processor.process(file, from: spool)
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await self.watcher.run() }
+            await withTaskCancellationOrGracefulShutdownHandler {
+                await claimLoop()
+            } onCancelOrGracefulShutdown: {
+                self.stop()
+            }
+            try await group.waitForAll()
+        }
+        await spool.waitUntilIdle()
+    }
+
+    private func claimLoop() async {
+        for await name in watcher.candidates {
+            // A pause that arrives while waiting for capacity holds the next claim too.
+            repeat {
+                await waitWhilePaused()
+                await spool.waitForCapacity()
+            } while control.withLock({ $0.isPaused && !$0.isStopping }) && !Task.isCancelled
+            if control.withLock({ $0.isStopping }) || Task.isCancelled { return }
+            do {
+                if case .claimed(let file) = try spool.claim(name) {
+                    await processor.process(file, from: spool)
+                }
+            } catch {
+                // The file stays where it was (in the inbox, or claimed for recovery); the
+                // daemon goes on with the next one.
+                logger.error("cannot claim a file", metadata: ["file": "\(name)", "error": "\(error)"])
+                control.withLock { $0.lastError = "\(name): \(error)" }
+            }
+        }
+    }
+
+    private func waitWhilePaused() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let proceed = control.withLock { control in
+                if !control.isPaused || control.isStopping { return true }
+                control.resumeWaiter = continuation
+                return false
+            }
+            if proceed { continuation.resume() }
+        }
+    }
+
+    private func stop() {
+        let waiter: CheckedContinuation<Void, Never>? = control.withLock { control in
+            control.isStopping = true
+            defer { control.resumeWaiter = nil }
+            return control.resumeWaiter
+        }
+        waiter?.resume()
+        watcher.stop()
+    }
+}

@@ -1,0 +1,122 @@
+public import Logging
+public import ServiceLifecycle
+internal import Synchronization
+internal import UnixSignals
+
+/// The whole daemon minus the image pipeline, as one service (the shape of Hummingbird's
+/// `Application`): an ``InboxService`` per configured inbox, the ``ControlServer`` answering
+/// through a ``DaemonControlHandler``, and under systemd the ``SystemdNotifyService``, all run
+/// in a `ServiceGroup`.
+///
+/// - SIGTERM and SIGINT shut down gracefully: inboxes stop claiming and wait for their files in
+///   flight, for at most the configuration's drain deadline; then the rest is cancelled (what
+///   was unfinished stays claimed and is recovered at the next start).
+/// - SIGHUP calls ``PipelineControl/reload()`` when a pipeline is given.
+/// - READY=1 goes out once the control socket accepts connections, with a one-line STATUS=.
+///   Load the models before calling ``run()``, so that READY=1 means ready.
+///
+/// The daemon executable's `main` parses the configuration, bootstraps logging
+/// (``DaemonLogHandler/bootstrap(logLevel:environment:)``), builds the pipeline, and runs this.
+public struct PurifyDaemonApplication: Service {
+    /// The configuration the daemon runs with.
+    public let configuration: DaemonConfiguration
+    /// One service per configured inbox, in the configuration's order.
+    public let inboxes: [InboxService]
+    private let pipeline: (any PipelineControl)?
+    private let version: String
+    private let environment: [String: String]
+    private let logger: Logger
+
+    /// - Parameters:
+    ///   - processor: Receives every claimed file (the pipeline's entry point).
+    ///   - pipeline: Answers `stats`, `reload` and SIGHUP, and adds to `status` and `metrics`.
+    ///   - environment: The process environment (`NOTIFY_SOCKET`, `WATCHDOG_USEC`, …).
+    public init(
+        configuration: DaemonConfiguration,
+        processor: any ClaimedFileProcessor,
+        pipeline: (any PipelineControl)?,
+        version: String,
+        environment: [String: String],
+        logger: Logger
+    ) throws(DaemonError) {
+        self.configuration = configuration
+        var inboxes: [InboxService] = []
+        for inbox in configuration.inboxes {
+            inboxes.append(try InboxService(configuration: inbox, processor: processor, logger: logger))
+        }
+        self.inboxes = inboxes
+        self.pipeline = pipeline
+        self.version = version
+        self.environment = environment
+        self.logger = logger
+    }
+
+    /// A one-line summary for STATUS=: `2 inboxes: 3 in flight, 120 done, 1 failed`.
+    public var statusSummary: String {
+        let statuses = inboxes.map(\.status)
+        let inFlight = statuses.reduce(0) { $0 + $1.spool.inFlight }
+        let done = statuses.reduce(0) { $0 + $1.spool.committed }
+        let failed = statuses.reduce(0) { $0 + $1.spool.failed + $1.spool.rejected }
+        let paused = statuses.allSatisfy(\.isPaused) ? " (paused)" : ""
+        return "\(statuses.count) inbox\(statuses.count == 1 ? "" : "es")\(paused): \(inFlight) in flight, \(done) done, \(failed) failed"
+    }
+
+    public func run() async throws {
+        let notifier = SystemdNotifier(environment: environment)
+        let groupBox = Mutex<ServiceGroup?>(nil)
+        let handler = DaemonControlHandler(inboxes: inboxes, version: version, pipeline: pipeline) {
+            guard let group = groupBox.withLock({ $0 }) else { return }
+            Task { await group.triggerGracefulShutdown() }
+        }
+        var controlConfiguration = ControlServer.Configuration(
+            path: configuration.controlSocketPath,
+            allowedUIDs: Set(configuration.allowedUIDs),
+            allowedGIDs: Set(configuration.allowedGIDs)
+        )
+        let summary: @Sendable () -> String = { [self] in statusSummary }
+        let logger = self.logger
+        controlConfiguration.onListening = {
+            logger.notice("ready", metadata: ["status": "\(summary())"])
+            do {
+                try notifier?.notifyReady(status: summary())
+            } catch {
+                logger.warning("cannot notify the service manager", metadata: ["error": "\(error)"])
+            }
+        }
+        let control = try ControlServer(configuration: controlConfiguration, handler: handler, logger: logger)
+
+        // Shut down in reverse order: STOPPING=1 first, then the control socket, then the
+        // inboxes drain.
+        var services: [any Service] = inboxes
+        services.append(control)
+        if let pipeline { services.append(ReloadOnHangupService(pipeline: pipeline, logger: logger)) }
+        if let notifier { services.append(SystemdNotifyService(notifier: notifier, environment: environment, status: summary)) }
+
+        var groupConfiguration = ServiceGroupConfiguration(
+            services: services,
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger
+        )
+        groupConfiguration.maximumGracefulShutdownDuration = configuration.drainDeadline
+        let group = ServiceGroup(configuration: groupConfiguration)
+        groupBox.withLock { $0 = group }
+        try await group.run()
+    }
+}
+
+/// Reloads the pipeline's configuration and models on SIGHUP until graceful shutdown.
+struct ReloadOnHangupService: Service {
+    let pipeline: any PipelineControl
+    let logger: Logger
+
+    func run() async throws {
+        for await _ in await UnixSignalsSequence(trapping: .sighup).cancelOnGracefulShutdown() {
+            do {
+                let result = try await pipeline.reload()
+                logger.notice("reloaded on SIGHUP", metadata: ["result": "\(JSONValue.object(result).serialized())"])
+            } catch {
+                logger.error("reload on SIGHUP failed; keeping the running configuration", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+}

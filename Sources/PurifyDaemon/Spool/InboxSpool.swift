@@ -1,0 +1,535 @@
+#if canImport(Glibc)
+internal import Glibc
+#endif
+internal import Foundation
+public import Logging
+internal import Synchronization
+
+/// A file the spool has claimed: moved by rename(2) out of the inbox into
+/// `<state>/<inbox>/claimed/<claimID>_<originalName>`, where no producer can touch it.
+public struct ClaimedFile: Sendable, Hashable {
+    /// Unique across restarts; names the claimed file, its journal and its temporary files.
+    public let claimID: String
+    /// The name the file had in the inbox.
+    public let originalName: String
+    /// Where the claimed file is now (read it from here, with O_NOFOLLOW).
+    public let path: String
+    /// Its size in bytes when it was claimed.
+    public let size: Int
+}
+
+/// What ``InboxSpool/claim(_:)`` did with an inbox entry.
+public enum ClaimOutcome: Sendable, Equatable {
+    /// Claimed: hand it to the pipeline, which must end it with ``InboxSpool/commit(_:output:outputExtension:report:)``
+    /// or ``InboxSpool/fail(_:code:message:details:)``.
+    case claimed(ClaimedFile)
+    /// Left in the inbox: an in-progress name or a directory.
+    case ignored
+    /// Nothing was there any more (claimed already, or removed by its producer).
+    case vanished
+    /// Moved, unopened, to `failed/` with a report: not a regular file, empty, or over the size limit.
+    case rejected(FailedFile)
+}
+
+/// A file moved to the inbox's failed directory, and its report.
+public struct FailedFile: Sendable, Hashable {
+    /// Where the input now is.
+    public let path: String
+    /// Where its `.error.json` report is.
+    public let reportPath: String
+    /// The error code the report gives.
+    public let code: String
+}
+
+/// A committed output: the image, and its report (written last: its presence means done).
+public struct CommittedOutput: Sendable, Hashable {
+    /// The purified image in the outbox.
+    public let outputPath: String
+    /// Its report, `<output>.json`.
+    public let reportPath: String
+    /// Where the original went under the `archive` policy; nil when it was deleted.
+    public let archivedPath: String?
+}
+
+/// The spool of one inbox (after Postfix and maildir): claims files by rename, commits outputs
+/// through temporary names, fsync and rename, moves bad input to `failed/` with a JSON report,
+/// and recovers whatever a crash left half done.
+///
+/// Layout: `<spool>/claimed/` holds claimed originals, `<spool>/journal/` one entry per commit
+/// in progress (`<spool>` is the inbox's `spool_dir`, by default `<state>/<inbox>`). Files move
+/// between the inbox, `claimed/`, `failed/` and the archive by rename(2), which fails across
+/// mounts (bind mounts of one file system included, as systemd's ReadWritePaths= makes):
+/// ``recover()`` checks this first and fails with ``DaemonError/Code/crossMount``.
+///
+/// A commit first writes and fsyncs its temporary files (`.purifyd-<inbox>-<claim>.*`,
+/// dot-named so another inbox never picks them up), then writes a journal entry listing the
+/// renames and removals that finish it, performs them in order (output, then report, then the
+/// original's disposal), fsyncs the directories, and deletes the entry. Recovery replays any
+/// journal entry left behind and requeues every claimed file without one, so a crash at any
+/// point leaves each input either finished or claimed again.
+///
+/// Names never collide: an output `cat.png` whose name (or report name) is taken becomes
+/// `cat-1.png`, `cat-2.png`, …; every rename uses RENAME_NOREPLACE.
+///
+/// Backpressure: at most `queueCapacity` files are claimed and unfinished at a time;
+/// ``waitForCapacity()`` suspends the claim loop until ``commit(_:output:outputExtension:report:)``
+/// or ``fail(_:code:message:details:)`` frees a slot.
+///
+/// `claim`, `commit`, `fail` and `recover` do blocking file I/O with fsync: call them from a
+/// thread that may block, not from Swift's cooperative pool in a hot loop.
+public final class InboxSpool: Sendable {
+    /// Counters for status output and metrics.
+    public struct Statistics: Sendable, Equatable {
+        /// Claimed and not yet committed or failed.
+        public var inFlight = 0
+        /// The most that may be in flight (the inbox's `queue_capacity`).
+        public var capacity = 0
+        /// Whether the claim loop is waiting for a free slot right now.
+        public var isWaitingForCapacity = false
+        /// Files claimed since start (recovered ones not included).
+        public var claimed = 0
+        /// Files whose output and report were committed.
+        public var committed = 0
+        /// Claimed files the pipeline failed (moved to `failed/`).
+        public var failed = 0
+        /// Entries moved to `failed/` unopened at claim time.
+        public var rejected = 0
+        /// Claimed files found unfinished at start and requeued.
+        public var recovered = 0
+    }
+
+    /// The inbox this spool serves (output format, limits and batching for the pipeline too).
+    public let configuration: InboxConfiguration
+    /// `<spool>/claimed`: originals being processed.
+    public let claimedDirectory: String
+    /// `<spool>/journal`: commits in progress.
+    public let journalDirectory: String
+
+    private struct State {
+        var statistics: Statistics
+        var reservedNames: Set<String> = []
+        var claimCounter: UInt32 = 0
+        var capacityWaiter: CheckedContinuation<Void, Never>?
+        var idleWaiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let state: Mutex<State>
+    private let logger: Logger
+    private let temporaryPrefix: String
+
+    /// The spool of the inbox `configuration`, in its `spoolDirectory`.
+    public init(configuration: InboxConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.claimedDirectory = FilePaths.join(configuration.spoolDirectory, "claimed")
+        self.journalDirectory = FilePaths.join(configuration.spoolDirectory, "journal")
+        self.temporaryPrefix = ".purifyd-\(configuration.name)-"
+        var statistics = Statistics()
+        statistics.capacity = configuration.queueCapacity
+        self.state = Mutex(State(statistics: statistics))
+        var logger = logger
+        logger[metadataKey: "inbox"] = "\(configuration.name)"
+        self.logger = logger
+    }
+
+    /// A snapshot of the counters.
+    public var statistics: Statistics {
+        state.withLock { $0.statistics }
+    }
+
+    // MARK: - Start-up
+
+    /// Creates the spool, outbox, failed and archive directories, checks that files can be
+    /// renamed between them and the inbox, replays journal entries left
+    /// by a crash, removes stale temporary files, and returns the claimed files that were not
+    /// finished (oldest claim first). They count as in flight: process each of them.
+    public func recover() throws(DaemonError) -> [ClaimedFile] {
+        try FileSystem.createDirectories(claimedDirectory, mode: 0o750)
+        try FileSystem.createDirectories(journalDirectory, mode: 0o750)
+        try FileSystem.createDirectories(configuration.outbox, mode: 0o750)
+        try FileSystem.createDirectories(configuration.failedDirectory, mode: 0o750)
+        if case .archive(let directory) = configuration.afterSuccess {
+            try FileSystem.createDirectories(directory, mode: 0o750)
+        }
+        try checkRenamesWork()
+
+        for name in try FileSystem.contentsOfDirectory(journalDirectory) {
+            let path = FilePaths.join(journalDirectory, name)
+            if name.hasPrefix(".") {
+                try FileSystem.removeIfPresent(path)
+                continue
+            }
+            let journal = try SpoolJournal.read(from: path)
+            logger.notice("finishing a commit interrupted by a crash", metadata: ["journal": "\(name)"])
+            try journal.execute()
+            try FileSystem.removeIfPresent(path)
+        }
+        for directory in [configuration.outbox, configuration.failedDirectory] {
+            for name in try FileSystem.contentsOfDirectory(directory) where name.hasPrefix(temporaryPrefix) {
+                try FileSystem.removeIfPresent(FilePaths.join(directory, name))
+            }
+        }
+
+        var recovered: [ClaimedFile] = []
+        for name in try FileSystem.contentsOfDirectory(claimedDirectory).sorted() {
+            let path = FilePaths.join(claimedDirectory, name)
+            guard let separator = name.firstIndex(of: "_"), separator != name.startIndex,
+                  let entry = try FileSystem.entry(at: path)
+            else {
+                _ = try moveToFailed(from: path, originalName: name, claimID: newClaimID(),
+                                     code: "unrecognised_spool_entry", message: "\(name) in the spool was not put there by purifyd")
+                continue
+            }
+            let file = ClaimedFile(claimID: String(name[..<separator]), originalName: String(name[name.index(after: separator)...]),
+                                   path: path, size: entry.size)
+            recovered.append(file)
+        }
+        state.withLock { state in
+            state.statistics.inFlight += recovered.count
+            state.statistics.recovered += recovered.count
+        }
+        if !recovered.isEmpty {
+            logger.notice("requeueing files claimed before a restart", metadata: ["count": "\(recovered.count)"])
+        }
+        return recovered
+    }
+
+    // MARK: - Claiming
+
+    /// Suspends until fewer than `queueCapacity` files are in flight (one waiter at a time: the
+    /// inbox's claim loop). Returns at once when the calling task is cancelled.
+    public func waitForCapacity() async {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let ready = state.withLock { state in
+                    if state.statistics.inFlight < state.statistics.capacity || Task.isCancelled { return true }
+                    precondition(state.capacityWaiter == nil, "InboxSpool.waitForCapacity() supports a single waiter")
+                    state.capacityWaiter = continuation
+                    state.statistics.isWaitingForCapacity = true
+                    return false
+                }
+                if ready { continuation.resume() }
+            }
+        } onCancel: {
+            resumeCapacityWaiter(when: { _ in true })
+        }
+    }
+
+    /// Claims the inbox entry `name` by renaming it into the spool, then decides with `lstat` on
+    /// the claimed entry (which no one else can swap any more) whether it can be processed.
+    public func claim(_ name: String) throws(DaemonError) -> ClaimOutcome {
+        guard InboxEntryRules.disposition(name: name, kind: nil) != .ignore else { return .ignored }
+        let source = FilePaths.join(configuration.path, name)
+        guard let before = try FileSystem.entry(at: source) else { return .vanished }
+        if before.kind == .directory { return .ignored }
+
+        let claimID = newClaimID()
+        let claimedName = "\(claimID)_\(name)"
+        if claimedName.utf8.count > Int(NAME_MAX) {
+            return .rejected(try reject(from: source, originalName: name, claimID: claimID,
+                                        code: "name_too_long", message: "the name is too long to claim (\(name.utf8.count) bytes)"))
+        }
+        let claimedPath = FilePaths.join(claimedDirectory, claimedName)
+        let renamed: Bool
+        do {
+            renamed = try FileSystem.renameWithoutReplacing(source, to: claimedPath)
+        } catch {
+            // ENOENT means the file went away, unless it is still there (the spool is missing).
+            if error.errno == ENOENT, try !FileSystem.exists(source) { return .vanished }
+            throw error
+        }
+        guard renamed else {
+            throw DaemonError(code: .spoolConflict, message: "claim \(claimedPath) exists already")
+        }
+        guard let entry = try FileSystem.entry(at: claimedPath) else { return .vanished }
+
+        switch InboxEntryRules.disposition(name: name, kind: entry.kind) {
+        case .ignore:
+            // A directory took the file's place between lstat and rename: give it back.
+            _ = try FileSystem.renameWithoutReplacing(claimedPath, to: source)
+            return .ignored
+        case .reject(let reason):
+            return .rejected(try reject(from: claimedPath, originalName: name, claimID: claimID,
+                                        code: "not_regular_file", message: "\(name) is \(reason)"))
+        case .process:
+            if entry.size == 0 {
+                return .rejected(try reject(from: claimedPath, originalName: name, claimID: claimID,
+                                            code: "empty_file", message: "\(name) is empty"))
+            }
+            if entry.size > configuration.limits.maxBytes {
+                return .rejected(try reject(from: claimedPath, originalName: name, claimID: claimID, code: "too_large",
+                                            message: "\(name) has \(entry.size) bytes; the limit is \(configuration.limits.maxBytes)"))
+            }
+            state.withLock { state in
+                state.statistics.inFlight += 1
+                state.statistics.claimed += 1
+            }
+            return .claimed(ClaimedFile(claimID: claimID, originalName: name, path: claimedPath, size: entry.size))
+        }
+    }
+
+    /// Suspends until no file is in flight (every claim committed or failed), or the calling
+    /// task is cancelled. Used to drain.
+    public func waitUntilIdle() async {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let idle = state.withLock { state in
+                    if state.statistics.inFlight == 0 || Task.isCancelled { return true }
+                    state.idleWaiters.append(continuation)
+                    return false
+                }
+                if idle { continuation.resume() }
+            }
+        } onCancel: {
+            resumeIdleWaiters(force: true)
+        }
+    }
+
+    /// Reads a claimed file whole: opened with O_NOFOLLOW, checked with fstat to be a regular
+    /// file of at most `limits.maxBytes` bytes (``DaemonError/Code/inputRejected`` otherwise).
+    public func contents(of file: ClaimedFile) throws(DaemonError) -> [UInt8] {
+        try FileSystem.readRegularFile(file.path, maxBytes: configuration.limits.maxBytes)
+    }
+
+    // MARK: - Finishing
+
+    /// Commits a purified image: writes `output` as `<original stem>.<outputExtension>` in the
+    /// outbox (or `<stem>-<n>.<ext>` if taken) and then the report `<output name>.json`, each
+    /// through a temporary file, fsync and rename; then deletes or archives the original.
+    ///
+    /// Frees the file's in-flight slot whether it succeeds or throws; after a throw the file stays
+    /// claimed and is recovered at the next start.
+    /// - Parameter report: Makes the report's bytes, given the output's final file name.
+    public func commit(
+        _ file: ClaimedFile,
+        output: some Collection<UInt8>,
+        outputExtension: String,
+        report: (_ outputName: String) throws -> [UInt8]
+    ) throws -> CommittedOutput {
+        defer { releaseSlot() }
+        let outbox = configuration.outbox
+        let stem = FilePaths.splitExtension(file.originalName).stem
+        let outputName = try reserveName("\(stem).\(outputExtension)", in: outbox, companionSuffix: ".json")
+        defer { releaseName(outputName, in: outbox) }
+        let reportName = outputName + ".json"
+        let reportBytes = try report(outputName)
+
+        let outputTemporary = FilePaths.join(outbox, "\(temporaryPrefix)\(file.claimID).output")
+        let reportTemporary = FilePaths.join(outbox, "\(temporaryPrefix)\(file.claimID).report")
+        try FileSystem.removeIfPresent(outputTemporary)
+        try FileSystem.writeNewFile(outputTemporary, bytes: output)
+        try FileSystem.removeIfPresent(reportTemporary)
+        try FileSystem.writeNewFile(reportTemporary, bytes: reportBytes)
+
+        var journal = SpoolJournal(renames: [
+            .init(from: outputTemporary, to: FilePaths.join(outbox, outputName)),
+            .init(from: reportTemporary, to: FilePaths.join(outbox, reportName)),
+        ])
+        var archivedPath: String?
+        var archiveName: String?
+        switch configuration.afterSuccess {
+        case .delete:
+            journal.removals = [file.path]
+        case .archive(let directory):
+            let name = try reserveName(file.originalName, in: directory, companionSuffix: nil)
+            archiveName = name
+            archivedPath = FilePaths.join(directory, name)
+            journal.renames.append(.init(from: file.path, to: archivedPath!))
+        }
+        defer {
+            if let archiveName, case .archive(let directory) = configuration.afterSuccess {
+                releaseName(archiveName, in: directory)
+            }
+        }
+        try run(journal, claimID: file.claimID)
+        state.withLock { $0.statistics.committed += 1 }
+        return CommittedOutput(outputPath: FilePaths.join(outbox, outputName), reportPath: FilePaths.join(outbox, reportName),
+                               archivedPath: archivedPath)
+    }
+
+    /// Moves a claimed file that cannot be processed to the failed directory, with a report
+    /// `<name>.error.json` giving `code`, `message` and any `details`.
+    ///
+    /// Frees the file's in-flight slot whether it succeeds or throws.
+    public func fail(_ file: ClaimedFile, code: String, message: String, details: [String: JSONValue] = [:]) throws(DaemonError) -> FailedFile {
+        defer { releaseSlot() }
+        let failed = try moveToFailed(from: file.path, originalName: file.originalName, claimID: file.claimID,
+                                      code: code, message: message, details: details)
+        state.withLock { $0.statistics.failed += 1 }
+        return failed
+    }
+
+    // MARK: - Internals
+
+    /// Moves a probe file from `claimed/` through the inbox, `failed/` and the archive and
+    /// back: each of those renames is one the spool relies on.
+    private func checkRenamesWork() throws(DaemonError) {
+        let probeName = "\(temporaryPrefix)probe-\(getpid())"
+        let home = FilePaths.join(claimedDirectory, probeName)
+        try FileSystem.removeIfPresent(home)
+        try FileSystem.writeNewFile(home, bytes: [])
+        defer { _ = try? FileSystem.removeIfPresent(home) }
+        var directories = [configuration.path, configuration.failedDirectory]
+        if case .archive(let directory) = configuration.afterSuccess { directories.append(directory) }
+        for directory in directories {
+            let away = FilePaths.join(directory, probeName)
+            do {
+                try FileSystem.rename(home, to: away)
+            } catch {
+                guard error.errno == EXDEV else { throw error }
+                throw DaemonError(
+                    code: .crossMount,
+                    message: "\(directory) and the spool \(configuration.spoolDirectory) are on different mounts; "
+                        + "rename(2) cannot move files between them. Set spool_dir (and failed_dir, archive_dir) "
+                        + "under the same mount as the inbox \(configuration.path)."
+                )
+            }
+            try FileSystem.rename(away, to: home)
+        }
+    }
+
+    private func reject(from path: String, originalName: String, claimID: String, code: String, message: String) throws(DaemonError) -> FailedFile {
+        let failed = try moveToFailed(from: path, originalName: originalName, claimID: claimID, code: code, message: message)
+        state.withLock { $0.statistics.rejected += 1 }
+        logger.info("rejected an inbox entry", metadata: ["file": "\(originalName)", "code": "\(code)"])
+        return failed
+    }
+
+    private func moveToFailed(
+        from path: String, originalName: String, claimID: String, code: String, message: String, details: [String: JSONValue] = [:]
+    ) throws(DaemonError) -> FailedFile {
+        let directory = configuration.failedDirectory
+        let name = try reserveName(originalName, in: directory, companionSuffix: ".error.json")
+        defer { releaseName(name, in: directory) }
+        let report: JSONValue = .object([
+            "inbox": .string(configuration.name),
+            "input": .string(originalName),
+            "stored_as": .string(name),
+            "claim_id": .string(claimID),
+            "failed_at": .string(Date.now.ISO8601Format()),
+            "error": .object(["code": .string(code), "message": .string(message)]),
+            "details": .object(details),
+        ])
+        let reportTemporary = FilePaths.join(directory, "\(temporaryPrefix)\(claimID).error")
+        try FileSystem.removeIfPresent(reportTemporary)
+        try FileSystem.writeNewFile(reportTemporary, bytes: Array((report.serialized() + "\n").utf8))
+        let failedPath = FilePaths.join(directory, name)
+        let reportPath = failedPath + ".error.json"
+        try run(SpoolJournal(renames: [.init(from: path, to: failedPath), .init(from: reportTemporary, to: reportPath)]), claimID: claimID)
+        logger.info("moved to failed", metadata: ["file": "\(originalName)", "code": "\(code)", "reason": "\(message)"])
+        return FailedFile(path: failedPath, reportPath: reportPath, code: code)
+    }
+
+    /// Writes the journal entry durably, performs it, and removes it.
+    private func run(_ journal: SpoolJournal, claimID: String) throws(DaemonError) {
+        let path = FilePaths.join(journalDirectory, "\(claimID).json")
+        try FileSystem.replaceFileAtomically(path, bytes: journal.encoded(), temporaryPath: FilePaths.join(journalDirectory, ".\(claimID).json"))
+        try journal.execute()
+        try FileSystem.removeIfPresent(path)
+    }
+
+    /// The first of `name`, `stem-1.ext`, `stem-2.ext`, … that is neither on disk (with or
+    /// without `companionSuffix`) nor reserved by a commit in progress; reserved until released.
+    private func reserveName(_ name: String, in directory: String, companionSuffix: String?) throws(DaemonError) -> String {
+        let (stem, fileExtension) = FilePaths.splitExtension(name)
+        var attempt = 0
+        while true {
+            let candidate = attempt == 0 ? name : "\(stem)-\(attempt)" + (fileExtension.map { ".\($0)" } ?? "")
+            attempt += 1
+            let path = FilePaths.join(directory, candidate)
+            if try FileSystem.exists(path) { continue }
+            if let companionSuffix, try FileSystem.exists(path + companionSuffix) { continue }
+            let reserved = state.withLock { state in state.reservedNames.insert(path).inserted }
+            if reserved { return candidate }
+        }
+    }
+
+    private func releaseName(_ name: String, in directory: String) {
+        let path = FilePaths.join(directory, name)
+        _ = state.withLock { $0.reservedNames.remove(path) }
+    }
+
+    private func releaseSlot() {
+        state.withLock { $0.statistics.inFlight -= 1 }
+        resumeCapacityWaiter(when: { $0.inFlight < $0.capacity })
+        resumeIdleWaiters(force: false)
+    }
+
+    private func resumeIdleWaiters(force: Bool) {
+        let waiters: [CheckedContinuation<Void, Never>] = state.withLock { state in
+            guard force || state.statistics.inFlight == 0 else { return [] }
+            defer { state.idleWaiters = [] }
+            return state.idleWaiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    private func resumeCapacityWaiter(when condition: (Statistics) -> Bool) {
+        let waiter: CheckedContinuation<Void, Never>? = state.withLock { state in
+            guard let waiter = state.capacityWaiter, condition(state.statistics) else { return nil }
+            state.capacityWaiter = nil
+            state.statistics.isWaitingForCapacity = false
+            return waiter
+        }
+        waiter?.resume()
+    }
+
+    /// `<nanoseconds since the epoch, hex>-<per-process counter, hex>`: unique across restarts.
+    private func newClaimID() -> String {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        let nanoseconds = UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+        let counter = state.withLock { state in
+            state.claimCounter &+= 1
+            return state.claimCounter
+        }
+        return String(nanoseconds, radix: 16) + "-" + String(counter, radix: 16)
+    }
+}
+
+/// The renames and removals that finish one commit, written durably before any of them is
+/// performed so that recovery can finish them after a crash. Performing an entry again is
+/// harmless: a rename whose source is gone has happened already.
+struct SpoolJournal: Codable, Equatable {
+    struct Rename: Codable, Equatable {
+        var from: String
+        var to: String
+    }
+
+    var renames: [Rename]
+    var removals: [String] = []
+
+    static func read(from path: String) throws(DaemonError) -> SpoolJournal {
+        do {
+            let data = try Data(contentsOf: URL(fileURLWithPath: path))
+            return try JSONDecoder().decode(SpoolJournal.self, from: data)
+        } catch {
+            throw DaemonError(code: .malformedJournal, message: "\(path): \(error)")
+        }
+    }
+
+    func encoded() -> [UInt8] {
+        // Encoding an array of strings cannot fail.
+        Array(try! JSONEncoder().encode(self))
+    }
+
+    /// Performs the renames in order, then the removals, then fsyncs every directory involved.
+    /// Live readers see the renames in order (the report after its output); after a crash the
+    /// journal entry, removed only once the directories are synced, replays whatever did not
+    /// reach the disk.
+    func execute() throws(DaemonError) {
+        var directories: Set<String> = []
+        for rename in renames where try FileSystem.exists(rename.from) {
+            guard try FileSystem.renameWithoutReplacing(rename.from, to: rename.to) else {
+                throw DaemonError(code: .spoolConflict, message: "\(rename.to) appeared while \(rename.from) was being committed there")
+            }
+            directories.insert(FilePaths.directory(of: rename.from))
+            directories.insert(FilePaths.directory(of: rename.to))
+        }
+        for removal in removals where try FileSystem.removeIfPresent(removal) {
+            directories.insert(FilePaths.directory(of: removal))
+        }
+        for directory in directories.sorted() {
+            try FileSystem.synchronizeDirectory(directory)
+        }
+    }
+}

@@ -1,0 +1,188 @@
+#if canImport(Glibc)
+internal import Glibc
+#endif
+internal import CPurifySystem
+
+/// Thin wrappers over the POSIX file calls the spool and the watcher use: EINTR is retried,
+/// failures become ``DaemonError/Code/systemCall`` errors that name the call and the path.
+enum FileSystem {
+    /// Calls `body` until it does not fail with EINTR; -1 becomes a thrown error.
+    @discardableResult
+    static func retrying<Result: FixedWidthInteger>(
+        _ call: String, path: String? = nil, _ body: () -> Result
+    ) throws(DaemonError) -> Result {
+        while true {
+            let result = body()
+            if result != -1 { return result }
+            let error = Glibc.errno
+            if error != EINTR { throw DaemonError.systemCall(call, path: path, errno: error) }
+        }
+    }
+
+    /// What `lstat` says about an entry.
+    struct EntryStatus {
+        var kind: FileKind
+        var size: Int
+        /// The modification time in seconds since the epoch.
+        var modified: Double
+    }
+
+    /// `lstat`: the entry's kind, size and modification time, or nil when nothing is at `path`.
+    static func entry(at path: String) throws(DaemonError) -> EntryStatus? {
+        var status = stat()
+        if lstat(path, &status) == 0 {
+            let modified = Double(status.st_mtim.tv_sec) + Double(status.st_mtim.tv_nsec) / 1e9
+            return EntryStatus(kind: FileKind(mode: status.st_mode), size: Int(status.st_size), modified: modified)
+        }
+        let error = Glibc.errno
+        if error == ENOENT || error == ENOTDIR { return nil }
+        throw DaemonError.systemCall("lstat", path: path, errno: error)
+    }
+
+    static func exists(_ path: String) throws(DaemonError) -> Bool {
+        try entry(at: path) != nil
+    }
+
+    /// `mkdir -p` with `mode` for the directories it creates.
+    static func createDirectories(_ path: String, mode: mode_t = 0o750) throws(DaemonError) {
+        if let existing = try entry(at: path) {
+            guard existing.kind == .directory else {
+                throw DaemonError.systemCall("mkdir", path: path, errno: ENOTDIR)
+            }
+            return
+        }
+        let parent = FilePaths.directory(of: path)
+        if parent != path { try createDirectories(parent, mode: mode) }
+        if mkdir(path, mode) != 0, Glibc.errno != EEXIST {
+            throw DaemonError.systemCall("mkdir", path: path, errno: Glibc.errno)
+        }
+    }
+
+    /// The names in a directory, without `.` and `..`, in no particular order.
+    static func contentsOfDirectory(_ path: String) throws(DaemonError) -> [String] {
+        guard let directory = opendir(path) else {
+            throw DaemonError.systemCall("opendir", path: path, errno: Glibc.errno)
+        }
+        defer { closedir(directory) }
+        var names: [String] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: &entry.pointee.d_name) { bytes in
+                String(decoding: bytes.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            if name != ".", name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    /// rename(2) that never replaces: returns false when `destination` already exists.
+    static func renameWithoutReplacing(_ source: String, to destination: String) throws(DaemonError) -> Bool {
+        while true {
+            if CPurify_renameNoReplace(AT_FDCWD, source, AT_FDCWD, destination) == 0 { return true }
+            switch Glibc.errno {
+            case EINTR: continue
+            case EEXIST: return false
+            case let error: throw DaemonError.systemCall("renameat2", path: "\(source) -> \(destination)", errno: error)
+            }
+        }
+    }
+
+    /// rename(2), replacing `destination` if it exists.
+    static func rename(_ source: String, to destination: String) throws(DaemonError) {
+        try retrying("rename", path: "\(source) -> \(destination)") { Glibc.rename(source, destination) }
+    }
+
+    /// unlink(2); a missing file is not an error. Returns whether a file was removed.
+    @discardableResult
+    static func removeIfPresent(_ path: String) throws(DaemonError) -> Bool {
+        if unlink(path) == 0 { return true }
+        if Glibc.errno == ENOENT { return false }
+        throw DaemonError.systemCall("unlink", path: path, errno: Glibc.errno)
+    }
+
+    /// Reads a whole regular file without following a final symlink or blocking on a FIFO;
+    /// anything else, or a file over `maxBytes`, is refused with ``DaemonError/Code/inputRejected``.
+    static func readRegularFile(_ path: String, maxBytes: Int) throws(DaemonError) -> [UInt8] {
+        let fd: Int32
+        do {
+            fd = try retrying("open", path: path) { open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) }
+        } catch {
+            if error.errno == ELOOP { throw DaemonError(code: .inputRejected, message: "\(path) is a symbolic link") }
+            throw error
+        }
+        defer { close(fd) }
+        var status = stat()
+        try retrying("fstat", path: path) { fstat(fd, &status) }
+        guard FileKind(mode: status.st_mode) == .regular else {
+            throw DaemonError(code: .inputRejected, message: "\(path) is not a regular file")
+        }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(min(Int(status.st_size), maxBytes))
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let count = try retrying("read", path: path) { chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) } }
+            if count == 0 { return bytes }
+            bytes += chunk[0..<count]
+            if bytes.count > maxBytes {
+                throw DaemonError(code: .inputRejected, message: "\(path) is larger than \(maxBytes) bytes")
+            }
+        }
+    }
+
+    /// Creates `path` (which must not exist), writes `bytes`, fsyncs and closes it.
+    static func writeNewFile(_ path: String, bytes: some Collection<UInt8>, mode: mode_t = 0o640) throws(DaemonError) {
+        let fd = try retrying("open", path: path) {
+            open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
+        }
+        var closed = false
+        defer { if !closed { close(fd) } }
+        let contiguous = Array(bytes)
+        var offset = 0
+        while offset < contiguous.count {
+            let written = try retrying("write", path: path) {
+                contiguous.withUnsafeBytes { buffer in write(fd, buffer.baseAddress! + offset, buffer.count - offset) }
+            }
+            offset += written
+        }
+        try retrying("fsync", path: path) { fsync(fd) }
+        closed = true
+        try retrying("close", path: path) { close(fd) }
+    }
+
+    /// The wall-clock time in seconds since the epoch (the clock file modification times use).
+    static func wallClockNow() -> Double {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+    }
+
+    /// fsyncs a directory so that renames and unlinks in it survive a crash.
+    static func synchronizeDirectory(_ path: String) throws(DaemonError) {
+        let fd = try retrying("open", path: path) { open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+        defer { close(fd) }
+        try retrying("fsync", path: path) { fsync(fd) }
+    }
+
+    /// Writes `bytes` to `path` through `temporaryPath` (created, fsynced, renamed over `path`)
+    /// and fsyncs the directory: readers see the old file or the whole new one.
+    static func replaceFileAtomically(_ path: String, bytes: some Collection<UInt8>, temporaryPath: String) throws(DaemonError) {
+        try removeIfPresent(temporaryPath)
+        try writeNewFile(temporaryPath, bytes: bytes)
+        try rename(temporaryPath, to: path)
+        try synchronizeDirectory(FilePaths.directory(of: path))
+    }
+}
+
+extension FileKind {
+    init(mode: mode_t) {
+        switch mode & S_IFMT {
+        case S_IFREG: self = .regular
+        case S_IFDIR: self = .directory
+        case S_IFLNK: self = .symbolicLink
+        case S_IFIFO: self = .fifo
+        case S_IFSOCK: self = .socket
+        case S_IFCHR: self = .characterDevice
+        case S_IFBLK: self = .blockDevice
+        default: self = .unknown
+        }
+    }
+}

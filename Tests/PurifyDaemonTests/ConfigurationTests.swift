@@ -1,0 +1,134 @@
+import Foundation
+import Logging
+import PurifyDaemon
+import Testing
+
+@Suite("Configuration")
+struct ConfigurationTests {
+    static let minimal = """
+        [[inbox]]
+        path = "in"
+        outbox = "out"
+        bundle = "models/mnist"
+        """
+
+    /// The package root, found from this file's path.
+    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+
+    @Test("the shipped example parses and says what its comments say")
+    func shippedExample() throws {
+        let configuration = try DaemonConfiguration.load(from: Self.packageRoot + "/etc/purifyd/purifyd.toml")
+        #expect(configuration.stateDirectory == "/var/lib/purifyd")
+        #expect(configuration.controlSocketPath == "/run/purifyd/control.sock")
+        #expect(configuration.drainDeadline == .seconds(30))
+        #expect(configuration.logLevel == .info)
+        #expect(configuration.inboxes.count == 1)
+        let inbox = try #require(configuration.inboxes.first)
+        #expect(inbox.name == "mnist")
+        #expect(inbox.path == "/srv/purifyd/mnist/inbox")
+        #expect(inbox.bundlePath == "/usr/local/share/purifyd/models/mnist")
+        #expect(inbox.afterSuccess == .delete)
+        #expect(inbox.spoolDirectory == "/srv/purifyd/mnist/spool")
+        #expect(inbox.failedDirectory == "/srv/purifyd/mnist/spool/failed")
+        // The example documents the defaults: parsing it must give what leaving every key out gives.
+        let defaults = try DaemonConfiguration(toml: Self.minimal, baseDirectory: "/x")
+        #expect(inbox.limits == defaults.inboxes[0].limits)
+        #expect(inbox.batching == defaults.inboxes[0].batching)
+        #expect(inbox.queueCapacity == defaults.inboxes[0].queueCapacity)
+        #expect(inbox.jpegQuality == defaults.inboxes[0].jpegQuality)
+        #expect(inbox.outputFormat == defaults.inboxes[0].outputFormat)
+        #expect(inbox.classifierEnabled == defaults.inboxes[0].classifierEnabled)
+    }
+
+    @Test("defaults fill in and relative paths resolve against the base directory")
+    func defaultsAndRelativePaths() throws {
+        let configuration = try DaemonConfiguration(toml: Self.minimal, baseDirectory: "/etc/purifyd/")
+        let inbox = configuration.inboxes[0]
+        #expect(inbox.path == "/etc/purifyd/in")
+        #expect(inbox.outbox == "/etc/purifyd/out")
+        #expect(inbox.bundlePath == "/etc/purifyd/models/mnist")
+        #expect(inbox.name == "in")
+        #expect(inbox.spoolDirectory == "/var/lib/purifyd/in")
+        #expect(inbox.failedDirectory == "/var/lib/purifyd/in/failed")
+        #expect(inbox.batching == BatchingConfiguration(maxBatch: 16, maxDelay: .milliseconds(10)))
+    }
+
+    @Test("every key of a full file is read")
+    func fullFile() throws {
+        let toml = """
+            state_directory = "/s"
+            control_socket = "/r/c.sock"
+            allowed_uids = [1000, 1001]
+            allowed_gids = [27]
+            drain_deadline_s = 5
+            log_level = "debug"
+            [[inbox]]
+            name = "a"
+            path = "/in/a"
+            outbox = "/out/a"
+            bundle = "/b"
+            output_format = "jpeg"
+            jpeg_quality = 75
+            classifier = false
+            queue_capacity = 8
+            after_success = "archive"
+            archive_dir = "/archive"
+            failed_dir = "/failed"
+            spool_dir = "/spool/a"
+            limits = { max_bytes = 100, max_pixels = 200, max_side = 300 }
+            batch = { max_batch = 4, max_delay_ms = 0 }
+            [[inbox]]
+            path = "/in/b"
+            outbox = "/out/b"
+            bundle = "/b"
+            """
+        let configuration = try DaemonConfiguration(toml: toml, baseDirectory: "/")
+        #expect(configuration == DaemonConfiguration(
+            stateDirectory: "/s",
+            controlSocketPath: "/r/c.sock",
+            allowedUIDs: [1000, 1001],
+            allowedGIDs: [27],
+            drainDeadline: .seconds(5),
+            logLevel: .debug,
+            inboxes: [
+                InboxConfiguration(
+                    name: "a", path: "/in/a", outbox: "/out/a", bundlePath: "/b", outputFormat: .jpeg,
+                    jpegQuality: 75, classifierEnabled: false,
+                    limits: InputLimits(maxBytes: 100, maxPixels: 200, maxSide: 300),
+                    batching: BatchingConfiguration(maxBatch: 4, maxDelay: .zero), queueCapacity: 8,
+                    afterSuccess: .archive(directory: "/archive"), spoolDirectory: "/spool/a", failedDirectory: "/failed"
+                ),
+                InboxConfiguration(name: "b", path: "/in/b", outbox: "/out/b", bundlePath: "/b", spoolDirectory: "/s/b"),
+            ]
+        ))
+    }
+
+    @Test("errors name the key path", arguments: [
+        ("[[inbox]]\npath=\"/i\"\noutbox=\"/o\"\nbundle=\"/b\"\n[inbox.batch]\nmax_delay_ms = \"5\"", "inbox[0].batch.max_delay_ms", "expected an integer, found a string"),
+        ("[[inbox]]\npath=\"/i\"\noutbox=\"/o\"\nbundle=\"/b\"\n[inbox.batch]\nmax_delay_ms = -1", "inbox[0].batch.max_delay_ms", "must be between 0 and 60000 (got -1)"),
+        ("[[inbox]]\npath=\"/i\"\noutbox=\"/o\"\nbundle=\"/b\"\n[inbox.limits]\nmax_sides = 3", "inbox[0].limits.max_sides", "unknown key"),
+        ("colour = 1\n[[inbox]]\npath=\"/i\"\noutbox=\"/o\"\nbundle=\"/b\"", "colour", "unknown key"),
+        ("[[inbox]]\npath=\"/i\"\noutbox=\"/o\"\nbundle=\"/b\"\n[[inbox]]\npath=\"/j\"\noutbox=\"/p\"", "inbox[1].bundle", "is required"),
+        ("[[inbox]]\npath=\"/i\"\noutbox=\"/o\"\nbundle=\"/b\"\noutput_format=\"gif\"", "inbox[0].output_format", "must be one of same, png, jpeg (got \"gif\")"),
+        ("[[inbox]]\npath=\"/i\"\noutbox=\"/o\"\nbundle=\"/b\"\nafter_success=\"archive\"", "inbox[0].archive_dir", "is required when after_success = \"archive\""),
+        ("[[inbox]]\npath=\"/i\"\noutbox=\"/i\"\nbundle=\"/b\"", "inbox[0].outbox", "must differ from path (/i)"),
+        ("[[inbox]]\npath=\"/x/i\"\noutbox=\"/o\"\nbundle=\"/b\"\n[[inbox]]\npath=\"/y/i\"\noutbox=\"/p\"\nbundle=\"/b\"", "inbox[1].name", "\"i\" is already the name of inbox[0]"),
+        ("allowed_uids = [1, -2]\n[[inbox]]\npath=\"/i\"\noutbox=\"/o\"\nbundle=\"/b\"", "allowed_uids[1]", "must be a numeric id between 0 and 4294967294"),
+        ("log_level = \"loud\"\n[[inbox]]\npath=\"/i\"\noutbox=\"/o\"\nbundle=\"/b\"", "log_level", "must be one of trace, debug, info, notice, warning, error, critical (got \"loud\")"),
+        ("state_directory = \"/s\"", "inbox", "at least one [[inbox]] table is required"),
+    ])
+    func errorsNameTheKey(toml: String, keyPath: String, message: String) {
+        #expect(throws: ConfigurationError(keyPath: keyPath, message: message)) {
+            try DaemonConfiguration(toml: toml, baseDirectory: "/")
+        }
+    }
+
+    @Test("a TOML syntax error reports its line")
+    func syntaxError() {
+        let error = #expect(throws: ConfigurationError.self) {
+            try DaemonConfiguration(toml: "[[inbox]]\npath = \n", baseDirectory: "/")
+        }
+        #expect(error?.keyPath == "")
+        #expect(error?.message.contains("line 2") == true)
+    }
+}

@@ -1,0 +1,286 @@
+import Foundation
+import Glibc
+import Logging
+@testable import PurifyDaemon
+import Synchronization
+import Testing
+
+/// A blocking Unix-socket client for the tests.
+final class ControlClient {
+    let fd: Int32
+    private var pending: [UInt8] = []
+
+    init(path: String) throws {
+        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: Array(path.utf8) + [0])
+        }
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard result == 0 else {
+            close(fd)
+            throw POSIXError(.init(rawValue: errno) ?? .EIO)
+        }
+        var timeout = timeval(tv_sec: 20, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    deinit { close(fd) }
+
+    func send(_ text: String) {
+        let bytes = Array(text.utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let sent = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }
+            if sent <= 0 { return }
+            offset += sent
+        }
+    }
+
+    /// The next reply line decoded, or nil at end of stream.
+    func readReply() throws -> [String: JSONValue]? {
+        while true {
+            if let newline = pending.firstIndex(of: 10) {
+                let line = Data(pending[..<newline])
+                pending.removeSubrange(...newline)
+                guard case .object(let members) = try JSONDecoder().decode(JSONValue.self, from: line) else { return nil }
+                return members
+            }
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if count <= 0 { return nil }
+            pending += chunk[0..<count]
+        }
+    }
+
+    func request(_ line: String) throws -> [String: JSONValue]? {
+        send(line + "\n")
+        return try readReply()
+    }
+}
+
+/// Runs blocking client I/O on a thread of its own: blocking a task would starve Swift's
+/// cooperative pool, which the server's handlers need.
+func offPool<Result: Sendable>(_ body: @escaping @Sendable () throws -> Result) async throws -> Result {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread.detachNewThread {
+            continuation.resume(with: Swift.Result { try body() })
+        }
+    }
+}
+
+/// Answers `version`, echoes `args` for `status`, and fails everything else.
+struct EchoHandler: ControlCommandHandler {
+    func handle(_ request: ControlRequest) async throws(ControlError) -> [String: JSONValue] {
+        switch request.command {
+        case .version: return ["version": "test"]
+        case .status:
+            try? await Task.sleep(for: .milliseconds(5))
+            return ["args": .object(request.arguments)]
+        default: throw ControlError(code: ControlError.unsupported, message: "not in this test")
+        }
+    }
+}
+
+/// Waits (cancellably) for an hour, like a `drain` whose inboxes never empty.
+struct HangingHandler: ControlCommandHandler {
+    let started = Collected<JSONValue>()
+
+    func handle(_ request: ControlRequest) async throws(ControlError) -> [String: JSONValue] {
+        started.append(request.id)
+        try? await Task.sleep(for: .seconds(3600))
+        return ["cancelled": .bool(Task.isCancelled)]
+    }
+}
+
+@Suite("Control socket (real Unix socket)")
+struct ControlServerTests {
+    /// Runs a server on a socket in a fresh directory while `body` talks to it.
+    private func serving(
+        handler: any ControlCommandHandler = EchoHandler(),
+        configure: (inout ControlServer.Configuration) -> Void = { _ in },
+        _ body: (String, ControlServer) async throws -> Void
+    ) async throws {
+        let directory = try TemporaryDirectory()
+        var configuration = ControlServer.Configuration(path: directory.path + "/control.sock")
+        configure(&configuration)
+        let server = try ControlServer(configuration: configuration, handler: handler, logger: testLogger)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await server.run() }
+            #expect(await eventually { FileManager.default.fileExists(atPath: configuration.path) })
+            try await body(configuration.path, server)
+            server.stop()
+            try await group.waitForAll()
+        }
+        #expect(!FileManager.default.fileExists(atPath: configuration.path))
+    }
+
+    @Test("a request gets its reply with the id echoed; one connection carries many requests")
+    func roundTrip() async throws {
+        try await serving { path, _ in try await offPool {
+            let client = try ControlClient(path: path)
+            #expect(try client.request(#"{"id":1,"cmd":"version"}"#) == ["id": 1, "ok": true, "version": "test"])
+            #expect(try client.request(#"{"id":"abc","cmd":"status","args":{"inbox":"x"}}"#) == ["id": "abc", "ok": true, "args": ["inbox": "x"]])
+            #expect(try client.request(#"{"id":2,"cmd":"reload"}"#)
+                == ["id": 2, "ok": false, "error": ["code": "unsupported", "message": "not in this test"]])
+            // The wire format leads with id and ok.
+            client.send("{\"id\":3,\"cmd\":\"version\"}\n")
+            var raw = [UInt8](repeating: 0, count: 256)
+            let count = read(client.fd, &raw, raw.count)
+            #expect(String(decoding: raw[0..<max(0, count)], as: UTF8.self) == "{\"id\":3,\"ok\":true,\"version\":\"test\"}\n")
+        } }
+    }
+
+    @Test("malformed requests get an error reply and the connection stays usable", arguments: [
+        ("{not json", "malformed_request", JSONValue.null),
+        ("[1,2]", "malformed_request", .null),
+        (#"{"id":7}"#, "malformed_request", 7),
+        (#"{"id":8,"cmd":"explode"}"#, "unknown_command", 8),
+        (#"{"id":9,"cmd":"status","args":[1]}"#, "malformed_request", 9),
+        (#"{"id":10,"cmd":"status","extra":true}"#, "malformed_request", 10),
+    ])
+    func malformed(line: String, code: String, id: JSONValue) async throws {
+        try await serving { path, _ in try await offPool {
+            let client = try ControlClient(path: path)
+            let reply = try #require(try client.request(line))
+            #expect(reply["ok"] == false)
+            #expect(reply["id"] == id)
+            guard case .object(let error)? = reply["error"] else { Issue.record("no error object"); return }
+            #expect(error["code"] == .string(code))
+            #expect(try client.request(#"{"id":11,"cmd":"version"}"#)?["ok"] == true)
+        } }
+    }
+
+    @Test("an overlong line gets line_too_long and the connection is closed; the server lives on")
+    func overlongLine() async throws {
+        try await serving(configure: { $0.maxLineLength = 1024 }) { path, _ in try await offPool {
+            let client = try ControlClient(path: path)
+            client.send("{\"id\":1,\"cmd\":\"" + String(repeating: "a", count: 100_000))
+            let reply = try #require(try client.readReply())
+            #expect(reply["error"] == ["code": "line_too_long", "message": "request lines are limited to 1024 bytes"])
+            #expect(try client.readReply() == nil)
+            #expect(try ControlClient(path: path).request(#"{"id":2,"cmd":"version"}"#)?["ok"] == true)
+        } }
+    }
+
+    @Test("a silent client gets read_timeout and is disconnected")
+    func readTimeout() async throws {
+        try await serving(configure: { $0.readTimeout = .milliseconds(200) }) { path, _ in try await offPool {
+            let client = try ControlClient(path: path)
+            client.send(#"{"id":1,"#)
+            let reply = try #require(try client.readReply())
+            guard case .object(let error)? = reply["error"] else { Issue.record("no error object"); return }
+            #expect(error["code"] == "read_timeout")
+            #expect(try client.readReply() == nil)
+        } }
+    }
+
+    @Test("50 concurrent clients each get their own replies")
+    func concurrentClients() async throws {
+        try await serving { path, _ in
+            try await withThrowingTaskGroup(of: Int.self) { group in
+                for clientIndex in 0..<50 {
+                    group.addTask { try await offPool {
+                        let client = try ControlClient(path: path)
+                        var answered = 0
+                        for requestIndex in 0..<5 {
+                            let id = clientIndex * 100 + requestIndex
+                            let reply = try client.request(#"{"id":\#(id),"cmd":"status","args":{"n":\#(id)}}"#)
+                            if reply == ["id": .int(Int64(id)), "ok": true, "args": ["n": .int(Int64(id))]] { answered += 1 }
+                        }
+                        return answered
+                    } }
+                }
+                var total = 0
+                for try await answered in group { total += answered }
+                #expect(total == 250)
+            }
+        }
+    }
+
+    @Test("cancellation ends run() even while a handler hangs; the handler is cancelled and still answers")
+    func cancellationWithHangingHandler() async throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.path + "/control.sock"
+        let handler = HangingHandler()
+        let server = try ControlServer(configuration: .init(path: path), handler: handler, logger: testLogger)
+        let serverTask = Task { try await server.run() }
+        #expect(await eventually { FileManager.default.fileExists(atPath: path) })
+        let reply = Task { try await offPool { try ControlClient(path: path).request(#"{"id":1,"cmd":"drain"}"#) } }
+        #expect(await eventually { handler.started.all == [1] })
+        serverTask.cancel()
+        try await serverTask.value
+        #expect(try await reply.value == ["id": 1, "ok": true, "cancelled": true])
+    }
+
+    @Test("the socket has mode 0660; a stale socket is replaced; a live one is not")
+    func socketFile() async throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.path + "/control.sock"
+        // A stale socket left by a crash: bound, never listening.
+        let stale = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8) + [0]) }
+        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(stale, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        close(stale)
+
+        let server = try ControlServer(configuration: .init(path: path), handler: EchoHandler(), logger: testLogger)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await server.run() }
+            #expect(await eventually { (try? ControlClient(path: path)) != nil })
+            var status = stat()
+            #expect(lstat(path, &status) == 0)
+            #expect(status.st_mode & 0o777 == 0o660)
+
+            let second = try ControlServer(configuration: .init(path: path), handler: EchoHandler(), logger: testLogger)
+            await #expect(throws: DaemonError.self) { try await second.run() }
+            #expect(try await offPool { try ControlClient(path: path).request(#"{"id":1,"cmd":"version"}"#)?["ok"] } == true)
+            server.stop()
+            try await group.waitForAll()
+        }
+    }
+
+    @Test("SO_PEERCRED: a foreign uid is refused unless allowed", .enabled(if: getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv")))
+    func foreignUID() async throws {
+        for allowed in [false, true] {
+            try await serving(configure: { if allowed { $0.allowedUIDs = [65534] } }) { path, _ in
+                // Let uid 65534 reach the socket through the file system so that only the
+                // credential check stands in its way.
+                #expect(chmod(FilePathsForTests.directory(of: path), 0o755) == 0)
+                #expect(chmod(path, 0o666) == 0)
+                let script = """
+                    import socket; s = socket.socket(socket.AF_UNIX); s.connect("\(path)")
+                    try: s.sendall(b'{"id":1,"cmd":"version"}\\n')
+                    except BrokenPipeError: pass  # refused peers are answered and closed at once
+                    print(s.makefile().readline(), end="")
+                    """
+                let process = Process()
+                process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+                process.arguments = ["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", script]
+                let output = Pipe()
+                process.standardOutput = output
+                try process.run()
+                let data = output.fileHandleForReading.readDataToEndOfFile()
+                process.waitUntilExit()
+                let reply = try JSONDecoder().decode(JSONValue.self, from: data.isEmpty ? Data("null".utf8) : data)
+                if data.isEmpty { Issue.record("the client printed nothing") }
+                guard case .object(let members) = reply else { Issue.record("no reply"); return }
+                #expect(members["ok"] == .bool(allowed))
+                if !allowed {
+                    guard case .object(let error)? = members["error"] else { Issue.record("no error object"); return }
+                    #expect(error["code"] == "permission_denied")
+                }
+            }
+        }
+    }
+}
+
+enum FilePathsForTests {
+    static func directory(of path: String) -> String {
+        (path as NSString).deletingLastPathComponent
+    }
+}

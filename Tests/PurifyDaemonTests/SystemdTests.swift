@@ -1,0 +1,128 @@
+import Foundation
+import Glibc
+import Logging
+import PurifyDaemon
+import ServiceLifecycle
+import Synchronization
+import Testing
+
+/// A datagram socket standing in for systemd's notification socket.
+final class NotifySocket: Sendable {
+    let fd: Int32
+    /// The value for `$NOTIFY_SOCKET`.
+    let address: String
+
+    init(abstract: Bool, directory: String) throws {
+        let descriptor = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        var socketAddress = sockaddr_un()
+        socketAddress.sun_family = sa_family_t(AF_UNIX)
+        let name = abstract ? "purifyd-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))" : directory + "/notify"
+        let bytes = abstract ? [0] + Array(name.utf8) : Array(name.utf8) + [0]
+        withUnsafeMutableBytes(of: &socketAddress.sun_path) { $0.copyBytes(from: bytes) }
+        let length = socklen_t(MemoryLayout<sa_family_t>.size + bytes.count)
+        let result = withUnsafePointer(to: &socketAddress) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, length) } }
+        guard result == 0 else {
+            close(descriptor)
+            throw POSIXError(.init(rawValue: errno) ?? .EIO)
+        }
+        fd = descriptor
+        address = abstract ? "@" + name : name
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    deinit { close(fd) }
+
+    /// The next datagram, or nil after the receive timeout.
+    func receive() -> String? {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        return count < 0 ? nil : String(decoding: buffer[0..<count], as: UTF8.self)
+    }
+}
+
+@Suite("systemd glue")
+struct SystemdTests {
+    @Test("sd_notify datagrams reach a path socket and an abstract one", arguments: [false, true])
+    func notify(abstract: Bool) throws {
+        let directory = try TemporaryDirectory()
+        let socket = try NotifySocket(abstract: abstract, directory: directory.path)
+        let notifier = try #require(SystemdNotifier(environment: ["NOTIFY_SOCKET": socket.address]))
+        try notifier.notifyReady(status: "ready: 2 inboxes\nwatching")
+        #expect(socket.receive() == "READY=1\nSTATUS=ready: 2 inboxes watching")
+        try notifier.notifyStatus("3 in flight")
+        #expect(socket.receive() == "STATUS=3 in flight")
+        try notifier.notifyWatchdog()
+        #expect(socket.receive() == "WATCHDOG=1")
+    }
+
+    @Test("no notifier outside a Type=notify service")
+    func noNotifier() {
+        #expect(SystemdNotifier(environment: [:]) == nil)
+        #expect(SystemdNotifier(environment: ["NOTIFY_SOCKET": "relative"]) == nil)
+        #expect(SystemdNotifier(environment: ["NOTIFY_SOCKET": "@"]) == nil)
+    }
+
+    @Test("the watchdog interval is half of WATCHDOG_USEC, for this process only")
+    func watchdogInterval() throws {
+        let notifier = try #require(SystemdNotifier(environment: ["NOTIFY_SOCKET": "/run/systemd/notify"]))
+        #expect(SystemdNotifyService(notifier: notifier, environment: ["WATCHDOG_USEC": "30000000"]).watchdogInterval == .seconds(15))
+        #expect(SystemdNotifyService(notifier: notifier, environment: ["WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "\(getpid())"]).watchdogInterval == .seconds(15))
+        #expect(SystemdNotifyService(notifier: notifier, environment: ["WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1"]).watchdogInterval == nil)
+        #expect(SystemdNotifyService(notifier: notifier, environment: [:]).watchdogInterval == nil)
+    }
+
+    @Test("the notify service pings the watchdog, then sends STOPPING=1 on graceful shutdown")
+    func notifyService() async throws {
+        let directory = try TemporaryDirectory()
+        let socket = try NotifySocket(abstract: false, directory: directory.path)
+        let notifier = try #require(SystemdNotifier(environment: ["NOTIFY_SOCKET": socket.address]))
+        let service = SystemdNotifyService(notifier: notifier, watchdogInterval: .milliseconds(20), stoppingStatus: "draining")
+        let group = ServiceGroup(configuration: .init(services: [service], logger: testLogger))
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            try await Task.sleep(for: .milliseconds(150))
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
+        var messages: [String] = []
+        while let message = socket.receive(), !message.isEmpty {
+            messages.append(message)
+            if message.hasPrefix("STOPPING") { break }
+        }
+        #expect(messages.filter { $0 == "WATCHDOG=1" }.count >= 3)
+        #expect(messages.last == "STOPPING=1\nSTATUS=draining")
+    }
+
+    @Test("journal lines carry <N> priorities and no timestamp; terminal lines a timestamp")
+    func logFormats() {
+        let lines = Collected<String>()
+        var journal = Logger(label: "purifyd") { DaemonLogHandler(label: $0, format: .journal, logLevel: .debug, write: { lines.append($0) }) }
+        journal[metadataKey: "inbox"] = "mnist"
+        journal.warning("disk\nalmost full", metadata: ["path": "/a b"])
+        journal.error("boom")
+        journal.debug("detail")
+        journal.trace("dropped below the level")
+        #expect(lines.all == [
+            "<4>disk almost full inbox=mnist path=\"/a b\"\n",
+            "<3>boom inbox=mnist\n",
+            "<7>detail inbox=mnist\n",
+        ])
+        let terminalLines = Collected<String>()
+        let terminal = Logger(label: "purifyd") { DaemonLogHandler(label: $0, format: .terminal, write: { terminalLines.append($0) }) }
+        terminal.notice("started")
+        let line = terminalLines.all.first
+        #expect(line?.hasSuffix(" notice purifyd: started\n") == true)
+        #expect(line?.first?.isNumber == true)
+    }
+
+    @Test("JOURNAL_STREAM selects the journal format only when it names standard error")
+    func journalDetection() {
+        var status = stat()
+        fstat(2, &status)
+        #expect(DaemonLogHandler.Format.detect(environment: ["JOURNAL_STREAM": "\(status.st_dev):\(status.st_ino)"]) == .journal)
+        #expect(DaemonLogHandler.Format.detect(environment: ["JOURNAL_STREAM": "\(status.st_dev):\(status.st_ino &+ 1)"]) == .terminal)
+        #expect(DaemonLogHandler.Format.detect(environment: ["JOURNAL_STREAM": "garbage"]) == .terminal)
+        #expect(DaemonLogHandler.Format.detect(environment: [:]) == .terminal)
+    }
+}
