@@ -65,6 +65,7 @@ let package = Package(
                 "PurifyImage",
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             resources: [.copy("Resources/report.schema.json")],
             swiftSettings: swiftSettings
@@ -109,7 +110,13 @@ let package = Package(
         // and validates reports with the project's Python venv (`jsonschema`, see `make venv`).
         .testTarget(
             name: "PurifyPipelineTests",
-            dependencies: ["PurifyPipeline", "PurifyImage", "PurifyEngine"],
+            dependencies: [
+                "PurifyPipeline",
+                "PurifyImage",
+                "PurifyEngine",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             exclude: ["Fixtures"],
             swiftSettings: swiftSettings
         ),

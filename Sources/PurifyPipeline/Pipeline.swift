@@ -1,5 +1,6 @@
 import PurifyEngine
 import PurifyImage
+public import ServiceLifecycle
 import Synchronization
 
 /// Purifies images: decode → batch → purify → classify → encode → commit, each stage joined
@@ -16,7 +17,10 @@ import Synchronization
 /// and cropped back, or resized to the trained size and back for a fixed-size purifier; they
 /// are converted to the bundle's channels (gray ⇄ RGB) and back; alpha is set aside and put
 /// back. Images of one padded shape share batches.
-public final class Pipeline: Sendable {
+///
+/// It is a `Service`: in a `ServiceGroup`, a graceful shutdown finishes the input, so that
+/// what was submitted is committed before ``run()`` returns.
+public final class Pipeline: Service {
     /// The models.
     public let bundle: ModelBundle
     /// Batching, encoding and classification settings.
@@ -89,6 +93,22 @@ public final class Pipeline: Sendable {
         let pool = BlockingThreadPool(threadCount: configuration.ioThreadCount, name: "purify-io")
         let batcher = DynamicBatcher(output: batches, maxBatchSize: configuration.maxBatchSize,
                                      maxDelay: configuration.maxBatchDelay, maxPending: configuration.queueCapacity)
+        await withGracefulShutdownHandler {
+            await runStages(pool: pool, batcher: batcher)
+        } onGracefulShutdown: { [requests] in
+            requests.finish()
+        }
+        // After a cancellation, release anyone still waiting on a queue (a no-op otherwise).
+        requests.finish()
+        batches.finish()
+        purified.finish()
+        finished.finish()
+        committed.finish()
+        pool.shutdown()
+    }
+
+    /// Each stage in a child task; returns when the last one ends.
+    private func runStages(pool: BlockingThreadPool, batcher: DynamicBatcher) async {
         let workers = configuration.ioThreadCount
         await withDiscardingTaskGroup { group in
             group.addTask {
@@ -112,13 +132,6 @@ public final class Pipeline: Sendable {
                 self.committed.finish()
             }
         }
-        // After a cancellation, release anyone still waiting on a queue (a no-op otherwise).
-        requests.finish()
-        batches.finish()
-        purified.finish()
-        finished.finish()
-        committed.finish()
-        pool.shutdown()
     }
 
     // MARK: Stages

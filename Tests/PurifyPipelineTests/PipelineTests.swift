@@ -1,6 +1,8 @@
 import Foundation
+import Logging
 import PurifyImage
 @testable import PurifyPipeline
+import ServiceLifecycle
 import Testing
 
 @Suite("Pipeline")
@@ -191,6 +193,33 @@ struct PipelineTests {
             #expect(first?.report.batch?.size == 1)
             pipeline.finishInput()
             #expect(await iterator.next() == nil)
+            try await group.waitForAll()
+        }
+    }
+}
+
+extension PipelineTests {
+    @Test("As a service, a graceful shutdown finishes the input and drains what was submitted")
+    func gracefulShutdown() async throws {
+        let bundle = try await TestSupport.loadFixtureBundle()
+        let input = try TestSupport.temporaryFolder()
+        let path = try TestSupport.write(TestSupport.noiseImage(width: 28, height: 28, layout: .gray, seed: 8),
+                                         as: .png, to: input, name: "x.png")
+        let pipeline = try Pipeline(bundle: bundle, configuration: PipelineConfiguration(maxBatchDelay: .seconds(10)),
+                                    committer: DirectoryCommitter(directory: try TestSupport.temporaryFolder("graceful-out")))
+        let services = ServiceGroup(configuration: .init(services: [pipeline], logger: Logger(label: "purify-tests")))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await services.run() }
+            for index in 0..<5 { try await pipeline.submit(PurificationRequest(inputPath: path, name: "x\(index).png")) }
+            // The batch of five would wait 10 s for more; the shutdown flushes it at once.
+            await services.triggerGracefulShutdown()
+            var received: [PurificationResult] = []
+            for await result in pipeline.results { received.append(result) }
+            #expect(received.count == 5)
+            #expect(received.allSatisfy { $0.succeeded })
+            await #expect(throws: PipelineError.closed) {
+                try await pipeline.submit(PurificationRequest(inputPath: path, name: "late.png"))
+            }
             try await group.waitForAll()
         }
     }
