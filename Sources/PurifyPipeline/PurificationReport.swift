@@ -35,8 +35,11 @@ public struct PurificationReport: Sendable, Hashable, Codable {
 
     /// The model bundle that processed the input.
     public struct Bundle: Sendable, Hashable, Codable {
+        /// The bundle's name.
         public var name: String
+        /// The bundle's version.
         public var version: String
+        /// The purifier file's SHA-256, lowercase hex.
         public var purifierSha256: String
         /// Absent when the bundle has no classifier.
         public var classifierSha256: String?
@@ -150,14 +153,19 @@ public struct PurificationReport: Sendable, Hashable, Codable {
         case read, decode, purify, classify, encode, commit
     }
 
+    /// ``currentSchemaVersion`` when written by this module.
     public var schemaVersion: Int
+    /// Whether the input was purified or failed.
     public var status: Status
+    /// The input file, as far as it could be read.
     public var input: Input
+    /// The bundle that processed it.
     public var bundle: Bundle
     /// Present when purified.
     public var output: Output?
     /// Present when the image reached the purifier.
     public var batch: Batch?
+    /// Milliseconds per stage reached.
     public var timingsMs: Timings
     /// Present when purified.
     public var change: Change?
