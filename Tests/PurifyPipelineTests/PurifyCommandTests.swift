@@ -85,7 +85,7 @@ struct PurifyCommandTests {
         #expect(report.bundle.classifierSha256 == nil)
     }
 
-    @Test("Exit codes: 66 for a missing input, 78 for a bad bundle, 64 for a bad option")
+    @Test("Exit codes: 66 for a missing input, 78 for a bad bundle, 64 for a bad option or an output over an input")
     func exitCodes() throws {
         let output = try TestSupport.temporaryFolder("cli-codes")
         let input = try makeInputs()
@@ -100,6 +100,9 @@ struct PurifyCommandTests {
         #expect(text.contains("purifier.onnx"), "\(text)")
         #expect(try purify(["--bundle", TestSupport.fixtureBundle, input, "--out", output, "--jpeg-quality", "0"]).status == 64)
         #expect(try purify(["--bundle", TestSupport.fixtureBundle, "--out", output]).status == 64)
+        let overwrite = try purify(["--bundle", TestSupport.fixtureBundle, input, "--out", input])
+        #expect(overwrite.status == 64)
+        #expect(overwrite.output.contains("is an input"), "\(overwrite.output)")
     }
 
     /// The shipped MNIST bundle on 200 real MNIST test digits: every report valid, and the
