@@ -225,6 +225,31 @@ extension PipelineTests {
     }
 }
 
+extension PipelineTests {
+    @Test("Cancelling run ends the results and releases a waiting submitter")
+    func cancellation() async throws {
+        let bundle = try await TestSupport.loadFixtureBundle()
+        let input = try TestSupport.temporaryFolder()
+        let path = try TestSupport.write(TestSupport.noiseImage(width: 28, height: 28, layout: .gray, seed: 6),
+                                         as: .png, to: input, name: "x.png")
+        let pipeline = try Pipeline(bundle: bundle,
+                                    configuration: PipelineConfiguration(queueCapacity: 1, ioThreadCount: 1),
+                                    committer: DirectoryCommitter(directory: try TestSupport.temporaryFolder("cancel-out")))
+        let running = Task { try await pipeline.run() }
+        // Nobody reads results: the submitter soon waits for room.
+        let submitter = Task {
+            for index in 0..<1_000 { try await pipeline.submit(PurificationRequest(inputPath: path, name: "x\(index).png")) }
+        }
+        try await Task.sleep(for: .seconds(1))
+        running.cancel()
+        try await running.value
+        await #expect(throws: PipelineError.closed) { try await submitter.value }
+        var drained = 0
+        for await _ in pipeline.results { drained += 1 }
+        #expect(drained <= 2, "only what was already committed remains: \(drained)")
+    }
+}
+
 /// A count shared between tasks.
 actor Counter {
     private(set) var value = 0
