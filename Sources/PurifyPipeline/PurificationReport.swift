@@ -68,8 +68,9 @@ public struct PurificationReport: Sendable, Hashable, Codable {
         public var modelHeight: Int
     }
 
-    /// Milliseconds per stage. `purify` and `classify` are the whole batch's run on the engine
-    /// (shared by the images in it); `batch_wait` is the time between decoding and the batch
+    /// Milliseconds per stage. `purify` and `classify` are the whole batch's time on the engine,
+    /// waiting for its thread included (shared by the images in it; `purify` also covers
+    /// assembling and splitting the batch); `batch_wait` is the time between decoding and the batch
     /// leaving for the engine; `total` runs from the first read to the image being committed.
     public struct Timings: Sendable, Hashable, Codable {
         public var read: Double?
