@@ -177,6 +177,11 @@ struct Eltwise {
     static func linear(scale: Float, shift: Float) -> Eltwise {
         Eltwise(algorithm: dnnl_eltwise_linear, alpha: scale, beta: shift)
     }
+
+    /// Two linear functions as one: `next(self(x))`.
+    func followed(by next: Eltwise) -> Eltwise {
+        .linear(scale: alpha * next.alpha, shift: beta * next.alpha + next.beta)
+    }
 }
 
 /// A post-op fused into a convolution or inner product.
@@ -216,10 +221,6 @@ extension dnnl_memory_desc_t {
         var lhs = self
         var rhs = other
         return dnnl_memory_desc_equal(&lhs, &rhs) != 0
-    }
-
-    var isPlain: Bool {
-        (try? dnnl_memory_desc_t.float32(shape))?.isSameLayout(as: self) ?? false
     }
 }
 

@@ -15,18 +15,16 @@ final class ExecutionPlan {
     private let arena: UnsafeMutableRawPointer
     /// Weights, constants and memories the steps point at.
     private let retained: [AnyObject]
-    let arenaBytes: Int
 
     init(outputShapes: [[Int]], steps: [PlanStep], inputBindings: [(Memory, Int)],
                      outputBindings: [(Memory, Int)], constantOutputs: [Int: [Float]],
-                     arena: UnsafeMutableRawPointer, arenaBytes: Int, retained: [AnyObject]) {
+                     arena: UnsafeMutableRawPointer, retained: [AnyObject]) {
         self.outputShapes = outputShapes
         self.steps = steps
         self.inputBindings = inputBindings
         self.outputBindings = outputBindings
         self.constantOutputs = constantOutputs
         self.arena = arena
-        self.arenaBytes = arenaBytes
         self.retained = retained
     }
 
@@ -42,7 +40,9 @@ final class ExecutionPlan {
         for (memory, index) in outputBindings { try memory.bind(outputs[index]) }
         timings?.startRun()
         for (index, values) in constantOutputs {
-            values.withUnsafeBytes { outputs[index].copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            values.withUnsafeBytes { bytes in
+                if let base = bytes.baseAddress { outputs[index].copyMemory(from: base, byteCount: bytes.count) }
+            }
         }
         for step in steps {
             let start = ContinuousClock.now

@@ -186,13 +186,13 @@ final class ModelState {
         let failure = FirstError()
         let outputs = try withPointers(to: inputs.map(\.values)) { inputPointers in
             try makeArrays(counts: outputShapes.map { $0.reduce(1, *) }) { outputPointers in
-                let buffers = Confined((inputPointers, outputPointers))
+                let buffers = BatchBuffers(inputs: inputPointers, outputs: outputPointers)
                 workers.runOnAll { worker in
                     while let (start, count) = claims.next() {
                         do {
                             let plan = try this.value.workerPlan(worker, for: shapes(count))
-                            try plan.execute(inputs: zip(buffers.value.0, inputStrides).map { $0 + start * $1 },
-                                             outputs: zip(buffers.value.1, outputStrides).map { $0 + start * $1 },
+                            try plan.execute(inputs: zip(buffers.inputs, inputStrides).map { $0 + start * $1 },
+                                             outputs: zip(buffers.outputs, outputStrides).map { $0 + start * $1 },
                                              stream: workers.contexts[worker].value.stream)
                         } catch {
                             failure.record(error)
@@ -225,6 +225,13 @@ final class PlanCache {
         plans[shapes] = plan
         return plan
     }
+}
+
+/// The whole batch's input and output buffers. Workers read and write disjoint chunks of them
+/// while the compute thread that owns them waits.
+private struct BatchBuffers: @unchecked Sendable {
+    let inputs: [UnsafeMutableRawPointer]
+    let outputs: [UnsafeMutableRawPointer]
 }
 
 /// Hands out consecutive chunks of a batch to whichever worker asks next.
@@ -270,8 +277,9 @@ private final class FirstError: @unchecked Sendable {
     }
 }
 
-/// Holds a value that is only ever used on the engine's compute thread (oneDNN handles and
-/// plan caches), so it may be passed between tasks without being `Sendable` itself.
+/// Holds a value that only the engine's own threads use, each part on one thread at a time
+/// (oneDNN handles on their thread, a worker's plan cache on that worker), so it may be passed
+/// between tasks and threads without being `Sendable` itself.
 struct Confined<Value>: @unchecked Sendable {
     let value: Value
 

@@ -218,7 +218,7 @@ final class PlanBuilder {
             padEnd = (0..<2).map { padEnd[$0] - convolution.outputPadding[$0] }
         }
         let outputShape = [shape[0], convolution.outputChannels] + outputSpatial
-        let (fused, sumAddend, afterSum) = try splitAtSum(node.postOps, outputShape: outputShape)
+        let (fused, sumAddend, afterSum) = try splitAtSum(node.postOps, reading: node.inputs[0], outputShape: outputShape)
         let output: Int
         if sumAddend == nil, afterSum == nil, Self.runsAsSubpixelConvolutions(convolution) {
             output = try addSubpixelDeconvolution(input: input, convolution, outputShape: outputShape, postOps: fused,
@@ -346,19 +346,18 @@ final class PlanBuilder {
         return (result, newBegin, newEnd)
     }
 
-    /// Whether a ConvTranspose is the U-Net's 4×4, stride-2, pad-1 upsampling with channels in
-    /// whole 16-blocks: oneDNN 2.6 runs that as a deconvolution at a fraction of its convolution
-    /// speed, so the plan splits it into four 2×2 convolutions instead.
+    /// Whether a ConvTranspose is the U-Net's 4×4, stride-2, pad-1 upsampling: oneDNN 2.6 runs
+    /// that as a deconvolution at a fraction of its convolution speed (a few GFLOP/s for the
+    /// final 3-channel layer), so the plan splits it into four 2×2 convolutions instead.
     private static func runsAsSubpixelConvolutions(_ convolution: Convolution) -> Bool {
         convolution.transposed && convolution.groups == 1 && convolution.kernel == [4, 4]
             && convolution.strides == [2, 2] && convolution.pads == [1, 1, 1, 1] && convolution.autoPad == .explicit
             && convolution.dilations == [1, 1] && convolution.outputPadding == [0, 0]
-            && convolution.outputChannels % 16 == 0
     }
 
     /// A 4×4 stride-2 pad-1 transposed convolution as four stride-1 2×2 convolutions, one per
-    /// output pixel phase (row parity a, column parity b), written side by side in nChw16c and
-    /// interleaved into the output by one reorder. Output pixel (2m + a, 2p + b) takes input rows
+    /// output pixel phase (row parity a, column parity b), written side by side in nChw16c
+    /// (channels padded to a whole block) and interleaved into the output by one reorder. Output pixel (2m + a, 2p + b) takes input rows
     /// m - 1, m (a = 0; kernel rows 3, 1) or m, m + 1 (a = 1; kernel rows 2, 0), same for columns.
     private func addSubpixelDeconvolution(input: Int, _ convolution: Convolution, outputShape: [Int],
                                           postOps: [FusedPostOp], name: String) throws -> Int {
@@ -396,7 +395,7 @@ final class PlanBuilder {
         }
         // Both sides as plain 7-D tensors [n, channel block, m, a, p, b, 16]: the phases are
         // stored [a][b][n][block][m][p][16], the nChw16c output [n][block][m][a][p][b][16].
-        let blocks = outputs / 16
+        let blocks = (outputs + 15) / 16
         let phaseElements = Int64(batch * blocks * height * width * 16)
         let dims = [batch, blocks, height, 2, width, 2, 16].map { Int64($0) }
         let phaseStrides: [Int64] = [Int64(blocks * height * width * 16), Int64(height * width * 16), Int64(width * 16),
@@ -419,7 +418,7 @@ final class PlanBuilder {
             throw shapeError("input \(shape) does not fit a [\(product.outputs), \(product.inputs)] matrix")
         }
         let outputShape = [shape[0], product.outputs]
-        let (fused, sumAddend, afterSum) = try splitAtSum(node.postOps, outputShape: outputShape)
+        let (fused, sumAddend, afterSum) = try splitAtSum(node.postOps, reading: node.inputs[0], outputShape: outputShape)
         var sourceDescriptor = try dnnl_memory_desc_t.float32(shape, layout: .any)
         var weightsDescriptor = try dnnl_memory_desc_t.float32([product.outputs, product.inputs], layout: .any)
         var biasDescriptor = try dnnl_memory_desc_t.float32([product.outputs])
@@ -450,9 +449,9 @@ final class PlanBuilder {
     }
 
     /// Splits fused post-ops at a residual sum. The sum stays fused only when the addend's buffer
-    /// may be overwritten: it is computed already, read by nothing later, not a caller's buffer,
-    /// and of the same shape. Otherwise the sum and what follows it run as a separate binary step.
-    private func splitAtSum(_ postOps: [PlannedPostOp], outputShape: [Int]) throws
+    /// may be overwritten: it is computed already, read by nothing later (the producing step's
+    /// own `source` included), not a caller's buffer, and of the same shape. Otherwise the sum and what follows it run as a separate binary step.
+    private func splitAtSum(_ postOps: [PlannedPostOp], reading source: String, outputShape: [Int]) throws
         -> (fused: [FusedPostOp], sumAddend: Int?, afterSum: (addend: String, postOps: [Eltwise])?) {
         var fused: [FusedPostOp] = []
         for (index, postOp) in postOps.enumerated() {
@@ -463,7 +462,7 @@ final class PlanBuilder {
                 let rest = postOps[(index + 1)...].compactMap { postOp -> Eltwise? in
                     if case .eltwise(let eltwise) = postOp { eltwise } else { nil }
                 }
-                if case .activation(let id) = values[addend], graph.lastUse[addend] == nodeIndex,
+                if addend != source, case .activation(let id) = values[addend], graph.lastUse[addend] == nodeIndex,
                    activations[id].shape == outputShape, case .arena = storages[activations[id].storage].kind,
                    storages[activations[id].storage].activations == 1 {
                     return (fused + rest.map { .eltwise($0) }, id, nil)
@@ -1104,7 +1103,7 @@ final class PlanBuilder {
             retained.append(contentsOf: memories.compactMap { $0 })
             return ExecutionPlan(outputShapes: outputShapes, steps: finished, inputBindings: inputBindings,
                                  outputBindings: outputBindings, constantOutputs: constantOutputs, arena: arena,
-                                 arenaBytes: arenaBytes, retained: retained)
+                                 retained: retained)
         } catch {
             arena.deallocate()
             throw error
