@@ -5,7 +5,12 @@ inputs, the outputs ONNX Runtime gives for them, and deliberately broken models.
 Run from anywhere with the project's venv:
     .venv/bin/python Tests/PurifyEngineTests/Fixtures/make_fixtures.py
 Every tensor is raw little-endian float32 in NCHW order; manifest.json lists the cases.
+
+For the shipped models, the same comparison: `--references models/<bundle>` writes
+models/<bundle>/reference/ (inputs, ONNX Runtime outputs and a manifest for every .onnx in the
+bundle), which ShippedModelTests picks up.
 """
+import argparse
 import json
 import pathlib
 
@@ -101,12 +106,47 @@ def broken_models() -> dict[str, onnx.ModelProto]:
     }
 
 
-def write(array: np.ndarray, name: str) -> str:
-    np.ascontiguousarray(array, dtype="<f4").tofile(HERE / name)
-    return name
+def run_cases(model_path: pathlib.Path, shapes, rng, directory: pathlib.Path, model_name: str) -> list[dict]:
+    """Random inputs of `shapes` through ONNX Runtime; returns manifest entries."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    cases = []
+    for shape in shapes:
+        x = rng.random(shape, dtype=np.float32)
+        (y,) = session.run(None, {session.get_inputs()[0].name: x})
+        stem = f"{model_path.stem}_{'x'.join(map(str, shape))}"
+        np.ascontiguousarray(x, dtype="<f4").tofile(directory / f"{stem}.input.bin")
+        np.ascontiguousarray(y, dtype="<f4").tofile(directory / f"{stem}.output.bin")
+        cases.append({"model": model_name, "input": f"{stem}.input.bin", "inputShape": list(shape),
+                      "output": f"{stem}.output.bin", "outputShape": list(y.shape)})
+    return cases
+
+
+def write_references(bundle: pathlib.Path) -> None:
+    """Reference outputs for a shipped bundle's models: batch 1 and 4; open spatial axes get 32."""
+    directory = bundle / "reference"
+    directory.mkdir(exist_ok=True)
+    rng = np.random.default_rng(3)
+    cases = []
+    for model_path in sorted(bundle.glob("*.onnx")):
+        dims = [d.dim_value if d.dim_value > 0 else None
+                for d in onnx.load(str(model_path)).graph.input[0].type.tensor_type.shape.dim]
+        rest = [d if d is not None else 32 for d in dims[1:]]
+        cases += run_cases(model_path, [tuple([batch] + rest) for batch in (1, 4)], rng, directory,
+                           f"../{model_path.name}")
+    (directory / "manifest.json").write_text(json.dumps({"cases": cases}, indent=2) + "\n")
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--references", nargs="+", metavar="BUNDLE", help="write reference outputs for shipped bundles")
+    args = parser.parse_args()
+    if args.references:
+        for bundle in args.references:
+            write_references(pathlib.Path(bundle))
+        return
+
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(1)
     rng = np.random.default_rng(2)
@@ -132,18 +172,7 @@ def main() -> None:
     }
     cases = []
     for model_name, model_shapes in shapes.items():
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        session = ort.InferenceSession(str(HERE / model_name), options, providers=["CPUExecutionProvider"])
-        for shape in model_shapes:
-            x = rng.random(shape, dtype=np.float32)
-            (y,) = session.run(None, {session.get_inputs()[0].name: x})
-            stem = f"{model_name.removesuffix('.onnx')}_{'x'.join(map(str, shape))}"
-            cases.append({
-                "model": model_name,
-                "input": write(x, stem + ".input.bin"), "inputShape": list(shape),
-                "output": write(y, stem + ".output.bin"), "outputShape": list(y.shape),
-            })
+        cases += run_cases(HERE / model_name, model_shapes, rng, HERE, model_name)
     (HERE / "manifest.json").write_text(json.dumps({"cases": cases}, indent=2) + "\n")
 
 
