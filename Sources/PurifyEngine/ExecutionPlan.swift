@@ -1,4 +1,5 @@
 import CDNNL
+import Foundation
 
 /// Everything needed to run a model for one set of input shapes: oneDNN primitives with their
 /// weights already in the layouts the primitives chose, memory objects over one arena, and the
@@ -12,6 +13,7 @@ final class ExecutionPlan {
     private let outputBindings: [(Memory, Int)]
     /// Outputs that are constants of the graph, copied out as they are.
     private let constantOutputs: [Int: [Float]]
+    /// The activations' memory, from posix_memalign.
     private let arena: UnsafeMutableRawPointer
     /// Weights, constants and memories the steps point at.
     private let retained: [AnyObject]
@@ -29,7 +31,7 @@ final class ExecutionPlan {
     }
 
     deinit {
-        arena.deallocate()
+        free(arena)
     }
 
     /// Runs every step on `stream`, reading `inputs` and writing `outputs` (one buffer per graph

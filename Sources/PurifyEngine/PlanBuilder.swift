@@ -2,8 +2,9 @@ import CDNNL
 import Foundation
 
 /// Builds an `ExecutionPlan` for one set of input shapes: walks the lowered graph in order,
-/// infers shapes, creates oneDNN primitives with layouts left to oneDNN (`format_tag_any`),
-/// reorders weights once, and lays every activation out in one arena by liveness.
+/// infers shapes, creates oneDNN primitives (weights in the layout oneDNN picks with
+/// `format_tag_any`, reordered once; activations of whole 16-channel blocks kept in nChw16c from
+/// layer to layer), and lays every activation out in one arena by liveness.
 final class PlanBuilder {
     private enum Value {
         case constant(ConstantTensor)
@@ -82,9 +83,7 @@ final class PlanBuilder {
             nodeIndex = index
             do {
                 try plan(node)
-            } catch let error as EngineError where error.message.hasPrefix("node '") {
-                throw error
-            } catch let error as EngineError {
+            } catch let error as EngineError where !error.namesNode {
                 throw EngineError(error.code, node: node.name, op: node.op, error.message)
             }
         }
@@ -1043,7 +1042,10 @@ final class PlanBuilder {
         }
         let scratchpadOffset = arenaBytes
         arenaBytes += scratchpadBytes
-        let arena = UnsafeMutableRawPointer.allocate(byteCount: max(arenaBytes, alignment), alignment: 4096)
+        var allocation: UnsafeMutableRawPointer?
+        guard posix_memalign(&allocation, 4096, max(arenaBytes, alignment)) == 0, let arena = allocation else {
+            throw EngineError(.invalidShape, "cannot allocate the \(arenaBytes)-byte activation arena for \(activations.first?.shape ?? [])")
+        }
         var memories: [Memory?] = []
         var inputBindings: [(Memory, Int)] = [], outputBindings: [(Memory, Int)] = []
         do {
@@ -1105,7 +1107,7 @@ final class PlanBuilder {
                                  outputBindings: outputBindings, constantOutputs: constantOutputs, arena: arena,
                                  retained: retained)
         } catch {
-            arena.deallocate()
+            free(arena)
             throw error
         }
     }

@@ -103,3 +103,54 @@ struct LoadFailureTests {
         await #expect(throws: EngineError.self) { try await classifier.run(["image": wrongSize]) }
     }
 }
+
+@Suite("Damaged models never crash the engine")
+struct DamagedModelTests {
+    @Test("cuts and scattered byte flips give a working model or an EngineError",
+          arguments: ["purifier.onnx", "classifier.onnx", "helper_ops.onnx"])
+    func damagedBytes(model name: String) async throws {
+        let engine = try InferenceEngine(threadCount: 1)
+        let original = try Data(contentsOf: URL(fileURLWithPath: bundledFixtures.path(name)))
+        var generator = SplitMix64(seed: UInt64(original.count))
+        var variants: [Data] = (1..<64).map { original.prefix(original.count * $0 / 64) }
+        for _ in 0..<64 {
+            var damaged = original
+            for _ in 0..<4 {
+                let index = Int(generator.next() % UInt64(damaged.count))
+                damaged[index] ^= UInt8(truncatingIfNeeded: generator.next() | 1)
+            }
+            variants.append(damaged)
+        }
+        for bytes in variants {
+            let url = FileManager.default.temporaryDirectory.appendingPathComponent("purify-engine-\(UUID().uuidString).onnx")
+            try bytes.write(to: url)
+            defer { try? FileManager.default.removeItem(at: url) }
+            do {
+                let model = try await engine.loadModel(at: url.path)
+                // What loads must also run, or fail with an error, on an input of its declared shape.
+                let shape = model.inputs[0].shape.map { $0 ?? 16 }
+                guard model.inputs.count == 1, shape.reduce(1, *) < 1 << 20 else { continue }
+                _ = try await model.run(Tensor(shape: shape, values: [Float](repeating: 0.5, count: shape.reduce(1, *))))
+            } catch {
+                #expect(error is EngineError)
+            }
+        }
+    }
+}
+
+/// A small deterministic generator, so that a failing damage pattern can be reproduced.
+struct SplitMix64: RandomNumberGenerator {
+    private var state: UInt64
+
+    init(seed: UInt64) {
+        state = seed
+    }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

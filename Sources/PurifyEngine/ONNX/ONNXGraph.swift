@@ -118,6 +118,9 @@ extension GraphNode {
             throw EngineError(.unsupportedOperator, node: name, op: proto.opType,
                               "operator domain '\(proto.domain)' is not supported")
         }
+        guard let output = proto.output.first, !output.isEmpty else {
+            throw EngineError(.malformedModel, node: name, op: proto.opType, "the node has no output")
+        }
         var attributes: [String: AttributeValue] = [:]
         for attribute in proto.attribute {
             attributes[attribute.name] = try AttributeValue(attribute, node: name, op: proto.opType)
