@@ -13,5 +13,6 @@ static inline void *cdnnl_memory_none(void) { return DNNL_MEMORY_NONE; }
 /// oneDNN here runs on libgomp. The OpenMP thread count is a per-thread setting
 /// (nthreads-var), so the thread that calls oneDNN sets it for itself.
 extern void omp_set_num_threads(int num_threads);
+extern int omp_get_max_threads(void);
 
 #endif

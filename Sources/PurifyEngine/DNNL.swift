@@ -105,6 +105,12 @@ final class PrimitiveDescriptor {
         dnnl_primitive_desc_query_md(handle, query, index).pointee
     }
 
+    var primitiveKind: dnnl_primitive_kind_t {
+        var kind = dnnl_undefined_primitive
+        dnnl_primitive_desc_query(handle, dnnl_query_primitive_kind, 0, &kind)
+        return kind
+    }
+
     var scratchpadBytes: Int {
         var md = memoryDescriptor(dnnl_query_scratchpad_md)
         return dnnl_memory_desc_get_size(&md)

@@ -7,6 +7,8 @@ import Foundation
 /// between runs.
 final class ExecutionPlan {
     let outputShapes: [[Int]]
+    /// The OpenMP thread count of the thread the plan was built for; serial steps drop to one.
+    private let openMPThreads: Int
     private let steps: [PlanStep]
     /// Activations whose buffers are the caller's: (memory, which input) and (memory, which output).
     private let inputBindings: [(Memory, Int)]
@@ -18,10 +20,11 @@ final class ExecutionPlan {
     /// Weights, constants and memories the steps point at.
     private let retained: [AnyObject]
 
-    init(outputShapes: [[Int]], steps: [PlanStep], inputBindings: [(Memory, Int)],
+    init(outputShapes: [[Int]], openMPThreads: Int, steps: [PlanStep], inputBindings: [(Memory, Int)],
                      outputBindings: [(Memory, Int)], constantOutputs: [Int: [Float]],
                      arena: UnsafeMutableRawPointer, retained: [AnyObject]) {
         self.outputShapes = outputShapes
+        self.openMPThreads = openMPThreads
         self.steps = steps
         self.inputBindings = inputBindings
         self.outputBindings = outputBindings
@@ -50,8 +53,10 @@ final class ExecutionPlan {
             let start = ContinuousClock.now
             switch step.work {
             case .primitive(let primitive, let arguments):
-                try dnnlCheck(dnnl_primitive_execute(primitive.handle, stream, Int32(arguments.count), arguments),
-                              "executing \(step.name)")
+                if step.serial { omp_set_num_threads(1) }
+                let status = dnnl_primitive_execute(primitive.handle, stream, Int32(arguments.count), arguments)
+                if step.serial { omp_set_num_threads(Int32(openMPThreads)) }
+                try dnnlCheck(status, "executing \(step.name)")
             case .kernel(let kernel):
                 try dnnlCheck(dnnl_stream_wait(stream), "waiting for the stream")
                 kernel()
@@ -108,5 +113,7 @@ struct PlanStep {
     var category: StepCategory
     /// Floating-point operations per run (multiply-adds count two), where meaningful.
     var flops: Double
+    /// Whether the step runs on the calling thread alone (small element-wise work).
+    var serial: Bool
     var work: Work
 }

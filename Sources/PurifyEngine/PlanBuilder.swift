@@ -49,6 +49,7 @@ final class PlanBuilder {
         var name: String
         var category: StepCategory
         var flops: Double
+        var serial = false
         var work: PendingWork
     }
 
@@ -852,8 +853,18 @@ final class PlanBuilder {
             scratchpadBytes = max(scratchpadBytes, scratchpad)
             arguments.append((DNNL_ARG_SCRATCHPAD, .scratchpad(descriptor.memoryDescriptor(dnnl_query_scratchpad_md))))
         }
-        steps.append(PendingStep(name: name, category: category, flops: flops, work: .primitive(primitive, arguments)))
+        let serial = Self.threadedAtExecution.contains(descriptor.primitiveKind.rawValue)
+            && descriptor.memoryDescriptor(dnnl_query_dst_md).shape.reduce(1, *) < Self.serialElementLimit
+        steps.append(PendingStep(name: name, category: category, flops: flops, serial: serial,
+                                 work: .primitive(primitive, arguments)))
     }
+
+    /// Primitives that pick their thread count when they run (the convolutions fix theirs when
+    /// created). Below `serialElementLimit` elements they run on the calling thread alone:
+    /// waking the OpenMP team costs more than the work, and far more on a busy machine.
+    private static let threadedAtExecution = Set([dnnl_reorder, dnnl_eltwise, dnnl_concat, dnnl_binary, dnnl_softmax,
+                                                  dnnl_pooling_v2].map(\.rawValue))
+    private static let serialElementLimit = 1 << 16
 
     private func addKernel(name: String, category: StepCategory, flops: Double, inputs: [Int], output: Int,
                            _ kernel: @escaping ([UnsafePointer<Float>], UnsafeMutablePointer<Float>) -> Void) {
@@ -1092,18 +1103,19 @@ final class PlanBuilder {
                     }
                     retained.append(primitive)
                     finished.append(PlanStep(name: step.name, category: step.category, flops: step.flops,
-                                             work: .primitive(primitive, bound)))
+                                             serial: step.serial, work: .primitive(primitive, bound)))
                 case .kernel(let inputs, let output, let kernel):
                     let sources = inputs.compactMap { memories[$0] }
                     guard let destination = memories[output] else { throw EngineError(.backendFailure, "unbound activation") }
-                    finished.append(PlanStep(name: step.name, category: step.category, flops: step.flops, work: .kernel {
+                    finished.append(PlanStep(name: step.name, category: step.category, flops: step.flops, serial: false,
+                                             work: .kernel {
                         let pointers = sources.map { UnsafePointer($0.dataPointer!.assumingMemoryBound(to: Float.self)) }
                         kernel(pointers, destination.dataPointer!.assumingMemoryBound(to: Float.self))
                     }))
                 }
             }
             retained.append(contentsOf: memories.compactMap { $0 })
-            return ExecutionPlan(outputShapes: outputShapes, steps: finished, inputBindings: inputBindings,
+            return ExecutionPlan(outputShapes: outputShapes, openMPThreads: Int(omp_get_max_threads()), steps: finished, inputBindings: inputBindings,
                                  outputBindings: outputBindings, constantOutputs: constantOutputs, arena: arena,
                                  retained: retained)
         } catch {
