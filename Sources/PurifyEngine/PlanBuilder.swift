@@ -258,6 +258,14 @@ final class PlanBuilder {
         case (true, true): dnnl_bacd
         case (true, false): dnnl_acbde
         }
+        let multiplyAdds = convolution.transposed
+            ? Double(shape.reduce(1, *)) * Double(out / groups * kernel.reduce(1, *))
+            : Double(outputShape.reduce(1, *)) * Double(inPerGroup * kernel.reduce(1, *))
+        // A convolution fixes its thread count when created: small ones get one thread.
+        let serial = 2 * multiplyAdds < Self.serialFlopLimit
+        let threads = omp_get_max_threads()
+        if serial { omp_set_num_threads(1) }
+        defer { omp_set_num_threads(threads) }
         var sourceDescriptor = try dnnl_memory_desc_t.float32(shape, layout: Self.activationLayout(channels: shape[1]))
         var weightsDescriptor = try dnnl_memory_desc_t.float32(weightDims, layout: .any)
         var biasDescriptor = try dnnl_memory_desc_t.float32([out])
@@ -299,12 +307,9 @@ final class PlanBuilder {
         if let bias = convolution.bias {
             arguments.append((DNNL_ARG_BIAS, .fixed(try constantMemory(bias, dims: [out]))))
         }
-        let multiplyAdds = convolution.transposed
-            ? Double(shape.reduce(1, *)) * Double(out / groups * kernel.reduce(1, *))
-            : Double(outputShape.reduce(1, *)) * Double(inPerGroup * kernel.reduce(1, *))
         try addPrimitive(descriptor, arguments, name: name,
                          category: category ?? (convolution.transposed ? .deconvolution : .convolution),
-                         flops: 2 * multiplyAdds)
+                         flops: 2 * multiplyAdds, serial: serial)
         return output
     }
 
@@ -844,8 +849,10 @@ final class PlanBuilder {
                          name: name, category: category, flops: 0)
     }
 
+    /// Adds a step for `descriptor`. It runs serially when `serial` says so, or, by default,
+    /// when it picks its threads at execution and its output is small.
     private func addPrimitive(_ descriptor: PrimitiveDescriptor, _ arguments: [(Int32, Argument)], name: String,
-                              category: StepCategory, flops: Double) throws {
+                              category: StepCategory, flops: Double, serial: Bool? = nil) throws {
         let primitive = try Primitive(descriptor, what: "creating \(name)")
         var arguments = arguments
         let scratchpad = descriptor.scratchpadBytes
@@ -853,8 +860,8 @@ final class PlanBuilder {
             scratchpadBytes = max(scratchpadBytes, scratchpad)
             arguments.append((DNNL_ARG_SCRATCHPAD, .scratchpad(descriptor.memoryDescriptor(dnnl_query_scratchpad_md))))
         }
-        let serial = Self.threadedAtExecution.contains(descriptor.primitiveKind.rawValue)
-            && descriptor.memoryDescriptor(dnnl_query_dst_md).shape.reduce(1, *) < Self.serialElementLimit
+        let serial = serial ?? (Self.threadedAtExecution.contains(descriptor.primitiveKind.rawValue)
+            && descriptor.memoryDescriptor(dnnl_query_dst_md).shape.reduce(1, *) < Self.serialElementLimit)
         steps.append(PendingStep(name: name, category: category, flops: flops, serial: serial,
                                  work: .primitive(primitive, arguments)))
     }
@@ -865,6 +872,8 @@ final class PlanBuilder {
     private static let threadedAtExecution = Set([dnnl_reorder, dnnl_eltwise, dnnl_concat, dnnl_binary, dnnl_softmax,
                                                   dnnl_pooling_v2].map(\.rawValue))
     private static let serialElementLimit = 1 << 16
+    /// Convolutions below this many floating-point operations (tens of microseconds) get one thread.
+    private static let serialFlopLimit = 4e6
 
     private func addKernel(name: String, category: StepCategory, flops: Double, inputs: [Int], output: Int,
                            _ kernel: @escaping ([UnsafePointer<Float>], UnsafeMutablePointer<Float>) -> Void) {
