@@ -1,10 +1,12 @@
 import CDNNL
 import Foundation
 
-/// Runs ONNX models on the CPU through oneDNN, on a compute thread of its own.
+/// Runs ONNX models on the CPU through oneDNN, on threads of its own: a compute thread that
+/// loads, plans and runs (its oneDNN primitives use `threadCount` OpenMP threads), and
+/// `threadCount` single-threaded workers that share larger batches between them.
 ///
 /// Create one engine per process and load every model through it: models loaded from the same
-/// engine share its thread and run one at a time, so they never compete for cores.
+/// engine run one at a time, so they never compete for cores.
 public final class InferenceEngine: Sendable {
     /// How many threads compute at once.
     public let threadCount: Int
@@ -88,8 +90,9 @@ public final class InferenceModel: Sendable {
         return output
     }
 
-    /// Times the plan for `input`'s shape step by step over `iterations` runs. For benchmarks:
-    /// synchronising after every step costs time of its own.
+    /// Times the whole-batch plan for `input`'s shape (the plan batch 1 runs; larger batches are
+    /// shared between workers) step by step over `iterations` runs. For benchmarks: waiting for
+    /// every step to finish costs time of its own.
     public func profile(_ input: Tensor, iterations: Int) async throws -> Profile {
         guard inputs.count == 1 else { throw EngineError(.invalidInput, "profiling needs a single-input model") }
         try Self.check(input, against: inputs[0])
@@ -125,12 +128,18 @@ public final class InferenceModel: Sendable {
 public struct Profile: Sendable {
     /// A kind of step, or one step, with its time and floating-point operations per run.
     public struct Entry: Sendable {
+        /// The kind ("convolution", "deconvolution", "element-wise", ...), or the kind and the
+        /// step's node name.
         public let name: String
+        /// Mean wall time per run.
         public let secondsPerRun: Double
+        /// Floating-point operations per run (a multiply-add counts two; zero for data movement).
         public let flopsPerRun: Double
     }
 
+    /// One entry per kind of step that occurs.
     public let categories: [Entry]
+    /// One entry per step, in execution order.
     public let steps: [Entry]
 }
 

@@ -105,6 +105,9 @@ struct ONNXGraph {
         guard !inputs.isEmpty, !outputs.isEmpty else {
             throw EngineError(.malformedModel, "the graph declares no inputs or no outputs")
         }
+        guard Set(inputs.map(\.name)).count == inputs.count, Set(outputs.map(\.name)).count == outputs.count else {
+            throw EngineError(.malformedModel, "the graph declares an input or output name twice")
+        }
         nodes = try graph.node.enumerated().map { index, proto in
             try GraphNode(proto, index: index)
         }
