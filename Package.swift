@@ -81,7 +81,7 @@ let package = Package(
         .testTarget(
             name: "PurifyEngineTests",
             dependencies: ["PurifyEngine"],
-            exclude: ["Fixtures/make_fixtures.py"],
+            exclude: ["Fixtures/make_fixtures.py", "Fixtures/model_family.py"],
             resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings
         ),
