@@ -16,8 +16,10 @@ let package = Package(
         .library(name: "PurifyEngine", targets: ["PurifyEngine"]),
         .library(name: "PurifyImage", targets: ["PurifyImage"]),
         .library(name: "PurifyPipeline", targets: ["PurifyPipeline"]),
+        .library(name: "PurifyControl", targets: ["PurifyControl"]),
         .library(name: "PurifyDaemon", targets: ["PurifyDaemon"]),
         .executable(name: "purify", targets: ["purify"]),
+        .executable(name: "purifyctl", targets: ["purifyctl"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
@@ -89,14 +91,28 @@ let package = Package(
         // _GNU_SOURCE: SO_PEERCRED's struct ucred, SO_PEERGROUPS, accept4, renameat2
         // (RENAME_NOREPLACE), eventfd, pthread_setname_np.
         .target(name: "CPurifySystem"),
+        // What both ends of the control socket share: the JSON-lines protocol and the client.
+        .target(
+            name: "PurifyControl",
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "PurifyDaemon",
             dependencies: [
                 "CPurifySystem",
+                "PurifyControl",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "purifyctl",
+            dependencies: [
+                "PurifyControl",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -124,8 +140,21 @@ let package = Package(
             name: "PurifyDaemonTests",
             dependencies: [
                 "PurifyDaemon",
+                "PurifyControl",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Runs the built purifyctl binary and tests its output formatting (@testable import);
+        // depending on the executable also makes `swift test` build it.
+        .testTarget(
+            name: "PurifyControlTests",
+            dependencies: [
+                "PurifyControl",
+                "purifyctl",
+                "PurifyDaemon",
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),

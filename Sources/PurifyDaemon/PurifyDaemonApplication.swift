@@ -1,4 +1,5 @@
 public import Logging
+internal import PurifyControl
 public import ServiceLifecycle
 internal import Synchronization
 internal import UnixSignals

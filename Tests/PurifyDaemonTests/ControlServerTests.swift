@@ -1,12 +1,13 @@
 import Foundation
 import Glibc
 import Logging
+import PurifyControl
 @testable import PurifyDaemon
 import Synchronization
 import Testing
 
 /// A blocking Unix-socket client for the tests.
-final class ControlClient {
+final class RawControlConnection {
     let fd: Int32
     private var pending: [UInt8] = []
 
@@ -121,7 +122,7 @@ struct ControlServerTests {
     @Test("a request gets its reply with the id echoed; one connection carries many requests")
     func roundTrip() async throws {
         try await serving { path, _ in try await offPool {
-            let client = try ControlClient(path: path)
+            let client = try RawControlConnection(path: path)
             #expect(try client.request(#"{"id":1,"cmd":"version"}"#) == ["id": 1, "ok": true, "version": "test"])
             #expect(try client.request(#"{"id":"abc","cmd":"status","args":{"inbox":"x"}}"#) == ["id": "abc", "ok": true, "args": ["inbox": "x"]])
             #expect(try client.request(#"{"id":2,"cmd":"reload"}"#)
@@ -144,7 +145,7 @@ struct ControlServerTests {
     ])
     func malformed(line: String, code: String, id: JSONValue) async throws {
         try await serving { path, _ in try await offPool {
-            let client = try ControlClient(path: path)
+            let client = try RawControlConnection(path: path)
             let reply = try #require(try client.request(line))
             #expect(reply["ok"] == false)
             #expect(reply["id"] == id)
@@ -157,19 +158,19 @@ struct ControlServerTests {
     @Test("an overlong line gets line_too_long and the connection is closed; the server lives on")
     func overlongLine() async throws {
         try await serving(configure: { $0.maxLineLength = 1024 }) { path, _ in try await offPool {
-            let client = try ControlClient(path: path)
+            let client = try RawControlConnection(path: path)
             client.send("{\"id\":1,\"cmd\":\"" + String(repeating: "a", count: 100_000))
             let reply = try #require(try client.readReply())
             #expect(reply["error"] == ["code": "line_too_long", "message": "request lines are limited to 1024 bytes"])
             #expect(try client.readReply() == nil)
-            #expect(try ControlClient(path: path).request(#"{"id":2,"cmd":"version"}"#)?["ok"] == true)
+            #expect(try RawControlConnection(path: path).request(#"{"id":2,"cmd":"version"}"#)?["ok"] == true)
         } }
     }
 
     @Test("a silent client gets read_timeout and is disconnected")
     func readTimeout() async throws {
         try await serving(configure: { $0.readTimeout = .milliseconds(200) }) { path, _ in try await offPool {
-            let client = try ControlClient(path: path)
+            let client = try RawControlConnection(path: path)
             client.send(#"{"id":1,"#)
             let reply = try #require(try client.readReply())
             guard case .object(let error)? = reply["error"] else { Issue.record("no error object"); return }
@@ -184,7 +185,7 @@ struct ControlServerTests {
             try await withThrowingTaskGroup(of: Int.self) { group in
                 for clientIndex in 0..<50 {
                     group.addTask { try await offPool {
-                        let client = try ControlClient(path: path)
+                        let client = try RawControlConnection(path: path)
                         var answered = 0
                         for requestIndex in 0..<5 {
                             let id = clientIndex * 100 + requestIndex
@@ -209,7 +210,7 @@ struct ControlServerTests {
         let server = try ControlServer(configuration: .init(path: path), handler: handler, logger: testLogger)
         let serverTask = Task { try await server.run() }
         #expect(await eventually { FileManager.default.fileExists(atPath: path) })
-        let reply = Task { try await offPool { try ControlClient(path: path).request(#"{"id":1,"cmd":"drain"}"#) } }
+        let reply = Task { try await offPool { try RawControlConnection(path: path).request(#"{"id":1,"cmd":"drain"}"#) } }
         #expect(await eventually { handler.started.all == [1] })
         serverTask.cancel()
         try await serverTask.value
@@ -231,14 +232,14 @@ struct ControlServerTests {
         let server = try ControlServer(configuration: .init(path: path), handler: EchoHandler(), logger: testLogger)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await server.run() }
-            #expect(await eventually { (try? ControlClient(path: path)) != nil })
+            #expect(await eventually { (try? RawControlConnection(path: path)) != nil })
             var status = stat()
             #expect(lstat(path, &status) == 0)
             #expect(status.st_mode & 0o777 == 0o660)
 
             let second = try ControlServer(configuration: .init(path: path), handler: EchoHandler(), logger: testLogger)
             await #expect(throws: DaemonError.self) { try await second.run() }
-            #expect(try await offPool { try ControlClient(path: path).request(#"{"id":1,"cmd":"version"}"#)?["ok"] } == true)
+            #expect(try await offPool { try RawControlConnection(path: path).request(#"{"id":1,"cmd":"version"}"#)?["ok"] } == true)
             server.stop()
             try await group.waitForAll()
         }

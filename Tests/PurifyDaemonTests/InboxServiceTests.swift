@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Logging
+import PurifyControl
 @testable import PurifyDaemon
 import ServiceLifecycle
 import Synchronization

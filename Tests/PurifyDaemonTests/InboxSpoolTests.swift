@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import PurifyControl
 @testable import PurifyDaemon
 import Synchronization
 import Testing

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Logging
+import PurifyControl
 import PurifyDaemon
 import Testing
 
@@ -38,10 +39,10 @@ struct PurifyDaemonApplicationTests {
             try writeFile(root.path + "/srv/inbox/digit.png", "pixels")
             #expect(await eventually { processor.processed.all == ["digit.png"] })
             let socketPath = configuration.controlSocketPath
-            let status = try await offPool { try ControlClient(path: socketPath).request(#"{"id":1,"cmd":"status"}"#) }
+            let status = try await offPool { try RawControlConnection(path: socketPath).request(#"{"id":1,"cmd":"status"}"#) }
             #expect(status?["ok"] == true)
             #expect(status?["state"] == "running")
-            let drained = try await offPool { try ControlClient(path: socketPath).request(#"{"id":2,"cmd":"drain","args":{"exit":true}}"#) }
+            let drained = try await offPool { try RawControlConnection(path: socketPath).request(#"{"id":2,"cmd":"drain","args":{"exit":true}}"#) }
             #expect(drained?["exiting"] == true)
             try await group.waitForAll()
             let stopping = try await offPool { notify.receive() }

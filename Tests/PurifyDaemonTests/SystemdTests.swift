@@ -27,7 +27,9 @@ final class NotifySocket: Sendable {
         }
         fd = descriptor
         address = abstract ? "@" + name : name
-        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        // Generous: in a full parallel `swift test` on two loaded cores, the assembled daemon
+        // has taken over 5 s to send READY=1 (0.1 s when run alone).
+        var timeout = timeval(tv_sec: 30, tv_usec: 0)
         setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     }
 

@@ -61,7 +61,7 @@ def perturbation_norms(adv: torch.Tensor, x: torch.Tensor) -> dict:
 
 def evaluate(args) -> dict:
     ds = spec(args.dataset)
-    setup(args.seed)
+    setup(args.seed, args.threads)
     x, y = test_subset(ds, args.n, seed=args.seed, root=args.data)
     root = run_dir(ds.name)
     generator, gen_state = load_generator(root / "gan" / "generator.pt")
@@ -202,6 +202,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--through-purify", type=Path, metavar="PURIFY", default=None,
                    help="instead: PGD test set as PNGs through this `purify` binary, accuracy compared with PyTorch")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     args = p.parse_args(argv)
     args.n = args.n or (200 if args.quick else 2000)
     args.adaptive_n = min(args.n, args.adaptive_n or (100 if args.quick else 500))

@@ -3,6 +3,7 @@ internal import Glibc
 #endif
 internal import CPurifySystem
 internal import Dispatch
+internal import PurifyControl
 public import Logging
 public import ServiceLifecycle
 internal import Synchronization
@@ -230,7 +231,7 @@ public final class ControlServer: Service, Sendable {
 
     private func admit(_ connection: Int32) {
         if let refusal = refusal(for: connection) {
-            sendAll(ControlReply.failure(id: .null, error: refusal), to: connection)
+            sendAll(ControlReply.failure(id: .null, error: refusal).line, to: connection)
             close(connection)
             return
         }
@@ -245,7 +246,7 @@ public final class ControlServer: Service, Sendable {
             return true
         }
         guard admitted else {
-            sendAll(ControlReply.failure(id: .null, error: ControlError(code: ControlError.busy, message: "too many control connections")), to: connection)
+            sendAll(ControlReply.failure(id: .null, error: ControlError(code: ControlError.busy, message: "too many control connections")).line, to: connection)
             close(connection)
             return
         }
@@ -301,7 +302,7 @@ public final class ControlServer: Service, Sendable {
             }
             if (pending.firstIndex(of: UInt8(ascii: "\n")) ?? pending.count) > configuration.maxLineLength {
                 let error = ControlError(code: ControlError.lineTooLong, message: "request lines are limited to \(configuration.maxLineLength) bytes")
-                sendAll(ControlReply.failure(id: .null, error: error), to: connection)
+                sendAll(ControlReply.failure(id: .null, error: error).line, to: connection)
                 return
             }
             let count = chunk.withUnsafeMutableBytes { read(connection, $0.baseAddress, $0.count) }
@@ -316,7 +317,7 @@ public final class ControlServer: Service, Sendable {
             } else {
                 if errno == EAGAIN || errno == EWOULDBLOCK {
                     let error = ControlError(code: ControlError.readTimeout, message: "no complete request line within the read timeout")
-                    sendAll(ControlReply.failure(id: .null, error: error), to: connection)
+                    sendAll(ControlReply.failure(id: .null, error: error).line, to: connection)
                 }
                 return
             }
@@ -329,7 +330,7 @@ public final class ControlServer: Service, Sendable {
         let reply: String
         switch ControlRequest.parse(line) {
         case .failure(let rejection):
-            reply = ControlReply.failure(id: rejection.id, error: rejection.error)
+            reply = ControlReply.failure(id: rejection.id, error: rejection.error).line
         case .success(let request):
             reply = dispatch(request)
         }
@@ -344,9 +345,9 @@ public final class ControlServer: Service, Sendable {
         let task = Task {
             let text: String
             do throws(ControlError) {
-                text = ControlReply.success(id: request.id, fields: try await handler.handle(request))
+                text = ControlReply.success(id: request.id, fields: try await handler.handle(request)).line
             } catch {
-                text = ControlReply.failure(id: request.id, error: error)
+                text = ControlReply.failure(id: request.id, error: error).line
             }
             reply.withLock { $0 = text }
             done.signal()

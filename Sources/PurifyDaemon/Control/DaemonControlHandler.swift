@@ -1,3 +1,5 @@
+public import PurifyControl
+
 /// What the image pipeline adds to the control socket's answers. The daemon executable
 /// implements it over the pipeline; without one, `stats` and `reload` reply `unsupported`.
 public protocol PipelineControl: Sendable {

@@ -2,6 +2,7 @@
 internal import Glibc
 #endif
 internal import Foundation
+public import PurifyControl
 public import Logging
 internal import Synchronization
 

@@ -1,5 +1,5 @@
 import Foundation
-import PurifyDaemon
+import PurifyControl
 import Testing
 
 @Suite("JSON values")

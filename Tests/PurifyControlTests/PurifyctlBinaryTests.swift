@@ -1,0 +1,186 @@
+import Foundation
+import Glibc
+import PurifyControl
+import Testing
+
+/// What a run of the built `purifyctl` printed and how it exited.
+struct PurifyctlRun: Sendable {
+    var status: Int32
+    var standardOutput: String
+    var standardError: String
+
+    /// Runs the `purifyctl` built next to this test bundle (SwiftPM puts executables and the
+    /// test bundle in one products directory) with `arguments` and `environment` (which replaces
+    /// the inherited one), off the cooperative pool; as uid and gid 65534 through setpriv(1)
+    /// when `asNobody`.
+    static func run(_ arguments: [String], environment: [String: String] = [:], asNobody: Bool = false) async throws -> PurifyctlRun {
+        let executable = try #require(purifyctlPath, "no purifyctl binary beside the test bundle")
+        return try await offPool {
+            let process = Process()
+            if asNobody {
+                process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+                process.arguments = ["--reuid=65534", "--regid=65534", "--clear-groups", executable] + arguments
+            } else {
+                process.executableURL = URL(fileURLWithPath: executable)
+                process.arguments = arguments
+            }
+            process.environment = environment
+            let output = Pipe()
+            let errors = Pipe()
+            process.standardOutput = output
+            process.standardError = errors
+            try process.run()
+            // Small outputs: reading one pipe to its end cannot block the other one's writer.
+            let standardOutput = output.fileHandleForReading.readDataToEndOfFile()
+            let standardError = errors.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            return PurifyctlRun(
+                status: process.terminationStatus,
+                standardOutput: String(decoding: standardOutput, as: UTF8.self),
+                standardError: String(decoding: standardError, as: UTF8.self)
+            )
+        }
+    }
+
+    /// `purifyctl` in the directory of the running test executable, when it is there.
+    static let purifyctlPath: String? = {
+        guard let testExecutable = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") else { return nil }
+        let path = URL(fileURLWithPath: testExecutable).deletingLastPathComponent().appendingPathComponent("purifyctl").path
+        return FileManager.default.isExecutableFile(atPath: path) ? path : nil
+    }()
+}
+
+@Suite("The purifyctl binary against a live control socket")
+struct PurifyctlBinaryTests {
+    @Test("version prints the daemon's version and exits 0")
+    func version() async throws {
+        try await ServedDaemon.serving { daemon in
+            // --socket wins over $PURIFYD_SOCKET.
+            let run = try await PurifyctlRun.run(
+                ["version", "--socket", daemon.socketPath],
+                environment: [ConnectionOptionsForTests.socketVariable: daemon.root.path + "/absent.sock"]
+            )
+            #expect(run.status == 0, "\(run.standardError)")
+            #expect(run.standardOutput == "version  1.2.3-test\n")
+            #expect(run.standardError.isEmpty)
+        }
+    }
+
+    @Test("status --json prints the daemon's reply as one JSON line")
+    func statusJSON() async throws {
+        try await ServedDaemon.serving { daemon in
+            let run = try await PurifyctlRun.run(["status", "--json", "--socket", daemon.socketPath])
+            #expect(run.status == 0, "\(run.standardError)")
+            #expect(run.standardOutput.hasPrefix(#"{"id":1,"ok":true,"#))
+            #expect(run.standardOutput.filter { $0 == "\n" }.count == 1)
+            let reply = try JSONDecoder().decode(JSONValue.self, from: Data(run.standardOutput.utf8))
+            guard case .object(let members) = reply, case .array(let inboxes)? = members["inboxes"] else {
+                Issue.record("not a status reply: \(run.standardOutput)")
+                return
+            }
+            #expect(members["state"] == "running")
+            #expect(members["version"] == "1.2.3-test")
+            #expect(inboxes.count == 1)
+        }
+    }
+
+    @Test("status for people: aligned key/value lines, then a table of inboxes")
+    func statusForPeople() async throws {
+        try await ServedDaemon.serving { daemon in
+            let run = try await PurifyctlRun.run(["status"], environment: [ConnectionOptionsForTests.socketVariable: daemon.socketPath])
+            #expect(run.status == 0, "\(run.standardError)")
+            let lines = run.standardOutput.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            // The uptime is whole seconds since the handler was made: 0 or a little more.
+            #expect(lines.count > 2 && lines[2].wholeMatch(of: /uptime {14}\d+s/) != nil, "\(lines)")
+            #expect(Array(lines.prefix(6)) == [
+                "state               running",
+                "version             1.2.3-test",
+                lines.count > 2 ? lines[2] : "",
+                "bundles[0].name     mnist",
+                "bundles[0].version  1.0.0",
+                "last_error          -",
+            ])
+            let header = try #require(lines.firstIndex { $0.hasPrefix("INBOX") })
+            #expect(header == 7)
+            #expect(lines[header] == "INBOX  STATE    WAITING  IN FLIGHT  DONE  FAILED  REJECTED  RECOVERED  LAST ERROR")
+            #expect(lines[header + 1] == "mnist  running        0        0/8     0       0         0          0  -")
+        }
+    }
+
+    @Test("exit statuses", arguments: [
+        (["pause", "nope"], Int32(65), "no inbox named \"nope\""),
+        (["version", "--timeout", "0"], 64, "--timeout"),
+        (["frobnicate"], 64, "frobnicate"),
+    ])
+    func exitStatuses(arguments: [String], status: Int32, excerpt: String) async throws {
+        try await ServedDaemon.serving { daemon in
+            let run = try await PurifyctlRun.run(arguments + ["--socket", daemon.socketPath])
+            #expect(run.status == status)
+            #expect(run.standardOutput.isEmpty)
+            #expect(run.standardError.contains(excerpt), "\(run.standardError)")
+        }
+    }
+
+    @Test("metrics prints the Prometheus text as the daemon sent it")
+    func metrics() async throws {
+        try await ServedDaemon.serving { daemon in
+            let run = try await PurifyctlRun.run(["metrics", "--socket", daemon.socketPath])
+            #expect(run.status == 0, "\(run.standardError)")
+            #expect(run.standardOutput.hasPrefix("# HELP purifyd_files_claimed_total "))
+            #expect(run.standardOutput.hasSuffix("purifyd_images_purified_total 7\n"))
+        }
+    }
+
+    @Test("no daemon: exit 69 with a message on stderr, nothing on stdout")
+    func unreachable() async throws {
+        let directory = try TemporaryDirectory()
+        for arguments in [["version", "--socket", directory.path + "/absent.sock"], ["status", "--json", "--socket", directory.path]] {
+            let run = try await PurifyctlRun.run(arguments)
+            #expect(run.status == 69)
+            #expect(run.standardOutput.isEmpty)
+            #expect(run.standardError.hasPrefix("purifyctl: "))
+        }
+    }
+
+    @Test(
+        "a foreign uid: exit 77, whether the socket's directory or the daemon's peer check refuses it",
+        .enabled(if: getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv"))
+    )
+    func permissionDenied() async throws {
+        try await ServedDaemon.serving { daemon in
+            // The temporary directory is 0700: uid 65534 cannot reach the socket at all.
+            let shutOut = try await PurifyctlRun.run(["version", "--socket", daemon.socketPath], asNobody: true)
+            #expect(shutOut.status == 77)
+            #expect(shutOut.standardError.contains("permission denied on \(daemon.socketPath)"), "\(shutOut.standardError)")
+
+            // Reachable through the file system: the daemon itself refuses the uid.
+            #expect(chmod(daemon.root.path, 0o755) == 0)
+            #expect(chmod(daemon.socketPath, 0o666) == 0)
+            let refused = try await PurifyctlRun.run(["version", "--socket", daemon.socketPath], asNobody: true)
+            #expect(refused.status == 77)
+            #expect(refused.standardError.contains("uid 65534 may not use this socket (permission_denied)"), "\(refused.standardError)")
+        }
+    }
+
+    @Test("a socket path too long for sockaddr_un: exit 64")
+    func overlongSocketPath() async throws {
+        let run = try await PurifyctlRun.run(["status", "--socket", "/tmp/" + String(repeating: "s", count: 200)])
+        #expect(run.status == 64)
+        #expect(run.standardError.contains("not a usable socket path"), "\(run.standardError)")
+    }
+
+    @Test("a daemon that never replies: exit 75 after --timeout")
+    func silentDaemon() async throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.path + "/silent.sock"
+        let listener = boundSocket(at: path, listening: true)
+        defer { close(listener) }
+        let run = try await PurifyctlRun.run(["stats", "--socket", path, "--timeout", "0.2"])
+        #expect(run.status == 75)
+        #expect(run.standardError.contains("no complete reply came"), "\(run.standardError)")
+    }
+}
+
+enum ConnectionOptionsForTests {
+    static let socketVariable = "PURIFYD_SOCKET"
+}

@@ -1,0 +1,157 @@
+import Foundation
+import Glibc
+import Logging
+import PurifyControl
+import PurifyDaemon
+import Synchronization
+import Testing
+
+/// A fresh directory under /tmp, removed when the value is deinitialised.
+final class TemporaryDirectory: Sendable {
+    let path: String
+
+    init() throws {
+        var template = Array("/tmp/purifyctl-test.XXXXXX".utf8CString)
+        guard let created = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+            throw POSIXError(.init(rawValue: errno) ?? .EIO)
+        }
+        path = String(cString: created)
+    }
+
+    deinit {
+        try? FileManager.default.removeItem(atPath: path)
+    }
+}
+
+/// Runs blocking client I/O on a thread of its own: blocking a task would starve Swift's
+/// cooperative pool, which the server's handlers need.
+func offPool<Result: Sendable>(_ body: @escaping @Sendable () throws -> Result) async throws -> Result {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread.detachNewThread {
+            continuation.resume(with: Swift.Result { try body() })
+        }
+    }
+}
+
+/// Polls `condition` every 10 ms until it holds or `timeout` passes; returns whether it held.
+func eventually(timeout: Duration = .seconds(10), _ condition: () throws -> Bool) async rethrows -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try condition() { return true }
+        try? await Task.sleep(for: .milliseconds(10))
+    }
+    return try condition()
+}
+
+let testLogger: Logger = {
+    var logger = Logger(label: "purifyctl.tests")
+    logger.logLevel = .critical
+    return logger
+}()
+
+/// Never handed a file: the inbox is not running in these tests.
+struct UnusedProcessor: ClaimedFileProcessor {
+    func process(_ file: ClaimedFile, from spool: InboxSpool) async {
+        Issue.record("no file should be claimed")
+    }
+}
+
+/// Stands in for the image pipeline's part of the answers.
+struct StandInPipeline: PipelineControl {
+    static let statistics: [String: JSONValue] = [
+        "throughput_per_s": 41.5,
+        "latency_ms": ["decode": ["p50": 1.25, "p99": 4.5], "purify": ["p50": 12.5, "p99": 30.5]],
+    ]
+
+    func statusFields() async -> [String: JSONValue] {
+        ["bundles": [["name": "mnist", "version": "1.0.0"]], "last_error": .null]
+    }
+
+    func statistics() async -> [String: JSONValue] { Self.statistics }
+
+    func metrics() async -> String {
+        "# TYPE purifyd_images_purified_total counter\npurifyd_images_purified_total 7\n"
+    }
+
+    func reload() async throws(ControlError) -> [String: JSONValue] { ["reloaded": true] }
+}
+
+/// The daemon's real control stack (a `ControlServer` answering through a
+/// `DaemonControlHandler`) over one real inbox, `mnist`, that is not running, and a stand-in
+/// pipeline; the socket lives in a temporary directory.
+final class ServedDaemon: Sendable {
+    static let version = "1.2.3-test"
+
+    let root: TemporaryDirectory
+    let socketPath: String
+    let inbox: InboxService
+    /// Set when `drain` with `exit` asks the daemon to shut down.
+    let shutdownRequested = Mutex(false)
+
+    private init() throws {
+        root = try TemporaryDirectory()
+        socketPath = root.path + "/control.sock"
+        let inboxPath = root.path + "/inbox"
+        try FileManager.default.createDirectory(atPath: inboxPath, withIntermediateDirectories: true)
+        inbox = try InboxService(
+            configuration: InboxConfiguration(
+                name: "mnist", path: inboxPath, outbox: root.path + "/outbox", bundlePath: "/unused",
+                queueCapacity: 8, spoolDirectory: root.path + "/spool"
+            ),
+            processor: UnusedProcessor(),
+            logger: testLogger
+        )
+    }
+
+    /// Serves the control socket while `body` runs, then stops the server.
+    static func serving(_ body: (ServedDaemon) async throws -> Void) async throws {
+        let daemon = try ServedDaemon()
+        let handler = DaemonControlHandler(inboxes: [daemon.inbox], version: version, pipeline: StandInPipeline()) {
+            daemon.shutdownRequested.withLock { $0 = true }
+        }
+        let server = try ControlServer(configuration: .init(path: daemon.socketPath), handler: handler, logger: testLogger)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await server.run() }
+            #expect(await eventually { FileManager.default.fileExists(atPath: daemon.socketPath) })
+            try await body(daemon)
+            server.stop()
+            try await group.waitForAll()
+        }
+    }
+}
+
+/// A Unix socket bound at `path`, listening with `backlog` when `listening`; the caller closes
+/// it.
+func boundSocket(at path: String, listening: Bool, backlog: Int32 = 8) -> Int32 {
+    let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+    var address = sockaddr_un()
+    address.sun_family = sa_family_t(AF_UNIX)
+    withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8) + [0]) }
+    let bound = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+    }
+    #expect(bound == 0)
+    if listening { #expect(listen(descriptor, backlog) == 0) }
+    return descriptor
+}
+
+/// Accepts one connection on a listening socket at `path`, reads the request line, writes
+/// `reply` as given (no newline added) and closes: a daemon that answers badly.
+func answerOnce(at path: String, with reply: [UInt8]) {
+    let listener = boundSocket(at: path, listening: true)
+    let thread = Thread {
+        let connection = accept(listener, nil, nil)
+        close(listener)
+        guard connection >= 0 else { return }
+        var byte: UInt8 = 0
+        while read(connection, &byte, 1) == 1, byte != UInt8(ascii: "\n") {}
+        var offset = 0
+        while offset < reply.count {
+            let written = reply.withUnsafeBytes { write(connection, $0.baseAddress! + offset, $0.count - offset) }
+            if written <= 0 { break }
+            offset += written
+        }
+        close(connection)
+    }
+    thread.start()
+}
