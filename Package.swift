@@ -68,6 +68,7 @@ let package = Package(
                 "PurifyImage",
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             resources: [.copy("Resources/report.schema.json")],
             swiftSettings: swiftSettings
@@ -124,7 +125,7 @@ let package = Package(
         .testTarget(
             name: "PurifyEngineTests",
             dependencies: ["PurifyEngine"],
-            exclude: ["Fixtures/make_fixtures.py"],
+            exclude: ["Fixtures/make_fixtures.py", "Fixtures/model_family.py"],
             resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings
         ),
@@ -138,7 +139,13 @@ let package = Package(
         // and validates reports with the project's Python venv (`jsonschema`, see `make venv`).
         .testTarget(
             name: "PurifyPipelineTests",
-            dependencies: ["PurifyPipeline", "PurifyImage", "PurifyEngine"],
+            dependencies: [
+                "PurifyPipeline",
+                "PurifyImage",
+                "PurifyEngine",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             exclude: ["Fixtures"],
             swiftSettings: swiftSettings
         ),

@@ -105,6 +105,12 @@ final class PrimitiveDescriptor {
         dnnl_primitive_desc_query_md(handle, query, index).pointee
     }
 
+    var primitiveKind: dnnl_primitive_kind_t {
+        var kind = dnnl_undefined_primitive
+        dnnl_primitive_desc_query(handle, dnnl_query_primitive_kind, 0, &kind)
+        return kind
+    }
+
     var scratchpadBytes: Int {
         var md = memoryDescriptor(dnnl_query_scratchpad_md)
         return dnnl_memory_desc_get_size(&md)
@@ -177,6 +183,11 @@ struct Eltwise {
     static func linear(scale: Float, shift: Float) -> Eltwise {
         Eltwise(algorithm: dnnl_eltwise_linear, alpha: scale, beta: shift)
     }
+
+    /// Two linear functions as one: `next(self(x))`.
+    func followed(by next: Eltwise) -> Eltwise {
+        .linear(scale: alpha * next.alpha, shift: beta * next.alpha + next.beta)
+    }
 }
 
 /// A post-op fused into a convolution or inner product.
@@ -216,10 +227,6 @@ extension dnnl_memory_desc_t {
         var lhs = self
         var rhs = other
         return dnnl_memory_desc_equal(&lhs, &rhs) != 0
-    }
-
-    var isPlain: Bool {
-        (try? dnnl_memory_desc_t.float32(shape))?.isSameLayout(as: self) ?? false
     }
 }
 

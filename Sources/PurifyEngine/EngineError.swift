@@ -51,10 +51,13 @@ public struct EngineError: Error, Hashable, Sendable, CustomStringConvertible {
     public let code: Code
     /// What failed, in words.
     public let message: String
+    /// Whether the message already names the node it is about.
+    let namesNode: Bool
 
     init(_ code: Code, _ message: String) {
         self.code = code
         self.message = message
+        namesNode = false
     }
 
     public var description: String {
@@ -65,6 +68,8 @@ public struct EngineError: Error, Hashable, Sendable, CustomStringConvertible {
 extension EngineError {
     /// An error about one node of the graph: the message starts with the node's name and op.
     init(_ code: Code, node: String, op: String, _ message: String) {
-        self.init(code, "node '\(node)' (\(op)): \(message)")
+        self.code = code
+        self.message = "node '\(node)' (\(op)): \(message)"
+        namesNode = true
     }
 }

@@ -1,4 +1,5 @@
 import CDNNL
+import Foundation
 
 /// Everything needed to run a model for one set of input shapes: oneDNN primitives with their
 /// weights already in the layouts the primitives chose, memory objects over one arena, and the
@@ -6,32 +7,34 @@ import CDNNL
 /// between runs.
 final class ExecutionPlan {
     let outputShapes: [[Int]]
+    /// The OpenMP thread count of the thread the plan was built for; serial steps drop to one.
+    private let openMPThreads: Int
     private let steps: [PlanStep]
     /// Activations whose buffers are the caller's: (memory, which input) and (memory, which output).
     private let inputBindings: [(Memory, Int)]
     private let outputBindings: [(Memory, Int)]
     /// Outputs that are constants of the graph, copied out as they are.
     private let constantOutputs: [Int: [Float]]
+    /// The activations' memory, from posix_memalign.
     private let arena: UnsafeMutableRawPointer
     /// Weights, constants and memories the steps point at.
     private let retained: [AnyObject]
-    let arenaBytes: Int
 
-    init(outputShapes: [[Int]], steps: [PlanStep], inputBindings: [(Memory, Int)],
+    init(outputShapes: [[Int]], openMPThreads: Int, steps: [PlanStep], inputBindings: [(Memory, Int)],
                      outputBindings: [(Memory, Int)], constantOutputs: [Int: [Float]],
-                     arena: UnsafeMutableRawPointer, arenaBytes: Int, retained: [AnyObject]) {
+                     arena: UnsafeMutableRawPointer, retained: [AnyObject]) {
         self.outputShapes = outputShapes
+        self.openMPThreads = openMPThreads
         self.steps = steps
         self.inputBindings = inputBindings
         self.outputBindings = outputBindings
         self.constantOutputs = constantOutputs
         self.arena = arena
-        self.arenaBytes = arenaBytes
         self.retained = retained
     }
 
     deinit {
-        arena.deallocate()
+        free(arena)
     }
 
     /// Runs every step on `stream`, reading `inputs` and writing `outputs` (one buffer per graph
@@ -42,14 +45,18 @@ final class ExecutionPlan {
         for (memory, index) in outputBindings { try memory.bind(outputs[index]) }
         timings?.startRun()
         for (index, values) in constantOutputs {
-            values.withUnsafeBytes { outputs[index].copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            values.withUnsafeBytes { bytes in
+                if let base = bytes.baseAddress { outputs[index].copyMemory(from: base, byteCount: bytes.count) }
+            }
         }
         for step in steps {
             let start = ContinuousClock.now
             switch step.work {
             case .primitive(let primitive, let arguments):
-                try dnnlCheck(dnnl_primitive_execute(primitive.handle, stream, Int32(arguments.count), arguments),
-                              "executing \(step.name)")
+                if step.serial { omp_set_num_threads(1) }
+                let status = dnnl_primitive_execute(primitive.handle, stream, Int32(arguments.count), arguments)
+                if step.serial { omp_set_num_threads(Int32(openMPThreads)) }
+                try dnnlCheck(status, "executing \(step.name)")
             case .kernel(let kernel):
                 try dnnlCheck(dnnl_stream_wait(stream), "waiting for the stream")
                 kernel()
@@ -106,5 +113,7 @@ struct PlanStep {
     var category: StepCategory
     /// Floating-point operations per run (multiply-adds count two), where meaningful.
     var flops: Double
+    /// Whether the step runs on the calling thread alone (small element-wise work).
+    var serial: Bool
     var work: Work
 }

@@ -1,10 +1,12 @@
 import CDNNL
 import Foundation
 
-/// Runs ONNX models on the CPU through oneDNN, on a compute thread of its own.
+/// Runs ONNX models on the CPU through oneDNN, on threads of its own: a compute thread that
+/// loads, plans and runs (its oneDNN primitives use `threadCount` OpenMP threads), and
+/// `threadCount` single-threaded workers that share larger batches between them.
 ///
 /// Create one engine per process and load every model through it: models loaded from the same
-/// engine share its thread and run one at a time, so they never compete for cores.
+/// engine run one at a time, so they never compete for cores.
 public final class InferenceEngine: Sendable {
     /// How many threads compute at once.
     public let threadCount: Int
@@ -88,8 +90,9 @@ public final class InferenceModel: Sendable {
         return output
     }
 
-    /// Times the plan for `input`'s shape step by step over `iterations` runs. For benchmarks:
-    /// synchronising after every step costs time of its own.
+    /// Times the whole-batch plan for `input`'s shape (the plan batch 1 runs; larger batches are
+    /// shared between workers) step by step over `iterations` runs. For benchmarks: waiting for
+    /// every step to finish costs time of its own.
     public func profile(_ input: Tensor, iterations: Int) async throws -> Profile {
         guard inputs.count == 1 else { throw EngineError(.invalidInput, "profiling needs a single-input model") }
         try Self.check(input, against: inputs[0])
@@ -125,12 +128,18 @@ public final class InferenceModel: Sendable {
 public struct Profile: Sendable {
     /// A kind of step, or one step, with its time and floating-point operations per run.
     public struct Entry: Sendable {
+        /// The kind ("convolution", "deconvolution", "element-wise", ...), or the kind and the
+        /// step's node name.
         public let name: String
+        /// Mean wall time per run.
         public let secondsPerRun: Double
+        /// Floating-point operations per run (a multiply-add counts two; zero for data movement).
         public let flopsPerRun: Double
     }
 
+    /// One entry per kind of step that occurs.
     public let categories: [Entry]
+    /// One entry per step, in execution order.
     public let steps: [Entry]
 }
 
@@ -186,13 +195,13 @@ final class ModelState {
         let failure = FirstError()
         let outputs = try withPointers(to: inputs.map(\.values)) { inputPointers in
             try makeArrays(counts: outputShapes.map { $0.reduce(1, *) }) { outputPointers in
-                let buffers = Confined((inputPointers, outputPointers))
+                let buffers = BatchBuffers(inputs: inputPointers, outputs: outputPointers)
                 workers.runOnAll { worker in
                     while let (start, count) = claims.next() {
                         do {
                             let plan = try this.value.workerPlan(worker, for: shapes(count))
-                            try plan.execute(inputs: zip(buffers.value.0, inputStrides).map { $0 + start * $1 },
-                                             outputs: zip(buffers.value.1, outputStrides).map { $0 + start * $1 },
+                            try plan.execute(inputs: zip(buffers.inputs, inputStrides).map { $0 + start * $1 },
+                                             outputs: zip(buffers.outputs, outputStrides).map { $0 + start * $1 },
                                              stream: workers.contexts[worker].value.stream)
                         } catch {
                             failure.record(error)
@@ -225,6 +234,13 @@ final class PlanCache {
         plans[shapes] = plan
         return plan
     }
+}
+
+/// The whole batch's input and output buffers. Workers read and write disjoint chunks of them
+/// while the compute thread that owns them waits.
+private struct BatchBuffers: @unchecked Sendable {
+    let inputs: [UnsafeMutableRawPointer]
+    let outputs: [UnsafeMutableRawPointer]
 }
 
 /// Hands out consecutive chunks of a batch to whichever worker asks next.
@@ -270,8 +286,9 @@ private final class FirstError: @unchecked Sendable {
     }
 }
 
-/// Holds a value that is only ever used on the engine's compute thread (oneDNN handles and
-/// plan caches), so it may be passed between tasks without being `Sendable` itself.
+/// Holds a value that only the engine's own threads use, each part on one thread at a time
+/// (oneDNN handles on their thread, a worker's plan cache on that worker), so it may be passed
+/// between tasks and threads without being `Sendable` itself.
 struct Confined<Value>: @unchecked Sendable {
     let value: Value
 

@@ -351,7 +351,14 @@ private struct GraphLowering {
             if case .sum = postOp, nodes[index].postOps.contains(where: { if case .sum = $0 { true } else { false } }) {
                 return false
             }
-            nodes[index].postOps.append(postOp)
+            // Consecutive linear post-ops compose into one (oneDNN 2.6's JIT convolution applies
+            // the first one's coefficients to both when there are two).
+            if case .eltwise(let outer) = postOp, outer.algorithm == dnnl_eltwise_linear,
+               case .eltwise(let inner)? = nodes[index].postOps.last, inner.algorithm == dnnl_eltwise_linear {
+                nodes[index].postOps[nodes[index].postOps.count - 1] = .eltwise(inner.followed(by: outer))
+            } else {
+                nodes[index].postOps.append(postOp)
+            }
             redirect(producer: index, from: input, to: node.outputs[0])
             return true
         }
@@ -359,8 +366,7 @@ private struct GraphLowering {
         if case .eltwise(let outer) = postOp, outer.algorithm == dnnl_eltwise_linear,
            let index = producer[input], readers[input] == 1, !graphOutputs.contains(input),
            case .eltwise(let inner) = nodes[index].operation, inner.algorithm == dnnl_eltwise_linear {
-            nodes[index].operation = .eltwise(.linear(scale: inner.alpha * outer.alpha,
-                                                      shift: inner.beta * outer.alpha + outer.beta))
+            nodes[index].operation = .eltwise(inner.followed(by: outer))
             redirect(producer: index, from: input, to: node.outputs[0])
             return true
         }

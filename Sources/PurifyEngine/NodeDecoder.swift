@@ -9,6 +9,7 @@ struct NodeDecoder {
     let resolve: (String) -> String
 
     func operation() throws -> Operation {
+        try requireInputs(1)
         switch node.op {
         case "Conv", "ConvTranspose":
             return .convolution(try convolution())
@@ -77,6 +78,7 @@ struct NodeDecoder {
             return .shape(start: try integer("start") ?? 0, end: try integer("end"))
         case "Gather":
             try allowAttributes(["axis"])
+            try requireInputs(2)
             return .gather(axis: try integer("axis") ?? 0)
         case "Cast":
             try allowAttributes(["to", "saturate"])
@@ -131,7 +133,7 @@ struct NodeDecoder {
                             + (transposed ? ["output_padding"] : []))
         guard node.inputs.count >= 2 else { throw invalid("needs an input and weights") }
         let weights = try constantInput(1)
-        guard weights.shape.count == 4, weights.integers == nil else {
+        guard weights.shape.count == 4, weights.shape.allSatisfy({ $0 > 0 }), weights.integers == nil else {
             throw EngineError(.unsupportedOperator, node: node.name, op: node.op,
                               "only 2-D float convolutions are supported (weights \(weights.shape))")
         }
@@ -184,7 +186,7 @@ struct NodeDecoder {
         let alpha = try float("alpha", default: 1)
         let beta = try float("beta", default: 1)
         let b = try constantInput(1)
-        guard b.shape.count == 2 else { throw invalid("B must be a matrix, not \(b.shape)") }
+        guard b.shape.count == 2, b.shape.allSatisfy({ $0 > 0 }) else { throw invalid("B must be a matrix, not \(b.shape)") }
         let transposed = try integer("transB") == 1
         var product = transposed
             ? InnerProduct(weights: b.floats, outputs: b.shape[0], inputs: b.shape[1], bias: nil)
@@ -211,7 +213,9 @@ struct NodeDecoder {
             throw EngineError(.unsupportedOperator, node: node.name, op: node.op,
                               "MatMul is supported only with a constant right-hand matrix")
         }
-        guard b.shape.count == 2 else { throw invalid("the constant right-hand side must be a matrix, not \(b.shape)") }
+        guard b.shape.count == 2, b.shape.allSatisfy({ $0 > 0 }) else {
+            throw invalid("the constant right-hand side must be a matrix, not \(b.shape)")
+        }
         return Self.innerProduct(multiplyingBy: b)
     }
 
@@ -325,10 +329,14 @@ struct NodeDecoder {
         }
     }
 
+    /// A list of sizes (kernel, strides, pads, dilations, axes): each within ±65536, so that no
+    /// damaged attribute can ask a plan for absurd amounts of memory.
     private func integers(_ name: String) throws -> [Int]? {
         switch node.attributes[name] {
         case nil: return nil
-        case .ints(let values): return values.map { Int($0) }
+        case .ints(let values):
+            guard values.allSatisfy({ abs($0) <= 1 << 16 }) else { throw invalid("attribute '\(name)' \(values) is out of range") }
+            return values.map { Int($0) }
         default: throw invalid("attribute '\(name)' must be a list of integers")
         }
     }

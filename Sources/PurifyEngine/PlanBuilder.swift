@@ -2,8 +2,9 @@ import CDNNL
 import Foundation
 
 /// Builds an `ExecutionPlan` for one set of input shapes: walks the lowered graph in order,
-/// infers shapes, creates oneDNN primitives with layouts left to oneDNN (`format_tag_any`),
-/// reorders weights once, and lays every activation out in one arena by liveness.
+/// infers shapes, creates oneDNN primitives (weights in the layout oneDNN picks with
+/// `format_tag_any`, reordered once; activations of whole 16-channel blocks kept in nChw16c from
+/// layer to layer), and lays every activation out in one arena by liveness.
 final class PlanBuilder {
     private enum Value {
         case constant(ConstantTensor)
@@ -48,6 +49,7 @@ final class PlanBuilder {
         var name: String
         var category: StepCategory
         var flops: Double
+        var serial = false
         var work: PendingWork
     }
 
@@ -82,9 +84,7 @@ final class PlanBuilder {
             nodeIndex = index
             do {
                 try plan(node)
-            } catch let error as EngineError where error.message.hasPrefix("node '") {
-                throw error
-            } catch let error as EngineError {
+            } catch let error as EngineError where !error.namesNode {
                 throw EngineError(error.code, node: node.name, op: node.op, error.message)
             }
         }
@@ -218,7 +218,7 @@ final class PlanBuilder {
             padEnd = (0..<2).map { padEnd[$0] - convolution.outputPadding[$0] }
         }
         let outputShape = [shape[0], convolution.outputChannels] + outputSpatial
-        let (fused, sumAddend, afterSum) = try splitAtSum(node.postOps, outputShape: outputShape)
+        let (fused, sumAddend, afterSum) = try splitAtSum(node.postOps, reading: node.inputs[0], outputShape: outputShape)
         let output: Int
         if sumAddend == nil, afterSum == nil, Self.runsAsSubpixelConvolutions(convolution) {
             output = try addSubpixelDeconvolution(input: input, convolution, outputShape: outputShape, postOps: fused,
@@ -258,6 +258,14 @@ final class PlanBuilder {
         case (true, true): dnnl_bacd
         case (true, false): dnnl_acbde
         }
+        let multiplyAdds = convolution.transposed
+            ? Double(shape.reduce(1, *)) * Double(out / groups * kernel.reduce(1, *))
+            : Double(outputShape.reduce(1, *)) * Double(inPerGroup * kernel.reduce(1, *))
+        // A convolution fixes its thread count when created: small ones get one thread.
+        let serial = 2 * multiplyAdds < Self.serialFlopLimit
+        let threads = omp_get_max_threads()
+        if serial { omp_set_num_threads(1) }
+        defer { omp_set_num_threads(threads) }
         var sourceDescriptor = try dnnl_memory_desc_t.float32(shape, layout: Self.activationLayout(channels: shape[1]))
         var weightsDescriptor = try dnnl_memory_desc_t.float32(weightDims, layout: .any)
         var biasDescriptor = try dnnl_memory_desc_t.float32([out])
@@ -299,12 +307,9 @@ final class PlanBuilder {
         if let bias = convolution.bias {
             arguments.append((DNNL_ARG_BIAS, .fixed(try constantMemory(bias, dims: [out]))))
         }
-        let multiplyAdds = convolution.transposed
-            ? Double(shape.reduce(1, *)) * Double(out / groups * kernel.reduce(1, *))
-            : Double(outputShape.reduce(1, *)) * Double(inPerGroup * kernel.reduce(1, *))
         try addPrimitive(descriptor, arguments, name: name,
                          category: category ?? (convolution.transposed ? .deconvolution : .convolution),
-                         flops: 2 * multiplyAdds)
+                         flops: 2 * multiplyAdds, serial: serial)
         return output
     }
 
@@ -346,19 +351,18 @@ final class PlanBuilder {
         return (result, newBegin, newEnd)
     }
 
-    /// Whether a ConvTranspose is the U-Net's 4×4, stride-2, pad-1 upsampling with channels in
-    /// whole 16-blocks: oneDNN 2.6 runs that as a deconvolution at a fraction of its convolution
-    /// speed, so the plan splits it into four 2×2 convolutions instead.
+    /// Whether a ConvTranspose is the U-Net's 4×4, stride-2, pad-1 upsampling: oneDNN 2.6 runs
+    /// that as a deconvolution at a fraction of its convolution speed (a few GFLOP/s for the
+    /// final 3-channel layer), so the plan splits it into four 2×2 convolutions instead.
     private static func runsAsSubpixelConvolutions(_ convolution: Convolution) -> Bool {
         convolution.transposed && convolution.groups == 1 && convolution.kernel == [4, 4]
             && convolution.strides == [2, 2] && convolution.pads == [1, 1, 1, 1] && convolution.autoPad == .explicit
             && convolution.dilations == [1, 1] && convolution.outputPadding == [0, 0]
-            && convolution.outputChannels % 16 == 0
     }
 
     /// A 4×4 stride-2 pad-1 transposed convolution as four stride-1 2×2 convolutions, one per
-    /// output pixel phase (row parity a, column parity b), written side by side in nChw16c and
-    /// interleaved into the output by one reorder. Output pixel (2m + a, 2p + b) takes input rows
+    /// output pixel phase (row parity a, column parity b), written side by side in nChw16c
+    /// (channels padded to a whole block) and interleaved into the output by one reorder. Output pixel (2m + a, 2p + b) takes input rows
     /// m - 1, m (a = 0; kernel rows 3, 1) or m, m + 1 (a = 1; kernel rows 2, 0), same for columns.
     private func addSubpixelDeconvolution(input: Int, _ convolution: Convolution, outputShape: [Int],
                                           postOps: [FusedPostOp], name: String) throws -> Int {
@@ -396,7 +400,7 @@ final class PlanBuilder {
         }
         // Both sides as plain 7-D tensors [n, channel block, m, a, p, b, 16]: the phases are
         // stored [a][b][n][block][m][p][16], the nChw16c output [n][block][m][a][p][b][16].
-        let blocks = outputs / 16
+        let blocks = (outputs + 15) / 16
         let phaseElements = Int64(batch * blocks * height * width * 16)
         let dims = [batch, blocks, height, 2, width, 2, 16].map { Int64($0) }
         let phaseStrides: [Int64] = [Int64(blocks * height * width * 16), Int64(height * width * 16), Int64(width * 16),
@@ -419,7 +423,7 @@ final class PlanBuilder {
             throw shapeError("input \(shape) does not fit a [\(product.outputs), \(product.inputs)] matrix")
         }
         let outputShape = [shape[0], product.outputs]
-        let (fused, sumAddend, afterSum) = try splitAtSum(node.postOps, outputShape: outputShape)
+        let (fused, sumAddend, afterSum) = try splitAtSum(node.postOps, reading: node.inputs[0], outputShape: outputShape)
         var sourceDescriptor = try dnnl_memory_desc_t.float32(shape, layout: .any)
         var weightsDescriptor = try dnnl_memory_desc_t.float32([product.outputs, product.inputs], layout: .any)
         var biasDescriptor = try dnnl_memory_desc_t.float32([product.outputs])
@@ -450,9 +454,9 @@ final class PlanBuilder {
     }
 
     /// Splits fused post-ops at a residual sum. The sum stays fused only when the addend's buffer
-    /// may be overwritten: it is computed already, read by nothing later, not a caller's buffer,
-    /// and of the same shape. Otherwise the sum and what follows it run as a separate binary step.
-    private func splitAtSum(_ postOps: [PlannedPostOp], outputShape: [Int]) throws
+    /// may be overwritten: it is computed already, read by nothing later (the producing step's
+    /// own `source` included), not a caller's buffer, and of the same shape. Otherwise the sum and what follows it run as a separate binary step.
+    private func splitAtSum(_ postOps: [PlannedPostOp], reading source: String, outputShape: [Int]) throws
         -> (fused: [FusedPostOp], sumAddend: Int?, afterSum: (addend: String, postOps: [Eltwise])?) {
         var fused: [FusedPostOp] = []
         for (index, postOp) in postOps.enumerated() {
@@ -463,7 +467,7 @@ final class PlanBuilder {
                 let rest = postOps[(index + 1)...].compactMap { postOp -> Eltwise? in
                     if case .eltwise(let eltwise) = postOp { eltwise } else { nil }
                 }
-                if case .activation(let id) = values[addend], graph.lastUse[addend] == nodeIndex,
+                if addend != source, case .activation(let id) = values[addend], graph.lastUse[addend] == nodeIndex,
                    activations[id].shape == outputShape, case .arena = storages[activations[id].storage].kind,
                    storages[activations[id].storage].activations == 1 {
                     return (fused + rest.map { .eltwise($0) }, id, nil)
@@ -845,8 +849,10 @@ final class PlanBuilder {
                          name: name, category: category, flops: 0)
     }
 
+    /// Adds a step for `descriptor`. It runs serially when `serial` says so, or, by default,
+    /// when it picks its threads at execution and its output is small.
     private func addPrimitive(_ descriptor: PrimitiveDescriptor, _ arguments: [(Int32, Argument)], name: String,
-                              category: StepCategory, flops: Double) throws {
+                              category: StepCategory, flops: Double, serial: Bool? = nil) throws {
         let primitive = try Primitive(descriptor, what: "creating \(name)")
         var arguments = arguments
         let scratchpad = descriptor.scratchpadBytes
@@ -854,8 +860,20 @@ final class PlanBuilder {
             scratchpadBytes = max(scratchpadBytes, scratchpad)
             arguments.append((DNNL_ARG_SCRATCHPAD, .scratchpad(descriptor.memoryDescriptor(dnnl_query_scratchpad_md))))
         }
-        steps.append(PendingStep(name: name, category: category, flops: flops, work: .primitive(primitive, arguments)))
+        let serial = serial ?? (Self.threadedAtExecution.contains(descriptor.primitiveKind.rawValue)
+            && descriptor.memoryDescriptor(dnnl_query_dst_md).shape.reduce(1, *) < Self.serialElementLimit)
+        steps.append(PendingStep(name: name, category: category, flops: flops, serial: serial,
+                                 work: .primitive(primitive, arguments)))
     }
+
+    /// Primitives that pick their thread count when they run (the convolutions fix theirs when
+    /// created). Below `serialElementLimit` elements they run on the calling thread alone:
+    /// waking the OpenMP team costs more than the work, and far more on a busy machine.
+    private static let threadedAtExecution = Set([dnnl_reorder, dnnl_eltwise, dnnl_concat, dnnl_binary, dnnl_softmax,
+                                                  dnnl_pooling_v2].map(\.rawValue))
+    private static let serialElementLimit = 1 << 16
+    /// Convolutions below this many floating-point operations (tens of microseconds) get one thread.
+    private static let serialFlopLimit = 4e6
 
     private func addKernel(name: String, category: StepCategory, flops: Double, inputs: [Int], output: Int,
                            _ kernel: @escaping ([UnsafePointer<Float>], UnsafeMutablePointer<Float>) -> Void) {
@@ -1044,7 +1062,10 @@ final class PlanBuilder {
         }
         let scratchpadOffset = arenaBytes
         arenaBytes += scratchpadBytes
-        let arena = UnsafeMutableRawPointer.allocate(byteCount: max(arenaBytes, alignment), alignment: 4096)
+        var allocation: UnsafeMutableRawPointer?
+        guard posix_memalign(&allocation, 4096, max(arenaBytes, alignment)) == 0, let arena = allocation else {
+            throw EngineError(.invalidShape, "cannot allocate the \(arenaBytes)-byte activation arena for \(activations.first?.shape ?? [])")
+        }
         var memories: [Memory?] = []
         var inputBindings: [(Memory, Int)] = [], outputBindings: [(Memory, Int)] = []
         do {
@@ -1091,22 +1112,23 @@ final class PlanBuilder {
                     }
                     retained.append(primitive)
                     finished.append(PlanStep(name: step.name, category: step.category, flops: step.flops,
-                                             work: .primitive(primitive, bound)))
+                                             serial: step.serial, work: .primitive(primitive, bound)))
                 case .kernel(let inputs, let output, let kernel):
                     let sources = inputs.compactMap { memories[$0] }
                     guard let destination = memories[output] else { throw EngineError(.backendFailure, "unbound activation") }
-                    finished.append(PlanStep(name: step.name, category: step.category, flops: step.flops, work: .kernel {
+                    finished.append(PlanStep(name: step.name, category: step.category, flops: step.flops, serial: false,
+                                             work: .kernel {
                         let pointers = sources.map { UnsafePointer($0.dataPointer!.assumingMemoryBound(to: Float.self)) }
                         kernel(pointers, destination.dataPointer!.assumingMemoryBound(to: Float.self))
                     }))
                 }
             }
             retained.append(contentsOf: memories.compactMap { $0 })
-            return ExecutionPlan(outputShapes: outputShapes, steps: finished, inputBindings: inputBindings,
+            return ExecutionPlan(outputShapes: outputShapes, openMPThreads: Int(omp_get_max_threads()), steps: finished, inputBindings: inputBindings,
                                  outputBindings: outputBindings, constantOutputs: constantOutputs, arena: arena,
-                                 arenaBytes: arenaBytes, retained: retained)
+                                 retained: retained)
         } catch {
-            arena.deallocate()
+            free(arena)
             throw error
         }
     }

@@ -17,7 +17,7 @@ actor DynamicBatcher {
         let opened: ContinuousClock.Instant
     }
 
-    private let output: BoundedChannel<PurifierBatch>
+    private let output: BoundedChannel<[DecodedImage]>
     private let maxBatchSize: Int
     private let maxDelay: Duration
     private let maxPending: Int
@@ -28,7 +28,7 @@ actor DynamicBatcher {
     private var sending = 0
     private var sendsDrained: [CheckedContinuation<Void, Never>] = []
 
-    init(output: BoundedChannel<PurifierBatch>, maxBatchSize: Int, maxDelay: Duration, maxPending: Int) {
+    init(output: BoundedChannel<[DecodedImage]>, maxBatchSize: Int, maxDelay: Duration, maxPending: Int) {
         self.output = output
         self.maxBatchSize = maxBatchSize
         self.maxDelay = maxDelay
@@ -90,6 +90,6 @@ actor DynamicBatcher {
                 sendsDrained.removeAll()
             }
         }
-        try await output.send(PurifierBatch(images: group.images, dequeued: .now))
+        try await output.send(group.images)
     }
 }

@@ -12,22 +12,24 @@ struct DecodedImage: Sendable {
     var color: PixelImage
     /// The input's alpha channel, put back on the output.
     var alpha: PixelImage?
-    /// Planar C×H×W floats for the purifier, C the bundle's channels.
-    var modelInput: [Float]
+    /// The purifier's input: the image in the bundle's channels, padded (or resized). Kept as
+    /// 8-bit pixels until its batch is assembled, a quarter of the memory of floats.
+    var modelInput: PixelImage
     var modelWidth: Int
     var modelHeight: Int
     /// The reflection padding inside `modelInput` (zero when resized instead).
     var padding: Padding
-    /// The input as the classifier takes it, planar; `nil` when not classifying.
-    var classifierInput: [Float]?
+    /// The input as the classifier takes it; `nil` when not classifying.
+    var classifierInput: PixelImage?
     var timings: PurificationReport.Timings
     var started: ContinuousClock.Instant
     var decoded: ContinuousClock.Instant
 }
 
-/// A batch on its way to the purifier.
+/// A batch taken by the purifier stage.
 struct PurifierBatch: Sendable {
     var images: [DecodedImage]
+    /// When the purifier stage took it: the end of its images' batch wait.
     var dequeued: ContinuousClock.Instant
     var modelWidth: Int { images[0].modelWidth }
     var modelHeight: Int { images[0].modelHeight }
@@ -46,8 +48,8 @@ struct PurifiedImage: Sendable {
     var purified: PixelImage
     var change: PurificationReport.Change
     var batch: PurificationReport.Batch
-    /// The purified image as the classifier takes it, planar; `nil` when not classifying.
-    var classifierInput: [Float]?
+    /// The purified image as the classifier takes it; `nil` when not classifying.
+    var classifierInput: PixelImage?
 }
 
 /// An input that failed before it could be purified and committed.
@@ -138,9 +140,10 @@ struct ImageProcessor: Sendable {
         input.sha256 = SHA256.hash(data: bytes).hexString
         let read = clock.now
         timings.read = milliseconds(started.duration(to: read))
+        let header: ImageHeader
         let image: PixelImage
         do {
-            let header = try decoder.readHeader(bytes)
+            header = try decoder.readHeader(bytes)
             input.format = header.format.rawValue
             input.width = header.width
             input.height = header.height
@@ -150,7 +153,7 @@ struct ImageProcessor: Sendable {
             timings.decode = milliseconds(read.duration(to: clock.now))
             return failed(error.code.name, .decode, error.message)
         }
-        let format = image.sourceFormat ?? .png
+        let format = header.format
         let (color, alpha) = image.splittingAlpha()
         let model = color.layout == modelLayout ? color : color.converted(to: modelLayout)
         let padding: Padding
@@ -162,12 +165,12 @@ struct ImageProcessor: Sendable {
             padding = .zero
             purifierInput = resized(model, to: trainedSize)
         }
-        let classifierInput = classifierSize.map { resized(model, to: $0).planarFloats() }
+        let classifierInput = classifierSize.map { resized(model, to: $0) }
         let decoded = clock.now
         timings.decode = milliseconds(read.duration(to: decoded))
         return .decoded(DecodedImage(
             request: request, input: input, format: format, color: color, alpha: alpha,
-            modelInput: purifierInput.planarFloats(), modelWidth: purifierInput.width,
+            modelInput: purifierInput, modelWidth: purifierInput.width,
             modelHeight: purifierInput.height, padding: padding, classifierInput: classifierInput,
             timings: timings, started: started, decoded: decoded))
     }
@@ -176,12 +179,19 @@ struct ImageProcessor: Sendable {
 
     /// The purifier's input for a batch: the images' planar floats one after the other.
     func purifierTensor(for batch: PurifierBatch) -> Tensor {
-        let perImage = modelLayout.channelCount * batch.modelWidth * batch.modelHeight
-        var values: [Float] = []
-        values.reserveCapacity(perImage * batch.images.count)
-        for image in batch.images { values += image.modelInput }
-        return Tensor(shape: [batch.images.count, modelLayout.channelCount, batch.modelHeight, batch.modelWidth],
-                      values: values)
+        batchTensor(batch.images.map(\.modelInput), width: batch.modelWidth, height: batch.modelHeight)
+    }
+
+    /// NCHW floats in [0, 1] of images of one size and layout (the bundle's).
+    private func batchTensor(_ images: [PixelImage], width: Int, height: Int) -> Tensor {
+        let perImage = modelLayout.channelCount * width * height
+        let values = [Float](unsafeUninitializedCapacity: perImage * images.count) { buffer, initialized in
+            for (index, image) in images.enumerated() {
+                image.writePlanar(into: UnsafeMutableBufferPointer(rebasing: buffer[(index * perImage)..<((index + 1) * perImage)]))
+            }
+            initialized = perImage * images.count
+        }
+        return Tensor(shape: [images.count, modelLayout.channelCount, height, width], values: values)
     }
 
     /// Splits the purifier's output into images, crops (or resizes) them back, returns them to
@@ -204,11 +214,9 @@ struct ImageProcessor: Sendable {
                 ? (source.padding.isZero ? model : model.cropped(removing: source.padding))
                 : resized(model, to: (source.color.width, source.color.height))
             let purified = restored.layout == source.color.layout ? restored : restored.converted(to: source.color.layout)
-            var trimmed = source
-            trimmed.modelInput = []
-            images.append(PurifiedImage(source: trimmed, purified: purified, change: change(from: source.color, to: purified),
+            images.append(PurifiedImage(source: source, purified: purified, change: change(from: source.color, to: purified),
                                         batch: batchDescription,
-                                        classifierInput: classifierSize.map { resized(restored, to: $0).planarFloats() }))
+                                        classifierInput: classifierSize.map { resized(restored, to: $0) }))
         }
         let purifyTime = milliseconds(result.purifyTime + started.duration(to: clock.now))
         for index in images.indices {
@@ -216,13 +224,8 @@ struct ImageProcessor: Sendable {
             images[index].source.timings.purify = purifyTime
         }
         guard let classifierSize else { return (images, nil) }
-        var values: [Float] = []
-        values.reserveCapacity(2 * images.count * modelLayout.channelCount * classifierSize.width * classifierSize.height)
-        for image in images { values += image.source.classifierInput ?? [] }
-        for image in images { values += image.classifierInput ?? [] }
-        let tensor = Tensor(shape: [2 * images.count, modelLayout.channelCount, classifierSize.height, classifierSize.width],
-                            values: values)
-        return (images, tensor)
+        let inputs = images.compactMap(\.source.classifierInput) + images.compactMap(\.classifierInput)
+        return (images, batchTensor(inputs, width: classifierSize.width, height: classifierSize.height))
     }
 
     /// The classifier's verdicts from its output for a batch made by ``split(_:)``;

@@ -81,10 +81,13 @@ public struct BundleManifest: Sendable, Hashable, Decodable {
     public var version: String
     /// A line about the bundle.
     public var description: String?
+    /// What the models take.
     public var input: Input
+    /// The purifier model.
     public var purifier: Purifier
     /// Absent for a bundle without a classifier.
     public var classifier: Classifier?
+    /// How the purifier was trained, for people and cards.
     public var training: Training?
 }
 

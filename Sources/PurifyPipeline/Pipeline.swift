@@ -1,5 +1,6 @@
 import PurifyEngine
 import PurifyImage
+public import ServiceLifecycle
 import Synchronization
 
 /// Purifies images: decode → batch → purify → classify → encode → commit, each stage joined
@@ -16,7 +17,10 @@ import Synchronization
 /// and cropped back, or resized to the trained size and back for a fixed-size purifier; they
 /// are converted to the bundle's channels (gray ⇄ RGB) and back; alpha is set aside and put
 /// back. Images of one padded shape share batches.
-public final class Pipeline: Sendable {
+///
+/// It is a `Service`: in a `ServiceGroup`, a graceful shutdown finishes the input, so that
+/// what was submitted is committed before ``run()`` returns.
+public final class Pipeline: Service {
     /// The models.
     public let bundle: ModelBundle
     /// Batching, encoding and classification settings.
@@ -24,7 +28,7 @@ public final class Pipeline: Sendable {
     private let committer: any ResultCommitter
     private let processor: ImageProcessor
     private let requests: BoundedChannel<PurificationRequest>
-    private let batches: BoundedChannel<PurifierBatch>
+    private let batches: BoundedChannel<[DecodedImage]>
     private let purified: BoundedChannel<PurifiedBatch>
     private let finished: BoundedChannel<FinishedImage>
     private let committed: BoundedChannel<PurificationResult>
@@ -89,6 +93,22 @@ public final class Pipeline: Sendable {
         let pool = BlockingThreadPool(threadCount: configuration.ioThreadCount, name: "purify-io")
         let batcher = DynamicBatcher(output: batches, maxBatchSize: configuration.maxBatchSize,
                                      maxDelay: configuration.maxBatchDelay, maxPending: configuration.queueCapacity)
+        await withGracefulShutdownHandler {
+            await runStages(pool: pool, batcher: batcher)
+        } onGracefulShutdown: { [requests] in
+            requests.finish()
+        }
+        // After a cancellation, release anyone still waiting on a queue (a no-op otherwise).
+        requests.finish()
+        batches.finish()
+        purified.finish()
+        finished.finish()
+        committed.finish()
+        pool.shutdown()
+    }
+
+    /// Each stage in a child task; returns when the last one ends.
+    private func runStages(pool: BlockingThreadPool, batcher: DynamicBatcher) async {
         let workers = configuration.ioThreadCount
         await withDiscardingTaskGroup { group in
             group.addTask {
@@ -112,13 +132,6 @@ public final class Pipeline: Sendable {
                 self.committed.finish()
             }
         }
-        // After a cancellation, release anyone still waiting on a queue (a no-op otherwise).
-        requests.finish()
-        batches.finish()
-        purified.finish()
-        finished.finish()
-        committed.finish()
-        pool.shutdown()
     }
 
     // MARK: Stages
@@ -141,14 +154,14 @@ public final class Pipeline: Sendable {
     private func purify(on pool: BlockingThreadPool) async {
         let processor = processor
         let clock = ContinuousClock()
-        while var batch = await batches.next() {
-            batch.dequeued = clock.now
-            let tensor = await pool.run { [batch] in processor.purifierTensor(for: batch) }
+        while let images = await batches.next() {
+            let batch = PurifierBatch(images: images, dequeued: clock.now)
+            let tensor = await pool.run { processor.purifierTensor(for: batch) }
             let output: Tensor
             do {
                 output = try await bundle.purifier.run(tensor)
             } catch {
-                let failures = batch.images.map { $0.failing(stage: .purify, message: "\(error)", batchSize: batch.images.count) }
+                let failures = images.map { $0.failing(stage: .purify, message: "\(error)", batchSize: images.count) }
                 guard await send(failures) else { return }
                 continue
             }
@@ -165,23 +178,27 @@ public final class Pipeline: Sendable {
             var verdicts: [PurificationReport.Classification?] = Array(repeating: nil, count: images.count)
             if let classifierInput, let classifier = bundle.classifier {
                 let start = clock.now
-                let verdictsRead: [PurificationReport.Classification]
+                let read: [PurificationReport.Classification]?
+                let failure: String
                 do {
                     let output = try await classifier.run(classifierInput)
-                    guard let read = processor.classifications(from: output, count: images.count) else {
-                        throw ClassifierOutputError(shape: output.shape)
-                    }
-                    verdictsRead = read
+                    let count = images.count
+                    read = await pool.run { processor.classifications(from: output, count: count) }
+                    failure = "the classifier returned non-finite scores or shape \(output.shape)"
                 } catch {
+                    read = nil
+                    failure = "\(error)"
+                }
+                guard let read else {
                     let failures = images.map {
-                        $0.failing(.init(code: "inference", stage: .classify, message: "\(error)"), $0.source.timings)
+                        $0.failing(.init(code: "inference", stage: .classify, message: failure), $0.source.timings)
                     }
                     guard await send(failures) else { return }
                     continue
                 }
                 let elapsed = milliseconds(start.duration(to: clock.now))
                 for index in images.indices { images[index].source.timings.classify = elapsed }
-                verdicts = verdictsRead
+                verdicts = read
             }
             for (image, verdict) in zip(images, verdicts) {
                 guard (try? await finished.send(.purified(image, verdict))) != nil else { return }
@@ -205,13 +222,6 @@ public final class Pipeline: Sendable {
         }
         return true
     }
-}
-
-/// The classifier returned something other than a finite row of class scores per image.
-struct ClassifierOutputError: Error, CustomStringConvertible {
-    let shape: [Int]
-
-    var description: String { "the classifier returned non-finite scores or shape \(shape)" }
 }
 
 /// A pipeline's results as they are committed; see ``Pipeline/results``.

@@ -66,6 +66,7 @@ public struct PurificationRequest: Sendable, Hashable {
 
 /// What became of one request, delivered once its report is committed (or could not be).
 public struct PurificationResult: Sendable, Hashable {
+    /// The request, as submitted.
     public var request: PurificationRequest
     /// The report, as committed.
     public var report: PurificationReport

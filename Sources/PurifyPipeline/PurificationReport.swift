@@ -35,8 +35,11 @@ public struct PurificationReport: Sendable, Hashable, Codable {
 
     /// The model bundle that processed the input.
     public struct Bundle: Sendable, Hashable, Codable {
+        /// The bundle's name.
         public var name: String
+        /// The bundle's version.
         public var version: String
+        /// The purifier file's SHA-256, lowercase hex.
         public var purifierSha256: String
         /// Absent when the bundle has no classifier.
         public var classifierSha256: String?
@@ -65,8 +68,9 @@ public struct PurificationReport: Sendable, Hashable, Codable {
         public var modelHeight: Int
     }
 
-    /// Milliseconds per stage. `purify` and `classify` are the whole batch's run on the engine
-    /// (shared by the images in it); `batch_wait` is the time between decoding and the batch
+    /// Milliseconds per stage. `purify` and `classify` are the whole batch's time on the engine,
+    /// waiting for its thread included (shared by the images in it; `purify` also covers
+    /// assembling and splitting the batch); `batch_wait` is the time between decoding and the batch
     /// leaving for the engine; `total` runs from the first read to the image being committed.
     public struct Timings: Sendable, Hashable, Codable {
         public var read: Double?
@@ -150,14 +154,19 @@ public struct PurificationReport: Sendable, Hashable, Codable {
         case read, decode, purify, classify, encode, commit
     }
 
+    /// ``currentSchemaVersion`` when written by this module.
     public var schemaVersion: Int
+    /// Whether the input was purified or failed.
     public var status: Status
+    /// The input file, as far as it could be read.
     public var input: Input
+    /// The bundle that processed it.
     public var bundle: Bundle
     /// Present when purified.
     public var output: Output?
     /// Present when the image reached the purifier.
     public var batch: Batch?
+    /// Milliseconds per stage reached.
     public var timingsMs: Timings
     /// Present when purified.
     public var change: Change?

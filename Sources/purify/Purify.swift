@@ -138,14 +138,19 @@ struct Purify: AsyncParsableCommand {
         if let code = summary.exitCode { throw ExitCode(code) }
     }
 
-    /// Two inputs must not share an output or report path. Without `--format`, an input's
-    /// output format is taken from its extension here (its bytes decide later).
+    /// Two inputs must not share an output or report path, and no output may overwrite an
+    /// input. Without `--format`, an input's output format is taken from its extension here (its
+    /// bytes decide later).
     private func checkNamesAreDistinct(_ requests: [PurificationRequest], committer: DirectoryCommitter) throws {
+        let inputs = Set(requests.map { URL(fileURLWithPath: $0.inputPath).standardizedFileURL.path })
         var owners: [String: String] = [:]
         for request in requests {
             let guessed: ImageFormat = ["jpg", "jpeg"].contains(URL(fileURLWithPath: request.name).pathExtension.lowercased()) ? .jpeg : .png
             let imageFormat = format.map { $0 == .png ? ImageFormat.png : .jpeg } ?? guessed
             for target in [committer.reportPath(for: request), committer.imagePath(for: request, format: imageFormat)] {
+                if inputs.contains(URL(fileURLWithPath: target).standardizedFileURL.path) {
+                    throw Failure(.usage, "\(target) is an input: choose an --out folder that does not overwrite inputs")
+                }
                 if let other = owners.updateValue(request.inputPath, forKey: target) {
                     throw Failure(.usage, "\(other) and \(request.inputPath) would both write \(target)")
                 }

@@ -1,6 +1,8 @@
 import Foundation
+import Logging
 import PurifyImage
 @testable import PurifyPipeline
+import ServiceLifecycle
 import Testing
 
 @Suite("Pipeline")
@@ -193,6 +195,58 @@ struct PipelineTests {
             #expect(await iterator.next() == nil)
             try await group.waitForAll()
         }
+    }
+}
+
+extension PipelineTests {
+    @Test("As a service, a graceful shutdown finishes the input and drains what was submitted")
+    func gracefulShutdown() async throws {
+        let bundle = try await TestSupport.loadFixtureBundle()
+        let input = try TestSupport.temporaryFolder()
+        let path = try TestSupport.write(TestSupport.noiseImage(width: 28, height: 28, layout: .gray, seed: 8),
+                                         as: .png, to: input, name: "x.png")
+        let pipeline = try Pipeline(bundle: bundle, configuration: PipelineConfiguration(maxBatchDelay: .seconds(10)),
+                                    committer: DirectoryCommitter(directory: try TestSupport.temporaryFolder("graceful-out")))
+        let services = ServiceGroup(configuration: .init(services: [pipeline], logger: Logger(label: "purify-tests")))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await services.run() }
+            for index in 0..<5 { try await pipeline.submit(PurificationRequest(inputPath: path, name: "x\(index).png")) }
+            // The batch of five would wait 10 s for more; the shutdown flushes it at once.
+            await services.triggerGracefulShutdown()
+            var received: [PurificationResult] = []
+            for await result in pipeline.results { received.append(result) }
+            #expect(received.count == 5)
+            #expect(received.allSatisfy { $0.succeeded })
+            await #expect(throws: PipelineError.closed) {
+                try await pipeline.submit(PurificationRequest(inputPath: path, name: "late.png"))
+            }
+            try await group.waitForAll()
+        }
+    }
+}
+
+extension PipelineTests {
+    @Test("Cancelling run ends the results and releases a waiting submitter")
+    func cancellation() async throws {
+        let bundle = try await TestSupport.loadFixtureBundle()
+        let input = try TestSupport.temporaryFolder()
+        let path = try TestSupport.write(TestSupport.noiseImage(width: 28, height: 28, layout: .gray, seed: 6),
+                                         as: .png, to: input, name: "x.png")
+        let pipeline = try Pipeline(bundle: bundle,
+                                    configuration: PipelineConfiguration(queueCapacity: 1, ioThreadCount: 1),
+                                    committer: DirectoryCommitter(directory: try TestSupport.temporaryFolder("cancel-out")))
+        let running = Task { try await pipeline.run() }
+        // Nobody reads results: the submitter soon waits for room.
+        let submitter = Task {
+            for index in 0..<1_000 { try await pipeline.submit(PurificationRequest(inputPath: path, name: "x\(index).png")) }
+        }
+        try await Task.sleep(for: .seconds(1))
+        running.cancel()
+        try await running.value
+        await #expect(throws: PipelineError.closed) { try await submitter.value }
+        var drained = 0
+        for await _ in pipeline.results { drained += 1 }
+        #expect(drained <= 2, "only what was already committed remains: \(drained)")
     }
 }
 

@@ -105,6 +105,9 @@ struct ONNXGraph {
         guard !inputs.isEmpty, !outputs.isEmpty else {
             throw EngineError(.malformedModel, "the graph declares no inputs or no outputs")
         }
+        guard Set(inputs.map(\.name)).count == inputs.count, Set(outputs.map(\.name)).count == outputs.count else {
+            throw EngineError(.malformedModel, "the graph declares an input or output name twice")
+        }
         nodes = try graph.node.enumerated().map { index, proto in
             try GraphNode(proto, index: index)
         }
@@ -117,6 +120,9 @@ extension GraphNode {
         guard proto.domain.isEmpty || proto.domain == "ai.onnx" else {
             throw EngineError(.unsupportedOperator, node: name, op: proto.opType,
                               "operator domain '\(proto.domain)' is not supported")
+        }
+        guard let output = proto.output.first, !output.isEmpty else {
+            throw EngineError(.malformedModel, node: name, op: proto.opType, "the node has no output")
         }
         var attributes: [String: AttributeValue] = [:]
         for attribute in proto.attribute {

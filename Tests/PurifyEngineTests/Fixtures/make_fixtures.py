@@ -5,7 +5,12 @@ inputs, the outputs ONNX Runtime gives for them, and deliberately broken models.
 Run from anywhere with the project's venv:
     .venv/bin/python Tests/PurifyEngineTests/Fixtures/make_fixtures.py
 Every tensor is raw little-endian float32 in NCHW order; manifest.json lists the cases.
+
+For the shipped models, the same comparison: `--references models/<bundle>` writes
+models/<bundle>/reference/ (inputs, ONNX Runtime outputs and a manifest for every .onnx in the
+bundle), which ShippedModelTests picks up.
 """
+import argparse
 import json
 import pathlib
 
@@ -49,11 +54,13 @@ class OpsCoverage(nn.Module):
 
 def helper_model() -> onnx.ModelProto:
     """What the torch exporter does not write plainly: Pad (reflect, constant), auto_pad,
-    Gemm alpha/beta/transB=0, Identity."""
+    Gemm alpha/beta/transB=0, Identity, and a residual Add whose skip is the convolution's own
+    input (x + conv(x): the sum cannot be fused in place)."""
     rng = np.random.default_rng(7)
     w = numpy_helper.from_array(rng.normal(0, 0.3, (6, 2, 3, 3)).astype(np.float32), "w")
     g = numpy_helper.from_array(rng.normal(0, 0.3, (6 * 6 * 7, 5)).astype(np.float32), "g")
     c = numpy_helper.from_array(rng.normal(0, 0.3, (5,)).astype(np.float32), "c")
+    w2 = numpy_helper.from_array(rng.normal(0, 0.3, (6, 6, 3, 3)).astype(np.float32), "w2")
     reflect_pads = numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "reflect_pads")
     constant_pads = numpy_helper.from_array(np.array([0, 0, 0, 2, 0, 0, 1, 0], np.int64), "constant_pads")
     pad_value = numpy_helper.from_array(np.array(0.5, np.float32), "pad_value")
@@ -62,7 +69,9 @@ def helper_model() -> onnx.ModelProto:
         helper.make_node("Conv", ["reflected", "w"], ["conv"], name="conv_same", auto_pad="SAME_UPPER",
                          strides=[2, 2]),
         helper.make_node("LeakyRelu", ["conv"], ["act"], name="leaky", alpha=0.1),
-        helper.make_node("Pad", ["act", "constant_pads", "pad_value"], ["padded"], name="pad_constant"),
+        helper.make_node("Conv", ["act", "w2"], ["conv2"], name="conv_residual", pads=[1, 1, 1, 1]),
+        helper.make_node("Add", ["act", "conv2"], ["residual"], name="add_own_input"),
+        helper.make_node("Pad", ["residual", "constant_pads", "pad_value"], ["padded"], name="pad_constant"),
         helper.make_node("Identity", ["padded"], ["same"], name="identity"),
         helper.make_node("Flatten", ["same"], ["flat"], name="flatten", axis=1),
         helper.make_node("Gemm", ["flat", "g", "c"], ["gemm"], name="gemm", alpha=0.5, beta=2.0),
@@ -72,7 +81,7 @@ def helper_model() -> onnx.ModelProto:
         nodes, "helper_ops",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 2, 7, 7])],
         [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 5])],
-        initializer=[w, g, c, reflect_pads, constant_pads, pad_value])
+        initializer=[w, w2, g, c, reflect_pads, constant_pads, pad_value])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
@@ -97,12 +106,47 @@ def broken_models() -> dict[str, onnx.ModelProto]:
     }
 
 
-def write(array: np.ndarray, name: str) -> str:
-    np.ascontiguousarray(array, dtype="<f4").tofile(HERE / name)
-    return name
+def run_cases(model_path: pathlib.Path, shapes, rng, directory: pathlib.Path, model_name: str) -> list[dict]:
+    """Random inputs of `shapes` through ONNX Runtime; returns manifest entries."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    cases = []
+    for shape in shapes:
+        x = rng.random(shape, dtype=np.float32)
+        (y,) = session.run(None, {session.get_inputs()[0].name: x})
+        stem = f"{model_path.stem}_{'x'.join(map(str, shape))}"
+        np.ascontiguousarray(x, dtype="<f4").tofile(directory / f"{stem}.input.bin")
+        np.ascontiguousarray(y, dtype="<f4").tofile(directory / f"{stem}.output.bin")
+        cases.append({"model": model_name, "input": f"{stem}.input.bin", "inputShape": list(shape),
+                      "output": f"{stem}.output.bin", "outputShape": list(y.shape)})
+    return cases
+
+
+def write_references(bundle: pathlib.Path) -> None:
+    """Reference outputs for a shipped bundle's models: batch 1 and 4; open spatial axes get 32."""
+    directory = bundle / "reference"
+    directory.mkdir(exist_ok=True)
+    rng = np.random.default_rng(3)
+    cases = []
+    for model_path in sorted(bundle.glob("*.onnx")):
+        dims = [d.dim_value if d.dim_value > 0 else None
+                for d in onnx.load(str(model_path)).graph.input[0].type.tensor_type.shape.dim]
+        rest = [d if d is not None else 32 for d in dims[1:]]
+        cases += run_cases(model_path, [tuple([batch] + rest) for batch in (1, 4)], rng, directory,
+                           f"../{model_path.name}")
+    (directory / "manifest.json").write_text(json.dumps({"cases": cases}, indent=2) + "\n")
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--references", nargs="+", metavar="BUNDLE", help="write reference outputs for shipped bundles")
+    args = parser.parse_args()
+    if args.references:
+        for bundle in args.references:
+            write_references(pathlib.Path(bundle))
+        return
+
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(1)
     rng = np.random.default_rng(2)
@@ -128,18 +172,7 @@ def main() -> None:
     }
     cases = []
     for model_name, model_shapes in shapes.items():
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        session = ort.InferenceSession(str(HERE / model_name), options, providers=["CPUExecutionProvider"])
-        for shape in model_shapes:
-            x = rng.random(shape, dtype=np.float32)
-            (y,) = session.run(None, {session.get_inputs()[0].name: x})
-            stem = f"{model_name.removesuffix('.onnx')}_{'x'.join(map(str, shape))}"
-            cases.append({
-                "model": model_name,
-                "input": write(x, stem + ".input.bin"), "inputShape": list(shape),
-                "output": write(y, stem + ".output.bin"), "outputShape": list(y.shape),
-            })
+        cases += run_cases(HERE / model_name, model_shapes, rng, HERE, model_name)
     (HERE / "manifest.json").write_text(json.dumps({"cases": cases}, indent=2) + "\n")
 
 
