@@ -104,15 +104,17 @@ run: debs
 	echo && \
 	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} exec $$bin/purifyd --config var/purifyd.toml
 
-# `make install` (PREFIX=/usr/local, DESTDIR for staging): release binaries in $(BINDIR), every
+# `make install` (PREFIX=/usr/local, DESTDIR for staging): release binaries in $(BINDIR), linked
+# with the Swift runtime statically (they need only the Debian libraries of `make debs`), every
 # bundle under models/ in $(BUNDLE_DIR)/<name>, and the unit, sysusers, tmpfiles and example
 # configuration (install-daemon-files). Then: systemd-sysusers; systemd-tmpfiles --create;
 # systemctl daemon-reload; systemctl enable --now purifyd.
+INSTALL_BUILD = $(SWIFT) build -c release --static-swift-stdlib $(SWIFT_FLAGS)
 install: debs install-daemon-files
-	$(SWIFT) build -c release $(SWIFT_FLAGS) --product purifyd
-	$(SWIFT) build -c release $(SWIFT_FLAGS) --product purifyctl
-	$(SWIFT) build -c release $(SWIFT_FLAGS) --product purify
-	@bin=$$($(SWIFT) build -c release $(SWIFT_FLAGS) --show-bin-path) && \
+	$(INSTALL_BUILD) --product purifyd
+	$(INSTALL_BUILD) --product purifyctl
+	$(INSTALL_BUILD) --product purify
+	@bin=$$($(INSTALL_BUILD) --show-bin-path) && \
 	for program in purifyd purifyctl purify; do \
 	  install -D -m 0755 $$bin/$$program $(DESTDIR)$(BINDIR)/$$program || exit 1; \
 	done

@@ -32,8 +32,7 @@ public enum DaemonLauncher {
     public static func run(configurationPath: String, environment: [String: String]) async throws(LaunchError) {
         let configuration = try load(configurationPath)
         DaemonLogHandler.bootstrap(logLevel: configuration.logLevel, environment: environment)
-        var logger = Logger(label: "purifyd")
-        logger.logLevel = configuration.logLevel
+        let logger = Logger(label: "purifyd")
         let engine = try startEngine()
         let prepared = try await prepare(configuration, path: configurationPath, engine: engine)
         for entry in prepared.inboxes {

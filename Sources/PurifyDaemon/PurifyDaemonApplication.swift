@@ -16,8 +16,9 @@ internal import UnixSignals
 /// - READY=1 goes out once the control socket accepts connections, with a one-line STATUS=.
 ///   Load the models before calling ``run()``, so that READY=1 means ready.
 ///
-/// The daemon executable's `main` parses the configuration, bootstraps logging
-/// (``DaemonLogHandler/bootstrap(logLevel:environment:)``), builds the pipeline, and runs this.
+/// ``DaemonLauncher/run(configurationPath:environment:)`` parses the configuration, bootstraps
+/// logging (``DaemonLogHandler/bootstrap(logLevel:environment:)``), loads the models into a
+/// ``PurificationService``, and runs this with it.
 public struct PurifyDaemonApplication: Service {
     /// The configuration the daemon runs with.
     public let configuration: DaemonConfiguration
