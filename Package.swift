@@ -13,18 +13,35 @@ let package = Package(
     name: "purifyd",
     platforms: [.macOS(.v15)],
     products: [
+        .library(name: "PurifyEngine", targets: ["PurifyEngine"]),
         .library(name: "PurifyImage", targets: ["PurifyImage"]),
         .library(name: "PurifyControl", targets: ["PurifyControl"]),
         .library(name: "PurifyDaemon", targets: ["PurifyDaemon"]),
         .executable(name: "purifyctl", targets: ["purifyctl"]),
     ],
     dependencies: [
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [
+        .systemLibrary(name: "CDNNL"),
+        .target(
+            name: "PurifyEngine",
+            dependencies: [
+                "CDNNL",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            exclude: ["ONNX/regenerate.sh"],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "purify-engine-bench",
+            dependencies: ["PurifyEngine"],
+            swiftSettings: swiftSettings
+        ),
         // libjpeg(-turbo) and libpng behind prefixed `pcodec_` shims; setjmp/longjmp stay in C.
         // Debian: libjpeg-dev, libpng-dev, zlib1g-dev (-ljpeg, -lpng16, -lz; zlib for PNG chunk CRCs).
         .target(
@@ -67,6 +84,13 @@ let package = Package(
                 "PurifyControl",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "PurifyEngineTests",
+            dependencies: ["PurifyEngine"],
+            exclude: ["Fixtures/make_fixtures.py", "Fixtures/model_family.py"],
+            resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
