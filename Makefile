@@ -105,10 +105,10 @@ run: debs
 	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} exec $$bin/purifyd --config var/purifyd.toml
 
 # `make install` (PREFIX=/usr/local, DESTDIR for staging): release binaries in $(BINDIR), linked
-# with the Swift runtime statically (they need only the Debian libraries of `make debs`), every
-# bundle under models/ in $(BUNDLE_DIR)/<name>, and the unit, sysusers, tmpfiles and example
-# configuration (install-daemon-files). Then: systemd-sysusers; systemd-tmpfiles --create;
-# systemctl daemon-reload; systemctl enable --now purifyd.
+# with the Swift runtime statically (they need only the Debian libraries of `make debs`); every
+# bundle under models/ in $(BUNDLE_DIR)/<name>, without the engine's test data (reference/); the
+# unit, sysusers, tmpfiles and example configuration (install-daemon-files). Then:
+# systemd-sysusers; systemd-tmpfiles --create; systemctl daemon-reload; systemctl enable --now purifyd.
 INSTALL_BUILD = $(SWIFT) build -c release --static-swift-stdlib $(SWIFT_FLAGS)
 install: debs install-daemon-files
 	$(INSTALL_BUILD) --product purifyd
@@ -122,7 +122,11 @@ install: debs install-daemon-files
 	@for bundle in $(BUNDLES); do \
 	  target=$(DESTDIR)$(BUNDLE_DIR)/$$(basename $$bundle); \
 	  echo "installing bundle $$bundle in $$target"; \
-	  rm -rf $$target && mkdir -p $$target && cp -R $$bundle/. $$target/ && chmod -R u=rwX,go=rX $$target || exit 1; \
+	  rm -rf $$target && mkdir -p $$target || exit 1; \
+	  for entry in $$bundle/*; do \
+	    [ "$$(basename $$entry)" = reference ] || cp -R $$entry $$target/ || exit 1; \
+	  done; \
+	  chmod -R u=rwX,go=rX $$target || exit 1; \
 	done
 
 # The daemon's systemd unit, sysusers and tmpfiles snippets and example configuration, in the
