@@ -110,13 +110,15 @@ run: debs
 # unit, sysusers, tmpfiles and example configuration (install-daemon-files). Then:
 # systemd-sysusers; systemd-tmpfiles --create; systemctl daemon-reload; systemctl enable --now purifyd.
 INSTALL_BUILD = $(SWIFT) build -c release --static-swift-stdlib $(SWIFT_FLAGS)
+# Strips the binaries (purifyd: 113 MB → 70 MB); INSTALL_STRIP= keeps the symbols for backtraces.
+INSTALL_STRIP ?= -s
 install: debs install-daemon-files
 	$(INSTALL_BUILD) --product purifyd
 	$(INSTALL_BUILD) --product purifyctl
 	$(INSTALL_BUILD) --product purify
 	@bin=$$($(INSTALL_BUILD) --show-bin-path) && \
 	for program in purifyd purifyctl purify; do \
-	  install -D -m 0755 $$bin/$$program $(DESTDIR)$(BINDIR)/$$program || exit 1; \
+	  install -D $(INSTALL_STRIP) -m 0755 $$bin/$$program $(DESTDIR)$(BINDIR)/$$program || exit 1; \
 	done
 	install -D -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/purifyd/README.md
 	@for bundle in $(BUNDLES); do \
