@@ -42,9 +42,10 @@ public final class SpoolCommitter: ResultCommitter {
     /// `<stem>-<n>.<ext>`, and the committed report gives the final path).
     public func commitImage(_ encoded: [UInt8], format: ImageFormat, for request: PurificationRequest) throws -> String {
         let spool = try entries.withLock { entries throws(SpoolCommitterError) -> InboxSpool in
-            guard entries[request.inputPath] != nil else { throw SpoolCommitterError(request: request) }
-            entries[request.inputPath]!.image = (encoded, format)
-            return entries[request.inputPath]!.spool
+            guard var entry = entries.removeValue(forKey: request.inputPath) else { throw SpoolCommitterError(request: request) }
+            entry.image = (encoded, format)
+            entries[request.inputPath] = entry
+            return entry.spool
         }
         return FilePaths.join(spool.configuration.outbox, Self.outputName(for: request.name, format: format))
     }
