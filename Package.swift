@@ -117,6 +117,13 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "PurifyEngineTests",
+            dependencies: ["PurifyEngine"],
+            exclude: ["Fixtures/make_fixtures.py", "Fixtures/model_family.py"],
+            resources: [.copy("Fixtures")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "PurifyImageTests",
             dependencies: ["PurifyImage"],
             exclude: ["Fixtures"],

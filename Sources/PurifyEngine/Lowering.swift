@@ -334,13 +334,14 @@ private struct GraphLowering {
                 input = rhs
                 postOp = .eltwise(Self.linear(binary, constant: constant.floats[0], constantOnRight: false))
             } else if binary == .add, constants[lhs] == nil, constants[rhs] == nil, lhs != rhs {
-                if fusibleProducer(of: lhs) != nil {
-                    input = lhs
-                    postOp = .sum(addend: rhs)
-                } else {
-                    input = rhs
-                    postOp = .sum(addend: lhs)
+                // The addend must exist before the convolution runs.
+                let candidates = [(lhs, rhs), (rhs, lhs)].filter { produced, addend in
+                    guard let index = fusibleProducer(of: produced) else { return false }
+                    return (producer[addend] ?? -1) < index
                 }
+                guard let (produced, addend) = candidates.first else { return false }
+                input = produced
+                postOp = .sum(addend: addend)
             } else {
                 return false
             }

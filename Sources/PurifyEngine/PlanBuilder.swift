@@ -636,8 +636,8 @@ final class PlanBuilder {
         guard pads.count == 2 * shape.count else { throw shapeError("pads \(pads) do not fit \(shape)") }
         let rank = shape.count
         let before = Array(pads[..<rank]), after = Array(pads[rank...])
-        guard pads.allSatisfy({ $0 >= 0 }) else {
-            throw EngineError(.invalidAttribute, node: node.name, op: node.op, "negative pads are not supported")
+        guard pads.allSatisfy({ $0 >= 0 && $0 <= 1 << 16 }) else {
+            throw EngineError(.invalidAttribute, node: node.name, op: node.op, "pads \(pads) are negative or out of range")
         }
         if mode == .reflect {
             guard rank >= 2, (0..<(rank - 2)).allSatisfy({ before[$0] == 0 && after[$0] == 0 }),

@@ -76,7 +76,7 @@ def write_card(ds, results: dict, out: Path) -> None:
     g = results["generator"]
     lines += ["## Model", "",
               f"- Generator: U-Net, {g['parameters']:,} parameters, {g['config']} (residual blocks per encoder level; "
-              f"{sum(g['config']['res_blocks'])} in all), trained {g['epoch']} epochs; BatchNorm in eval mode and no "
+              f"{sum(g['config']['res_blocks'])} in all), trained {g['epoch']} epochs over {g['pairs']:,} pairs drawn at random from the set below; BatchNorm in eval mode and no "
               "dropout at inference, so outputs are deterministic.",
               "- Discriminator: conditional PatchGAN with two residual blocks. Loss: cGAN + 100·L1 + 1·perceptual.",
               "- Perceptual features: a VGG-style network (`FeatureNet`) trained here on the same training set, "

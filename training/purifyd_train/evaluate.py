@@ -80,7 +80,7 @@ def evaluate(args) -> dict:
     results: dict = {"dataset": ds.name, "n": len(x), "seed": args.seed, "quick": args.quick, "eps": ds.eps,
                      "seen": seen, "attacks": {a.name: a.params for a in attacks},
                      "baselines": {k: v[1] for k, v in defenses.items() if k not in ("none", "purifier", "purifier-no-residual")},
-                     "generator": {"config": gen_state["config"], "epoch": gen_state["epoch"],
+                     "generator": {"config": gen_state["config"], "epoch": gen_state["epoch"], "pairs": gen_state["pairs"],
                                    "parameters": sum(p.numel() for p in generator.parameters())},
                      "clean": {}, "oblivious": {}, "adaptive": {}, "quality": {}, "sweep": {}}
     t0 = time.time()

@@ -54,13 +54,15 @@ class OpsCoverage(nn.Module):
 
 def helper_model() -> onnx.ModelProto:
     """What the torch exporter does not write plainly: Pad (reflect, constant), auto_pad,
-    Gemm alpha/beta/transB=0, Identity, and a residual Add whose skip is the convolution's own
-    input (x + conv(x): the sum cannot be fused in place)."""
+    Gemm alpha/beta/transB=0, Identity, a residual Add whose skip is the convolution's own input
+    (x + conv(x): the sum cannot be fused in place), and one whose skip is computed only after
+    the convolution."""
     rng = np.random.default_rng(7)
     w = numpy_helper.from_array(rng.normal(0, 0.3, (6, 2, 3, 3)).astype(np.float32), "w")
     g = numpy_helper.from_array(rng.normal(0, 0.3, (6 * 6 * 7, 5)).astype(np.float32), "g")
     c = numpy_helper.from_array(rng.normal(0, 0.3, (5,)).astype(np.float32), "c")
     w2 = numpy_helper.from_array(rng.normal(0, 0.3, (6, 6, 3, 3)).astype(np.float32), "w2")
+    w3 = numpy_helper.from_array(rng.normal(0, 0.3, (6, 6, 3, 3)).astype(np.float32), "w3")
     reflect_pads = numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "reflect_pads")
     constant_pads = numpy_helper.from_array(np.array([0, 0, 0, 2, 0, 0, 1, 0], np.int64), "constant_pads")
     pad_value = numpy_helper.from_array(np.array(0.5, np.float32), "pad_value")
@@ -71,7 +73,10 @@ def helper_model() -> onnx.ModelProto:
         helper.make_node("LeakyRelu", ["conv"], ["act"], name="leaky", alpha=0.1),
         helper.make_node("Conv", ["act", "w2"], ["conv2"], name="conv_residual", pads=[1, 1, 1, 1]),
         helper.make_node("Add", ["act", "conv2"], ["residual"], name="add_own_input"),
-        helper.make_node("Pad", ["residual", "constant_pads", "pad_value"], ["padded"], name="pad_constant"),
+        helper.make_node("Conv", ["residual", "w3"], ["conv3"], name="conv_before_skip", pads=[1, 1, 1, 1]),
+        helper.make_node("Sigmoid", ["residual"], ["late_skip"], name="skip_after_conv"),
+        helper.make_node("Add", ["conv3", "late_skip"], ["summed"], name="add_late_skip"),
+        helper.make_node("Pad", ["summed", "constant_pads", "pad_value"], ["padded"], name="pad_constant"),
         helper.make_node("Identity", ["padded"], ["same"], name="identity"),
         helper.make_node("Flatten", ["same"], ["flat"], name="flatten", axis=1),
         helper.make_node("Gemm", ["flat", "g", "c"], ["gemm"], name="gemm", alpha=0.5, beta=2.0),
@@ -81,7 +86,7 @@ def helper_model() -> onnx.ModelProto:
         nodes, "helper_ops",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 2, 7, 7])],
         [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 5])],
-        initializer=[w, w2, g, c, reflect_pads, constant_pads, pad_value])
+        initializer=[w, w2, w3, g, c, reflect_pads, constant_pads, pad_value])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
