@@ -80,13 +80,6 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        .testTarget(
-            name: "PurifyEngineTests",
-            dependencies: ["PurifyEngine"],
-            exclude: ["Fixtures/make_fixtures.py", "Fixtures/model_family.py"],
-            resources: [.copy("Fixtures")],
-            swiftSettings: swiftSettings
-        ),
         // Prefixed C shims for what Swift's Glibc module does not import because it needs
         // _GNU_SOURCE: SO_PEERCRED's struct ucred, SO_PEERGROUPS, accept4, renameat2
         // (RENAME_NOREPLACE), eventfd, pthread_setname_np.
