@@ -145,7 +145,7 @@ final class DaemonProcess {
         try process.run()
         let daemon = DaemonProcess(folder: folder, process: process)
         let answered = await eventually(timeout: .seconds(60)) {
-            (try? daemon.request(.version)) != nil || !process.isRunning
+            (try? await daemon.request(.version)) != nil || !process.isRunning
         }
         #expect(answered && process.isRunning, "purifyd did not come up: \(folder.logText)")
         return daemon
@@ -164,14 +164,15 @@ final class DaemonProcess {
         await daemon.kill9()
     }
 
-    /// One control request over the socket; an error reply throws.
-    func request(_ command: ControlCommand, _ arguments: [String: JSONValue] = [:]) throws -> [String: JSONValue] {
-        try ControlClient(socketPath: folder.socket, timeout: .seconds(10)).send(command, arguments: arguments)
+    /// One control request over the socket, from a thread of its own; an error reply throws.
+    func request(_ command: ControlCommand, _ arguments: [String: JSONValue] = [:]) async throws -> [String: JSONValue] {
+        let socket = folder.socket
+        return try await offPool { try ControlClient(socketPath: socket, timeout: .seconds(10)).send(command, arguments: arguments) }
     }
 
     /// The first inbox's entry in `status`.
-    func inboxStatus() throws -> [String: JSONValue] {
-        guard case .array(let inboxes)? = try request(.status)["inboxes"], case .object(let inbox)? = inboxes.first else { return [:] }
+    func inboxStatus() async throws -> [String: JSONValue] {
+        guard case .array(let inboxes)? = try await request(.status)["inboxes"], case .object(let inbox)? = inboxes.first else { return [:] }
         return inbox
     }
 
@@ -201,17 +202,30 @@ final class DaemonProcess {
 }
 
 /// Polls `condition` every 20 ms until it holds or `timeout` passes; returns whether it held.
-func eventually(timeout: Duration = .seconds(30), _ condition: () throws -> Bool) async rethrows -> Bool {
+func eventually(timeout: Duration = .seconds(30), _ condition: () async throws -> Bool) async rethrows -> Bool {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
-        if try condition() { return true }
+        if try await condition() { return true }
         try? await Task.sleep(for: .milliseconds(20))
     }
-    return try condition()
+    return try await condition()
 }
 
-/// Runs a program to completion; returns its exit status, standard output and standard error.
-func runProgram(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws -> (status: Int32, output: String, errors: String) {
+/// Runs blocking work (socket I/O, waiting for a process) on a thread of its own: blocking a
+/// task would hold one of Swift's few cooperative threads, which every other test needs.
+func offPool<Value: Sendable>(_ body: @escaping @Sendable () throws -> Value) async throws -> Value {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread.detachNewThread { continuation.resume(with: Result { try body() }) }
+    }
+}
+
+/// Runs a program to completion, from a thread of its own; returns its exit status, standard
+/// output and standard error.
+func runProgram(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) async throws -> (status: Int32, output: String, errors: String) {
+    try await offPool { try runProgramBlocking(executable, arguments, environment: environment) }
+}
+
+private func runProgramBlocking(_ executable: String, _ arguments: [String], environment: [String: String]?) throws -> (status: Int32, output: String, errors: String) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
@@ -228,7 +242,7 @@ func runProgram(_ executable: String, _ arguments: [String], environment: [Strin
 }
 
 /// A datagram socket standing in for systemd's `$NOTIFY_SOCKET`.
-final class NotifySocket {
+final class NotifySocket: Sendable {
     private let descriptor: Int32
     /// The value for `$NOTIFY_SOCKET`.
     let path: String
@@ -252,8 +266,13 @@ final class NotifySocket {
 
     deinit { close(descriptor) }
 
-    /// Every datagram received so far (each read waits at most 200 ms for the next one).
-    func received() -> [String] {
+    /// Every datagram received so far (each read, from a thread of its own, waits at most 200 ms
+    /// for the next one).
+    func received() async throws -> [String] {
+        try await offPool { self.receivedBlocking() }
+    }
+
+    private func receivedBlocking() -> [String] {
         var messages: [String] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
         while true {
@@ -268,7 +287,11 @@ final class NotifySocket {
 /// as is, then reads each reply line (empty when the daemon closed without one): concurrent
 /// clients as the daemon sees them. Writes with MSG_NOSIGNAL: a daemon that stops reading an
 /// overlong line must not kill the test with SIGPIPE.
-func rawExchanges(socketPath: String, _ requests: [[UInt8]]) throws -> [String] {
+func rawExchanges(socketPath: String, _ requests: [[UInt8]]) async throws -> [String] {
+    try await offPool { try rawExchangesBlocking(socketPath: socketPath, requests) }
+}
+
+private func rawExchangesBlocking(socketPath: String, _ requests: [[UInt8]]) throws -> [String] {
     var descriptors: [Int32] = []
     defer { for descriptor in descriptors { close(descriptor) } }
     for _ in requests {

@@ -16,9 +16,9 @@ struct DropTests {
 
             let image = pngImage(seed: 1)
             try Data(image).write(to: URL(fileURLWithPath: folder.source + "/cp.png"))
-            #expect(try runProgram("/bin/cp", [folder.source + "/cp.png", folder.inbox + "/cp.png"]).status == 0)
+            #expect(try await runProgram("/bin/cp", [folder.source + "/cp.png", folder.inbox + "/cp.png"]).status == 0)
             try Data(pngImage(seed: 2)).write(to: URL(fileURLWithPath: folder.source + "/mv.png"))
-            #expect(try runProgram("/bin/mv", [folder.source + "/mv.png", folder.inbox + "/mv.png"]).status == 0)
+            #expect(try await runProgram("/bin/mv", [folder.source + "/mv.png", folder.inbox + "/mv.png"]).status == 0)
             // rsync writes `.name.XXXXXX` in the destination folder, then renames it.
             let rsyncTemporary = folder.inbox + "/.rsync.png.Xy12Ab"
             #expect(FileManager.default.createFile(atPath: rsyncTemporary, contents: nil))
@@ -40,7 +40,7 @@ struct DropTests {
             #expect(folder.names(in: folder.outbox) == ["cp.png", "cp.png.json", "mv.png", "mv.png.json", "rsync.png", "rsync.png.json"])
             #expect(folder.names(in: folder.inbox) == [".hidden.png", "upload.png.part", "upload.png.tmp"])
             #expect(folder.failureReports.isEmpty)
-            let inbox = try daemon.inboxStatus()
+            let inbox = try await daemon.inboxStatus()
             #expect(inbox["claimed"] == 3 && inbox["committed"] == 3 && inbox["in_flight"] == 0)
 
             for name in ["cp", "mv", "rsync"] {
@@ -70,7 +70,7 @@ struct DropTests {
             try Data(good[..<(good.count / 2)]).write(to: URL(fileURLWithPath: inbox + "/truncated.png"))
             try Data((0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 7919 >> 3) }).write(to: URL(fileURLWithPath: inbox + "/garbage.png"))
             let huge = packageRoot + "/Tests/PurifyImageTests/Fixtures/huge_100000x100000.png"
-            #expect(try runProgram("/bin/cp", [huge, inbox + "/huge.png"]).status == 0)
+            #expect(try await runProgram("/bin/cp", [huge, inbox + "/huge.png"]).status == 0)
             #expect(mkfifo(inbox + "/pipe.png", 0o644) == 0)
             try Data(good).write(to: URL(fileURLWithPath: folder.source + "/target.png"))
             #expect(symlink(folder.source + "/target.png", inbox + "/link.png") == 0)
@@ -126,7 +126,7 @@ struct DropTests {
             var done = 0
             var lastProgress = ContinuousClock.now
             while done < names.count && ContinuousClock.now - lastProgress < .seconds(30) {
-                if let inbox = try? daemon.inboxStatus() {
+                if let inbox = try? await daemon.inboxStatus() {
                     if inbox["backpressured"] == true { sawBackpressure = true }
                     if case .int(let waiting)? = inbox["waiting_in_inbox"], waiting > 100 { sawWaiting = true }
                 }
@@ -164,7 +164,7 @@ struct DropTests {
         try await DaemonProcess.running(in: folder) { daemon in
             #expect(await eventually(timeout: .seconds(120)) { folder.committedReports.count == names.count }, "\(folder.logText)")
             // The last commit removes its journal entry just after its report lands.
-            #expect(await eventually { (try? daemon.inboxStatus()["in_flight"]) == 0 })
+            #expect(await eventually { (try? await daemon.inboxStatus()["in_flight"]) == 0 })
             let missing = Set(names.map { $0 + ".json" }).subtracting(folder.committedReports)
             #expect(missing.isEmpty, "\(missing.count) reports missing, e.g. \(missing.sorted().prefix(5))")
             #expect(folder.committedReports.count == names.count, "a duplicate report")
@@ -181,7 +181,7 @@ struct DropTests {
                 #expect(report.status == .purified && report.output?.path == folder.outbox + "/" + name)
             }
             // Claimed files come back at the restart (less any whose commit the journal finished).
-            if case .int(let recovered)? = try daemon.inboxStatus()["recovered"] {
+            if case .int(let recovered)? = try await daemon.inboxStatus()["recovered"] {
                 #expect(recovered >= 1 && Int(recovered) <= claimedAtCrash, "\(recovered) recovered, \(claimedAtCrash) claimed at the crash")
             } else {
                 Issue.record("status has no recovered count")

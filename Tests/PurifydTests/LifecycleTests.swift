@@ -7,30 +7,30 @@ import Testing
 @Suite("purifyd: command line, signals and control", .serialized)
 struct LifecycleTests {
     @Test("--check-config prints a summary and exits 0, or exits 78 naming the bad key; --version")
-    func checkConfiguration() throws {
+    func checkConfiguration() async throws {
         let executable = try #require(purifydPath)
         let folder = try DaemonFolder()
         try folder.writeConfiguration()
-        let valid = try runProgram(executable, ["--check-config", "--config", folder.configurationPath])
+        let valid = try await runProgram(executable, ["--check-config", "--config", folder.configurationPath])
         #expect(valid.status == 0, "\(valid.errors)")
         #expect(valid.output.contains("inbox test"))
         #expect(valid.output.contains("fixture-mnist 0.1.0"))
         #expect(valid.output.contains("\(folder.root)/inbox"))
 
         try folder.writeConfiguration(extra: "colour = \"red\"")
-        let unknownKey = try runProgram(executable, ["--check-config", "--config", folder.configurationPath])
+        let unknownKey = try await runProgram(executable, ["--check-config", "--config", folder.configurationPath])
         #expect(unknownKey.status == 78)
         #expect(unknownKey.errors.contains("inbox[0].colour: unknown key"), "\(unknownKey.errors)")
 
         try folder.writeConfiguration(bundle: folder.root + "/no-such-bundle")
-        let missingBundle = try runProgram(executable, ["--check-config", "--config", folder.configurationPath])
+        let missingBundle = try await runProgram(executable, ["--check-config", "--config", folder.configurationPath])
         #expect(missingBundle.status == 78)
         #expect(missingBundle.errors.contains("inbox[0].bundle:"), "\(missingBundle.errors)")
 
-        let missingFile = try runProgram(executable, ["--check-config", "--config", folder.root + "/absent.toml"])
+        let missingFile = try await runProgram(executable, ["--check-config", "--config", folder.root + "/absent.toml"])
         #expect(missingFile.status == 78)
 
-        let version = try runProgram(executable, ["--version"])
+        let version = try await runProgram(executable, ["--version"])
         #expect(version.status == 0)
         #expect(version.output.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ".").count == 3)
     }
@@ -42,10 +42,10 @@ struct LifecycleTests {
         try folder.writeConfiguration()
         try await DaemonProcess.running(in: folder) { daemon in
 
-            let version = try runProgram(executable, ["--version"]).output.trimmingCharacters(in: .whitespacesAndNewlines)
-            #expect(try daemon.request(.version)["version"] == .string(version))
+            let version = try await runProgram(executable, ["--version"]).output.trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(try await daemon.request(.version)["version"] == .string(version))
 
-            let status = try daemon.request(.status)
+            let status = try await daemon.request(.status)
             #expect(status["state"] == "running")
             guard case .array(let bundles)? = status["bundles"], case .object(let bundle)? = bundles.first else {
                 Issue.record("status lists no bundles: \(status)")
@@ -59,30 +59,30 @@ struct LifecycleTests {
             }
             #expect(sha.count == 64 && manifest.contains(sha))
 
-            #expect(try daemon.request(.pause)["paused"] == ["test"])
+            #expect(try await daemon.request(.pause)["paused"] == ["test"])
             try folder.makeImages(2, prefix: "paused").forEach { try folder.drop([$0]) }
             // The claim loop holds the next name while it waits for the resume.
             #expect(await eventually {
-                guard case .int(let waiting)? = try? daemon.inboxStatus()["waiting_in_inbox"] else { return false }
+                guard case .int(let waiting)? = try? await daemon.inboxStatus()["waiting_in_inbox"] else { return false }
                 return waiting >= 1
             })
             try await Task.sleep(for: .milliseconds(500))
             #expect(folder.names(in: folder.inbox) == ["paused0.png", "paused1.png"])
-            #expect(try daemon.request(.status)["state"] == "paused")
+            #expect(try await daemon.request(.status)["state"] == "paused")
 
-            let rescansBefore = try daemon.inboxStatus()["rescans"]
-            #expect(try daemon.request(.rescan)["rescanning"] == ["test"])
-            #expect(await eventually { (try? daemon.inboxStatus()["rescans"]) != rescansBefore })
+            let rescansBefore = try await daemon.inboxStatus()["rescans"]
+            #expect(try await daemon.request(.rescan)["rescanning"] == ["test"])
+            #expect(await eventually { (try? await daemon.inboxStatus()["rescans"]) != rescansBefore })
 
-            #expect(try daemon.request(.resume)["resumed"] == ["test"])
+            #expect(try await daemon.request(.resume)["resumed"] == ["test"])
             #expect(await eventually { folder.committedReports == ["paused0.png.json", "paused1.png.json"] }, "\(folder.logText)")
 
             // The statistics count a result once the pipeline hands it on, just after its report lands.
             #expect(await eventually {
-                guard case .object(let inboxes)? = try? daemon.request(.stats)["inboxes"], case .object(let counts)? = inboxes["test"] else { return false }
+                guard case .object(let inboxes)? = try? await daemon.request(.stats)["inboxes"], case .object(let counts)? = inboxes["test"] else { return false }
                 return counts["purified"] == 2
             })
-            let stats = try daemon.request(.stats)
+            let stats = try await daemon.request(.stats)
             guard case .object(let latency)? = stats["latency_ms"], case .object(let total)? = latency["total"],
                   let median = number(total["p50"]), let throughput = number(stats["throughput_per_s"]) else {
                 Issue.record("stats lack latency or throughput: \(stats)")
@@ -91,7 +91,7 @@ struct LifecycleTests {
             #expect(median > 0 && throughput > 0)
             #expect(latency["purify"] != nil && latency["decode"] != nil)
 
-            guard case .string(let metrics)? = try daemon.request(.metrics)["text"] else {
+            guard case .string(let metrics)? = try await daemon.request(.metrics)["text"] else {
                 Issue.record("metrics have no text")
                 return
             }
@@ -100,7 +100,7 @@ struct LifecycleTests {
             #expect(metrics.contains("purifyd_stage_latency_seconds_count{stage=\"purify\"} 2\n"))
             #expect(metrics.contains("purifyd_bundle_info{inbox=\"test\",bundle=\"fixture-mnist\""))
 
-            let drained = try daemon.request(.drain, ["exit": true])
+            let drained = try await daemon.request(.drain, ["exit": true])
             #expect(drained["exiting"] == true)
             let exit = await daemon.waitForExit(timeout: .seconds(30))
             #expect(exit?.status == 0 && exit?.reason == .exit, "\(folder.logText)")
@@ -114,14 +114,14 @@ struct LifecycleTests {
         let folder = try DaemonFolder()
         let notify = try NotifySocket(path: folder.root + "/notify.sock")
         try folder.writeConfiguration(bundle: folder.root + "/no-such-bundle")
-        let failed = try runProgram(executable, ["--config", folder.configurationPath], environment: ["NOTIFY_SOCKET": notify.path])
+        let failed = try await runProgram(executable, ["--config", folder.configurationPath], environment: ["NOTIFY_SOCKET": notify.path])
         #expect(failed.status == 78)
         #expect(failed.errors.contains("inbox[0].bundle"), "\(failed.errors)")
-        #expect(!notify.received().contains { $0.contains("READY=1") })
+        #expect(try await !notify.received().contains { $0.contains("READY=1") })
 
         try folder.writeConfiguration()
         try await DaemonProcess.running(in: folder, environment: ["NOTIFY_SOCKET": notify.path]) { daemon in
-            let messages = notify.received()
+            let messages = try await notify.received()
             #expect(messages.first?.hasPrefix("READY=1\nSTATUS=1 inbox: 0 in flight") == true, "\(messages)")
             let log = folder.logText
             let loaded = try #require(log.range(of: "models loaded"))
@@ -129,7 +129,7 @@ struct LifecycleTests {
             #expect(loaded.lowerBound < ready.lowerBound)
             daemon.send(SIGTERM)
             #expect(await daemon.waitForExit()?.status == 0)
-            #expect(notify.received().contains { $0.hasPrefix("STOPPING=1") })
+            #expect(try await notify.received().contains { $0.hasPrefix("STOPPING=1") })
         }
     }
 
@@ -140,7 +140,7 @@ struct LifecycleTests {
         try await DaemonProcess.running(in: folder) { daemon in
             let socket = folder.socket
             let line = { (text: String) in Array(text.utf8) + [UInt8(ascii: "\n")] }
-            let refused = try rawExchanges(socketPath: socket, [
+            let refused = try await rawExchanges(socketPath: socket, [
                 line("{not json"),
                 Array(repeating: UInt8(ascii: "x"), count: 1 << 20) + [UInt8(ascii: "\n")],
                 line(#"{"id":3,"cmd":"explode"}"#),
@@ -149,11 +149,11 @@ struct LifecycleTests {
             #expect(refused[1].contains(#""code":"line_too_long""#), "\(refused[1])")
             #expect(refused[2].hasPrefix(#"{"id":3,"ok":false"#) && refused[2].contains("unknown_command"), "\(refused[2])")
 
-            let replies = try rawExchanges(socketPath: socket, (0..<50).map { line(#"{"id":\#($0),"cmd":"status"}"#) })
+            let replies = try await rawExchanges(socketPath: socket, (0..<50).map { line(#"{"id":\#($0),"cmd":"status"}"#) })
             let answered = replies.enumerated().filter { index, reply in reply.hasPrefix(#"{"id":\#(index),"ok":true"#) }.count
             #expect(answered == 50, "\(replies.filter { !$0.contains(#""ok":true"#) })")
             #expect(daemon.process.isRunning)
-            #expect(try daemon.request(.version)["version"] != nil)
+            #expect(try await daemon.request(.version)["version"] != nil)
         }
     }
 
@@ -166,10 +166,10 @@ struct LifecycleTests {
             try folder.writeConfiguration(extra: "max_batch = 4")
             daemon.send(SIGHUP)
             #expect(await eventually {
-                guard case .object(let reloads)? = try? daemon.request(.status)["reloads"] else { return false }
+                guard case .object(let reloads)? = try? await daemon.request(.status)["reloads"] else { return false }
                 return reloads["failed"] == 1
             })
-            let status = try daemon.request(.status)
+            let status = try await daemon.request(.status)
             guard case .string(let lastError)? = status["last_error"] else {
                 Issue.record("no last_error after a failed reload: \(status)")
                 return
@@ -180,12 +180,12 @@ struct LifecycleTests {
             #expect(await eventually { folder.committedReports == ["old0.png.json"] }, "\(folder.logText)")
 
             try folder.writeConfiguration(bundle: folder.root + "/no-such-bundle")
-            let refused = #expect(throws: ControlClientError.self) { try daemon.request(.reload) }
+            let refused = await #expect(throws: ControlClientError.self) { try await daemon.request(.reload) }
             #expect(refused?.code == .daemonError)
             #expect(refused?.description.contains("inbox[0].bundle") == true, "\(String(describing: refused))")
 
             try folder.writeConfiguration(queueCapacity: 3, outputFormat: "jpeg")
-            let reloaded = try daemon.request(.reload)
+            let reloaded = try await daemon.request(.reload)
             #expect(reloaded["reloaded"] == true)
             #expect(reloaded["restart_required"] == ["inbox[test].queue_capacity"])
             try folder.drop(try folder.makeImages(1, prefix: "new"))
