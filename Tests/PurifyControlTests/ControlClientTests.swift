@@ -119,9 +119,15 @@ struct ControlClientTests {
         let path = directory.path + "/silent.sock"
         let listener = boundSocket(at: path, listening: true)
         defer { close(listener) }
-        let started = ContinuousClock.now
-        let error = await failure { try ControlClient(socketPath: path, timeout: .milliseconds(300)).send(.status) }
-        let elapsed = ContinuousClock.now - started
+        // Timed on the thread that blocks: the await around it also waits for a cooperative
+        // thread, which other suites' blocking tests may hold for seconds.
+        let measured = Mutex(Duration.zero)
+        let error = await failure {
+            let started = ContinuousClock.now
+            defer { measured.withLock { $0 = ContinuousClock.now - started } }
+            return try ControlClient(socketPath: path, timeout: .milliseconds(300)).send(.status)
+        }
+        let elapsed = measured.withLock { $0 }
         #expect(error?.code == .timeout)
         #expect(elapsed >= .milliseconds(300))
         #expect(elapsed < .seconds(5))
