@@ -9,7 +9,7 @@ DEB_PACKAGES := libdnnl-dev libjpeg-dev libpng-dev zlib1g-dev libinotifytools0-d
 DATASET ?= mnist
 TRAIN := PYTHONPATH=training $(PY) -m purifyd_train
 
-.PHONY: deps debs venv build release test test-swift test-python run install clean train evaluate install-daemon-files check-systemd
+.PHONY: deps debs venv build release test test-swift test-python run install clean train evaluate evaluate-purify install-daemon-files check-systemd
 
 deps: debs venv
 
@@ -55,6 +55,11 @@ train: venv
 
 evaluate: venv
 	$(TRAIN) evaluate --dataset $(DATASET) $(if $(QUICK),--quick,)
+
+# The evaluation's end-to-end mode: a PGD test set as PNGs through the `purify` CLI (issue 4).
+evaluate-purify: venv
+	$(SWIFT) build --product purify
+	$(TRAIN) evaluate --dataset $(DATASET) --n 500 --through-purify $$($(SWIFT) build --show-bin-path)/purify
 
 # Extra `swift build` options for run and install, e.g. SWIFT_FLAGS="--scratch-path .build-x".
 SWIFT_FLAGS ?=

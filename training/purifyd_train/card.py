@@ -27,13 +27,12 @@ def write_card(ds, results: dict, out: Path) -> None:
     history = _read(root / "gan" / "history.json")
     export = _read(root / "export.json")
     seen = results["seen"]
-    mode = "--quick " if results["quick"] else ""
-    cmd = f"make evaluate DATASET={ds.name}" + (" QUICK=1" if results["quick"] else "")
+    cmd = results["command"]
     summ = results["summary"]
     lines = [f"# purifyd bundle `{ds.name}`", "",
              f"Dataset: {ds.note or ds.name}. Purifier: the pix2pix-style GAN of {PAPER}. "
-             f"Every figure below was written by `{cmd}` "
-             f"(`python -m purifyd_train evaluate --dataset {ds.name} {mode}`) from the models in this folder's run; "
+             f"Every figure below was written by `PYTHONPATH=training {cmd}` (run from the repository root, "
+             "after `make train`) from the models in this folder; "
              f"n = {results['n']} test images (seeded permutation, seed {results['seed']}), 95% Wilson intervals in parentheses.",
              "", "## Headline (oblivious attacks: the attacker sees only the classifier, the paper's setting)", "",
              "| classifier | role | clean | clean, purified | mean of 7 paper attacks, undefended | purified |", "|---|---|---|---|---|---|"]
@@ -69,6 +68,15 @@ def write_card(ds, results: dict, out: Path) -> None:
               f"- PGD inputs: adversarial PSNR {q['pgd']['psnr_adversarial']:.2f} dB / SSIM {q['pgd']['ssim_adversarial']:.4f}; "
               f"purified PSNR {q['pgd']['psnr_purified']:.2f} dB / SSIM {q['pgd']['ssim_purified']:.4f}", "",
               "![contact sheet](figures/contact_sheet.png)", "", "![accuracy vs epsilon](figures/accuracy_vs_eps.png)", ""]
+    check = _read(out / "through_purify.json")
+    if check:
+        lines += ["## The same images through `purify` (purifyd's Swift engine and pipeline)", "",
+                  f"PGD examples (n = {check['n']}, seed {check['seed']}) saved as 8-bit PNGs and run through the `purify` CLI: "
+                  f"accuracy read from its reports {100 * check['accuracy_purify']:.2f}%, PyTorch on the same pixels "
+                  f"{100 * check['accuracy_pytorch']:.2f}% ({check['difference_pp']:+.2f} pp; per-image agreement "
+                  f"{100 * check['prediction_agreement']:.2f}%; tolerance ±{check['tolerance_pp']} pp). Command: "
+                  f"`PYTHONPATH=training python -m purifyd_train evaluate --dataset {ds.name} --n {check['n']} "
+                  "--through-purify .build/debug/purify` (or `make evaluate-purify`).", ""]
     if "mean_purified_no_residual" in s:
         lines += ["## Ablation: no residual blocks", "",
                   f"Mean purified accuracy over the 7 paper attacks (seen): with residual blocks {100 * s['mean_purified']:.1f}%, "

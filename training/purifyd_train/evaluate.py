@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -215,6 +216,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     args.figures = out / "figures"
     results = evaluate(args)
+    results["command"] = " ".join(["python -m purifyd_train evaluate", *(argv if argv is not None else sys.argv[1:])])
     write_json(out / "results.json", results)
     from .card import write_card
     write_card(ds, results, out)

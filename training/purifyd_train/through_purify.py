@@ -54,7 +54,7 @@ def run(dataset: str, purify: Path, n: int, seed: int, bundle: Path | None = Non
                        check=True, stdout=subprocess.DEVNULL)
         reports = read_reports(outbox)
     names = [f"{i:05d}_{label}.png" for i, label in enumerate(y.tolist())]
-    missing = [name for name in names if name not in reports or reports[name].get("status") != "ok"]
+    missing = [name for name in names if name not in reports or reports[name].get("status") != "purified"]
     if missing:
         raise SystemExit(f"purify produced no successful report for {len(missing)} images, e.g. {missing[:3]}")
     purify_pred = torch.tensor([reports[name]["classification"]["purified"][0]["index"] for name in names])
