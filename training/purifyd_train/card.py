@@ -32,7 +32,7 @@ def write_card(ds, results: dict, out: Path) -> None:
     lines = [f"# purifyd bundle `{ds.name}`", "",
              f"Dataset: {ds.note or ds.name}. Purifier: the pix2pix-style GAN of {PAPER}. "
              f"Every figure below was written by `PYTHONPATH=training {cmd}` (run from the repository root, "
-             "after `make train`) from the models in this folder; "
+             "after the training recipe of training/README.md) from the models in this folder; "
              f"n = {results['n']} test images (seeded permutation, seed {results['seed']}), 95% Wilson intervals in parentheses.",
              "", "## Headline (oblivious attacks: the attacker sees only the classifier, the paper's setting)", "",
              "| classifier | role | clean | clean, purified | mean of 7 paper attacks, undefended | purified |", "|---|---|---|---|---|---|"]
@@ -81,6 +81,9 @@ def write_card(ds, results: dict, out: Path) -> None:
         lines += ["## Ablation: no residual blocks", "",
                   f"Mean purified accuracy over the 7 paper attacks (seen): with residual blocks {100 * s['mean_purified']:.1f}%, "
                   f"without {100 * s['mean_purified_no_residual']:.1f}% (same data, epochs and losses).", ""]
+    else:
+        lines += ["## Ablation: no residual blocks", "",
+                  "Not run for this bundle yet (`python -m purifyd_train gan --no-residual`, then evaluate).", ""]
     g = results["generator"]
     lines += ["## Model", "",
               f"- Generator: U-Net, {g['parameters']:,} parameters, {g['config']} (residual blocks per encoder level; "

@@ -204,6 +204,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--through-purify", type=Path, metavar="PURIFY", default=None,
                    help="instead: PGD test set as PNGs through this `purify` binary, accuracy compared with PyTorch")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    p.add_argument("--card-only", action="store_true", help="only rewrite card.md from the results.json already there")
     args = p.parse_args(argv)
     args.n = args.n or (200 if args.quick else 2000)
     args.adaptive_n = min(args.n, args.adaptive_n or (100 if args.quick else 500))
@@ -213,6 +214,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.through_purify:
         from .through_purify import main as through_purify
         through_purify(ds.name, args.through_purify, args.n, args.seed, out)
+        return
+    if args.card_only:
+        from .card import write_card
+        write_card(ds, json.loads((out / "results.json").read_text()), out)
         return
     args.figures = out / "figures"
     results = evaluate(args)
