@@ -4,7 +4,7 @@ PREFIX ?= /usr/local
 SWIFT ?= swift
 VENV := .venv
 PY := $(VENV)/bin/python
-DEB_PACKAGES := libdnnl-dev libjpeg-dev libpng-dev zlib1g-dev libinotifytools0-dev libsystemd-dev pkg-config python3-venv
+DEB_PACKAGES := libdnnl-dev libjpeg-dev libpng-dev zlib1g-dev python3-venv
 
 DATASET ?= mnist
 TRAIN := PYTHONPATH=training $(PY) -m purifyd_train
