@@ -12,7 +12,6 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 
