@@ -32,10 +32,13 @@ let package = Package(
     ],
     targets: [
         .systemLibrary(name: "CDNNL"),
+        // The job queue behind the engine's and the pipeline's own threads.
+        .target(name: "PurifyThreads", swiftSettings: swiftSettings),
         .target(
             name: "PurifyEngine",
             dependencies: [
                 "CDNNL",
+                "PurifyThreads",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             exclude: ["ONNX/regenerate.sh"],
@@ -65,6 +68,7 @@ let package = Package(
             name: "PurifyPipeline",
             dependencies: [
                 "PurifyEngine",
+                "PurifyThreads",
                 "PurifyImage",
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "Crypto", package: "swift-crypto"),

@@ -1,5 +1,6 @@
 import CDNNL
 import Foundation
+import PurifyThreads
 
 /// A thread of the engine's own that runs jobs one at a time, so that model loading, planning
 /// and inference never occupy Swift's cooperative thread pool. oneDNN primitives created and
@@ -83,42 +84,4 @@ final class BatchWorkers: Sendable {
 /// A value handed from a worker thread back to the thread waiting for it (the wait orders the accesses).
 private final class Box<Value>: @unchecked Sendable {
     var value: Value?
-}
-
-/// A thread's job queue, guarded by a condition variable.
-private final class JobQueue: @unchecked Sendable {
-    private let condition = NSCondition()
-    // Guarded by `condition`.
-    private var jobs: [@Sendable () -> Void] = []
-    private var shuttingDown = false
-
-    func enqueue(_ job: @escaping @Sendable () -> Void) {
-        condition.lock()
-        jobs.append(job)
-        condition.signal()
-        condition.unlock()
-    }
-
-    func shutdown() {
-        condition.lock()
-        shuttingDown = true
-        condition.signal()
-        condition.unlock()
-    }
-
-    /// Runs jobs in order until shut down and drained.
-    func runUntilShutdown() {
-        while true {
-            condition.lock()
-            while jobs.isEmpty && !shuttingDown { condition.wait() }
-            if jobs.isEmpty {
-                condition.unlock()
-                return
-            }
-            let batch = jobs
-            jobs.removeAll()
-            condition.unlock()
-            for job in batch { job() }
-        }
-    }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import PurifyThreads
 
 /// Threads of its own for blocking file I/O and per-image CPU work (decoding, conversion,
 /// encoding), so that none of it runs on Swift's cooperative thread pool.
@@ -45,47 +46,4 @@ func onDedicatedThread<Result: Sendable>(
     let pool = BlockingThreadPool(threadCount: 1, name: name)
     defer { pool.shutdown() }
     return try await pool.run(work)
-}
-
-/// The pool's job queue, guarded by a condition variable.
-private final class JobQueue: @unchecked Sendable {
-    private let condition = NSCondition()
-    // Guarded by `condition`.
-    private var jobs: [@Sendable () -> Void] = []
-    private var head = 0
-    private var shuttingDown = false
-
-    func enqueue(_ job: @escaping @Sendable () -> Void) {
-        condition.lock()
-        jobs.append(job)
-        condition.signal()
-        condition.unlock()
-    }
-
-    func shutdown() {
-        condition.lock()
-        shuttingDown = true
-        condition.broadcast()
-        condition.unlock()
-    }
-
-    /// Takes jobs one at a time until shut down and drained.
-    func runUntilShutdown() {
-        while true {
-            condition.lock()
-            while head == jobs.count && !shuttingDown { condition.wait() }
-            if head == jobs.count {
-                condition.unlock()
-                return
-            }
-            let job = jobs[head]
-            head += 1
-            if head == jobs.count {
-                jobs.removeAll(keepingCapacity: true)
-                head = 0
-            }
-            condition.unlock()
-            job()
-        }
-    }
 }
