@@ -17,12 +17,14 @@ final class ExecutionPlan {
     private let constantOutputs: [Int: [Float]]
     /// The activations' memory, from posix_memalign.
     private let arena: UnsafeMutableRawPointer
+    /// The arena's size: what keeping this plan costs beyond the shared weights.
+    let arenaBytes: Int
     /// Weights, constants and memories the steps point at.
     private let retained: [AnyObject]
 
     init(outputShapes: [[Int]], openMPThreads: Int, steps: [PlanStep], inputBindings: [(Memory, Int)],
                      outputBindings: [(Memory, Int)], constantOutputs: [Int: [Float]],
-                     arena: UnsafeMutableRawPointer, retained: [AnyObject]) {
+                     arena: UnsafeMutableRawPointer, arenaBytes: Int, retained: [AnyObject]) {
         self.outputShapes = outputShapes
         self.openMPThreads = openMPThreads
         self.steps = steps
@@ -30,6 +32,7 @@ final class ExecutionPlan {
         self.outputBindings = outputBindings
         self.constantOutputs = constantOutputs
         self.arena = arena
+        self.arenaBytes = arenaBytes
         self.retained = retained
     }
 

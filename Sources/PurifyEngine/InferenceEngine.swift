@@ -12,15 +12,22 @@ public final class InferenceEngine: Sendable {
     public let threadCount: Int
     let thread: ComputeThread
     let context: Confined<DNNLContext>
+    /// How many execution plans each model keeps, and how many bytes of activation arenas they
+    /// may hold together; beyond either, the least recently used plans are dropped.
+    public let planCacheLimits: PlanCacheLimits
     /// Present with more than one thread: batches of at least `threadCount` images are split
     /// between single-threaded workers instead of parallelising each layer.
     let workers: BatchWorkers?
 
     /// Starts the engine's threads: `threadCount` of them compute at once (`nil`: one per core).
-    public init(threadCount: Int? = nil) throws {
+    public init(threadCount: Int? = nil, planCacheLimits: PlanCacheLimits = PlanCacheLimits()) throws {
         let threadCount = threadCount ?? ProcessInfo.processInfo.activeProcessorCount
         guard threadCount >= 1 else { throw EngineError(.invalidInput, "thread count must be at least 1, not \(threadCount)") }
+        guard planCacheLimits.plans >= 1, planCacheLimits.arenaBytes >= 0 else {
+            throw EngineError(.invalidInput, "a plan cache needs room for at least one plan and a non-negative byte budget")
+        }
         self.threadCount = threadCount
+        self.planCacheLimits = planCacheLimits
         let cpu = try CPUEngine()
         thread = ComputeThread(name: "purify-engine", openMPThreads: threadCount)
         context = Confined(try DNNLContext(engine: cpu))
@@ -58,7 +65,8 @@ public final class InferenceModel: Sendable {
         inputs = graph.inputs
         outputs = graph.outputs
         self.engine = engine
-        state = Confined(ModelState(graph: graph, context: engine.context.value, workers: engine.workers))
+        state = Confined(ModelState(graph: graph, context: engine.context.value, workers: engine.workers,
+                                    limits: engine.planCacheLimits))
     }
 
     /// Runs one batch: a tensor per input name, NCHW float32. Returns a tensor per output name.
@@ -76,6 +84,13 @@ public final class InferenceModel: Sendable {
         let state = state
         let results = try await engine.thread.perform { try state.value.run(ordered) }
         return Dictionary(uniqueKeysWithValues: zip(outputs.map(\.name), results))
+    }
+
+    /// The input shapes with a cached whole-batch plan, least recently used first, and the bytes
+    /// of arena those plans hold.
+    func cachedPlans() async throws -> (shapes: [[[Int]]], arenaBytes: Int) {
+        let state = state
+        return try await engine.thread.perform { (state.value.plans.shapes, state.value.plans.arenaBytes) }
     }
 
     /// Runs one batch through a model with a single input and a single output.
@@ -149,15 +164,16 @@ final class ModelState {
     private let graph: LoweredGraph
     private let context: DNNLContext
     private let weights = WeightsCache()
-    private let plans = PlanCache()
+    let plans: PlanCache
     private let workers: BatchWorkers?
     private let workerPlans: [PlanCache]
 
-    init(graph: LoweredGraph, context: DNNLContext, workers: BatchWorkers?) {
+    init(graph: LoweredGraph, context: DNNLContext, workers: BatchWorkers?, limits: PlanCacheLimits) {
         self.graph = graph
         self.context = context
         self.workers = workers
-        workerPlans = (0..<(workers?.count ?? 0)).map { _ in PlanCache() }
+        plans = PlanCache(limits: limits)
+        workerPlans = (0..<(workers?.count ?? 0)).map { _ in PlanCache(limits: limits) }
     }
 
     func run(_ inputs: [Tensor], timings: StepTimings? = nil) throws -> [Tensor] {
@@ -224,15 +240,55 @@ final class ModelState {
     }
 }
 
-/// Plans by input shapes.
+/// Bounds on the execution plans a model keeps (each plan owns oneDNN primitives and an
+/// activation arena; the weights are shared between plans and not counted).
+public struct PlanCacheLimits: Sendable, Equatable {
+    /// The most plans kept per model and thread.
+    public var plans: Int
+    /// The most bytes of activation arenas those plans hold together. The plan in use is kept
+    /// even when it alone is larger.
+    public var arenaBytes: Int
+
+    /// 32 plans and 1 GiB of arenas by default: room for every batch size of a few image shapes.
+    public init(plans: Int = 32, arenaBytes: Int = 1 << 30) {
+        self.plans = plans
+        self.arenaBytes = arenaBytes
+    }
+}
+
+/// Plans by input shapes, least recently used first out when a limit is passed.
 final class PlanCache {
+    private let limits: PlanCacheLimits
     private var plans: [[[Int]]: ExecutionPlan] = [:]
+    /// The cached shapes, least recently used first.
+    private var recency: [[[Int]]] = []
+    private(set) var arenaBytes = 0
+
+    init(limits: PlanCacheLimits) {
+        self.limits = limits
+    }
+
+    /// The shapes with a cached plan, least recently used first.
+    var shapes: [[[Int]]] { recency }
 
     func plan(for shapes: [[Int]], build: () throws -> ExecutionPlan) throws -> ExecutionPlan {
-        if let plan = plans[shapes] { return plan }
+        if let plan = plans[shapes] {
+            recency.remove(at: recency.firstIndex(of: shapes)!)
+            recency.append(shapes)
+            return plan
+        }
+        if plans.count == limits.plans { evictLeastRecentlyUsed() }
         let plan = try build()
         plans[shapes] = plan
+        recency.append(shapes)
+        arenaBytes += plan.arenaBytes
+        while arenaBytes > limits.arenaBytes, recency.count > 1 { evictLeastRecentlyUsed() }
         return plan
+    }
+
+    private func evictLeastRecentlyUsed() {
+        let shapes = recency.removeFirst()
+        arenaBytes -= plans.removeValue(forKey: shapes)!.arenaBytes
     }
 }
 

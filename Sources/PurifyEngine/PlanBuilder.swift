@@ -1126,7 +1126,7 @@ final class PlanBuilder {
             retained.append(contentsOf: memories.compactMap { $0 })
             return ExecutionPlan(outputShapes: outputShapes, openMPThreads: Int(omp_get_max_threads()), steps: finished, inputBindings: inputBindings,
                                  outputBindings: outputBindings, constantOutputs: constantOutputs, arena: arena,
-                                 retained: retained)
+                                 arenaBytes: arenaBytes, retained: retained)
         } catch {
             free(arena)
             throw error
