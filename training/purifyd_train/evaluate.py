@@ -20,9 +20,9 @@ import torchattacks
 from torch import nn
 
 from .attacks import L2_ATTACKS, PAPER_ATTACKS, AttackConfig, evaluation_attacks, run_attack
-from .baselines import baselines
+from .baselines import baselines, tune
 from .common import REPO_ROOT, batched, log, predict, run_dir, setup, wilson, write_json
-from .data import DEFAULT_DATA_ROOT, spec, test_subset
+from .data import DEFAULT_DATA_ROOT, load_split, shuffled, spec, test_subset
 from .make_pairs import load_classifier
 from .models import Purifier, classifier_zoo
 from .train_gan import load_generator
@@ -73,14 +73,19 @@ def evaluate(args) -> dict:
     if ablation_path.exists():
         ablation = Purifier(load_generator(ablation_path)[0]).eval()
         defenses["purifier-no-residual"] = (lambda t: batched(ablation, t, 250), {})
-    defenses.update(baselines(ds.name))
     zoo = classifier_zoo(ds.name, ds.channels, ds.size)
     classifiers = {name: load_classifier(ds.name, name)[1] for name in zoo}
     seen = next(iter(zoo))
+    # The baselines' strengths are chosen on training images, never on the test images they are scored on.
+    xv, yv = shuffled(*load_split(ds, "train", args.data), args.seed)
+    tuning = tune(classifiers[seen], xv[-args.val_n:], yv[-args.val_n:], ds.eps, args.seed)
+    log(f"baselines tuned on {args.val_n} validation images: bits {tuning['bits']}, TV weight {tuning['tv_weight']}")
+    defenses.update(baselines(tuning))
     attacks = evaluation_attacks(ds.name, ds.eps, quick=args.quick)
     results: dict = {"dataset": ds.name, "n": len(x), "seed": args.seed, "quick": args.quick, "eps": ds.eps,
                      "seen": seen, "attacks": {a.name: a.params for a in attacks},
                      "baselines": {k: v[1] for k, v in defenses.items() if k not in ("none", "purifier", "purifier-no-residual")},
+                     "baseline_tuning": tuning,
                      "generator": {"config": gen_state["config"], "epoch": gen_state["epoch"], "pairs": gen_state["pairs"],
                                    "parameters": sum(p.numel() for p in generator.parameters())},
                      "clean": {}, "oblivious": {}, "adaptive": {}, "quality": {}, "sweep": {}}
@@ -200,6 +205,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--n", type=int, default=None, help="test images (default 2000, quick 200)")
     p.add_argument("--adaptive-n", type=int, default=None, help="images for adaptive attacks (default 500, quick 100)")
     p.add_argument("--sweep-n", type=int, default=None, help="images for the ε sweep (default 1000, quick 100)")
+    p.add_argument("--val-n", type=int, default=None,
+                   help="training images to tune the baselines on (default 1000, quick 200)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--through-purify", type=Path, metavar="PURIFY", default=None,
                    help="instead: PGD test set as PNGs through this `purify` binary, accuracy compared with PyTorch")
@@ -209,6 +216,7 @@ def main(argv: list[str] | None = None) -> None:
     args.n = args.n or (200 if args.quick else 2000)
     args.adaptive_n = min(args.n, args.adaptive_n or (100 if args.quick else 500))
     args.sweep_n = min(args.n, args.sweep_n or (100 if args.quick else 1000))
+    args.val_n = args.val_n or (200 if args.quick else 1000)
     ds = spec(args.dataset)
     out = run_dir(ds.name) / "eval-quick" if args.quick else REPO_ROOT / "models" / ds.name
     if args.through_purify:

@@ -25,7 +25,10 @@ def augment(x: torch.Tensor, flips: bool) -> torch.Tensor:
     return out.contiguous()
 
 
-def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, batch: int, lr: float, flips: bool) -> None:
+def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, batch: int, lr: float, flips: bool,
+          bf16: bool = False) -> None:
+    """SGD + Nesterov with a one-cycle schedule; `bf16` runs forward and backward under bfloat16 autocast
+    (weights and optimizer state stay float32), about twice as fast on CPUs with AVX-512 BF16."""
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4, nesterov=True)
     steps = epochs * ((len(x) + batch - 1) // batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.25)
@@ -35,7 +38,8 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, batch
         total = 0.0
         for i in range(0, len(x), batch):
             idx = perm[i:i + batch]
-            loss = F.cross_entropy(model(augment(x[idx], flips)), y[idx], label_smoothing=0.05)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = F.cross_entropy(model(augment(x[idx], flips)), y[idx], label_smoothing=0.05)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -52,6 +56,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--only", nargs="*", help="train only these (names from the zoo, or 'features')")
     p.add_argument("--limit", type=int, default=None, help="use only this many training images (tests)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 0.05, MLP 0.02)")
+    p.add_argument("--bf16", action="store_true", help="train under bfloat16 autocast (evaluation stays float32)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     args = p.parse_args(argv)
     setup(args.seed, args.threads)
@@ -71,13 +77,14 @@ def main(argv: list[str] | None = None) -> None:
         if args.only and name not in args.only:
             continue
         log(f"{ds.name}: training {name} ({sum(p.numel() for p in model.parameters())} parameters)")
-        lr = 0.05 if name != "mlp" else 0.02
-        train(model, x, y, epochs, 128, lr, flips=cifar)
+        lr = args.lr or (0.05 if name != "mlp" else 0.02)
+        train(model, x, y, epochs, 128, lr, flips=cifar, bf16=args.bf16)
         acc = accuracy(model, xt, yt)
         log(f"{ds.name}: {name} clean test accuracy {acc:.4f}")
         torch.save(model.state_dict(), out / f"{name}.pt")
         metrics = json.loads(path.read_text()) if path.exists() else {}
-        metrics[name] = {"test_accuracy": acc, "epochs": epochs, "train_images": len(x), "seed": args.seed}
+        metrics[name] = {"test_accuracy": acc, "epochs": epochs, "train_images": len(x), "seed": args.seed,
+                         "lr": lr, "bf16_autocast": args.bf16}
         write_json(path, metrics)
 
 

@@ -60,12 +60,15 @@ def test_export_writes_a_bundle_that_onnx_runtime_runs_like_pytorch(runs, tmp_pa
 
 
 def test_quick_evaluation_writes_results_and_card(runs):
-    evaluate.main(["--dataset", "mnist", "--quick", "--n", "12", "--adaptive-n", "6", "--sweep-n", "6"])
+    evaluate.main(["--dataset", "mnist", "--quick", "--n", "12", "--adaptive-n", "6", "--sweep-n", "6", "--val-n", "12"])
     out = runs / "mnist" / "eval-quick"
     results = json.loads((out / "results.json").read_text())
     assert set(results["oblivious"]) == {"cnn", "resnet", "mlp"}
     assert set(results["oblivious"]["cnn"]) == {"FGSM", "BIM", "PGD", "CW", "MIFGSM", "AutoAttack", "DeepFool", "Square"}
     assert set(results["adaptive"]) == {"PGD", "APGD"}
+    tuning = results["baseline_tuning"]
+    assert tuning["bits"] in (1, 2, 3, 4, 5, 6) and f"bitdepth{tuning['bits']}" in results["baselines"]
+    assert results["baselines"]["tv"]["weight"] == tuning["tv_weight"]
     card = (out / "card.md").read_text()
     assert "Adaptive white-box" in card and "jpeg75" in card
     assert (out / "figures" / "contact_sheet.png").stat().st_size > 1000
