@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torchattacks
 from torch import nn
+from torchattacks.attack import Attack
 
 # The seven attacks of the paper's evaluation, then the black-box check.
 PAPER_ATTACKS = ("FGSM", "BIM", "PGD", "CW", "MIFGSM", "AutoAttack", "DeepFool")
@@ -19,12 +20,14 @@ class AttackConfig:
     name: str
     params: dict = field(default_factory=dict)
 
-    def build(self, model: nn.Module, seed: int = 0) -> torchattacks.Attack:
+    def build(self, model: nn.Module, seed: int = 0) -> Attack:
         p = dict(self.params)
         if self.name == "AutoAttack":
             return torchattacks.AutoAttack(model, n_classes=10, seed=seed, **p)
         if self.name == "Square":
             return torchattacks.Square(model, seed=seed, **p)
+        if self.name == "DeepFool":
+            return BoxDeepFool(model, **p)
         return getattr(torchattacks, self.name)(model, **p)
 
     def describe(self) -> dict:
@@ -63,9 +66,58 @@ def training_attacks(dataset: str, eps: float) -> list[AttackConfig]:
     return out
 
 
-def run_attack(attack: torchattacks.Attack, x: torch.Tensor, y: torch.Tensor, batch: int = 250) -> torch.Tensor:
+def run_attack(attack: Attack, x: torch.Tensor, y: torch.Tensor, batch: int = 250) -> torch.Tensor:
     """Runs an attack in batches; returns adversarial images clamped to [0,1]."""
     out = []
     for i in range(0, len(x), batch):
         out.append(attack(x[i:i + batch], y[i:i + batch]).detach().clamp_(0, 1))
     return torch.cat(out)
+
+
+class BoxDeepFool(Attack):
+    """DeepFool (Moosavi-Dezfooli et al. 2016) that respects the [0, 1] pixel box, batched.
+
+    torchattacks.DeepFool linearises over every pixel and clamps afterwards; on images with many
+    saturated pixels (MNIST's black background and white strokes) the clamp undoes most of each
+    step and 20–50% of the images are still classified correctly after 50 steps. Here each
+    candidate class's direction drops the pixels that are at a bound and would have to move
+    past it, so a step reaches the linearised boundary inside the box. Same parameters as
+    torchattacks.DeepFool; the jacobian comes from one backward pass per class for the whole batch.
+    """
+
+    def __init__(self, model: nn.Module, steps: int = 50, overshoot: float = 0.02):
+        super().__init__("DeepFool", model)
+        self.steps = steps
+        self.overshoot = overshoot
+        self.supported_mode = ["default"]
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        x = images.clone().detach().to(self.device)
+        labels = labels.to(self.device)
+        active = torch.ones(len(x), dtype=torch.bool, device=x.device)
+        rows = torch.arange(len(x), device=x.device)
+        for _ in range(self.steps):
+            xi = x[active].clone().requires_grad_(True)
+            logits = self.get_logits(xi)
+            y = labels[active]
+            still = logits.argmax(1) == y
+            index = active.nonzero().squeeze(1)
+            active[index[~still]] = False
+            if not still.any():
+                break
+            grads = torch.stack([torch.autograd.grad(logits[:, k].sum(), xi, retain_graph=k + 1 < logits.shape[1])[0]
+                                 for k in range(logits.shape[1])], dim=1)                      # N, K, C, H, W
+            xi, logits, grads, y = xi.detach()[still], logits.detach()[still], grads[still], y[still]
+            r = rows[:len(y)]
+            f = logits - logits[r, y].unsqueeze(1)                                             # N, K (<= 0)
+            w = grads - grads[r, y].unsqueeze(1)
+            # Moving towards class k follows +w; pixels at a bound cannot follow it outwards.
+            blocked = ((xi.unsqueeze(1) >= 1) & (w > 0)) | ((xi.unsqueeze(1) <= 0) & (w < 0))
+            w = w.masked_fill(blocked, 0)
+            norm = w.flatten(2).norm(dim=2).clamp_min(1e-12)                                   # N, K
+            distance = f.abs() / norm
+            distance[r, y] = float("inf")
+            k = distance.argmin(1)
+            step = (f[r, k].abs() / norm[r, k] ** 2).view(-1, 1, 1, 1) * w[r, k]
+            x[index[still]] = (xi + (1 + self.overshoot) * step).clamp(0, 1)
+        return x.detach()

@@ -110,6 +110,10 @@ def write_card(ds, results: dict, out: Path) -> None:
                   f"{100 * h['val_pgd_purified_acc']:.1f} | {100 * h['val_clean_purified_acc']:.1f} |" for h in history]
     lines += ["", "## Attack parameters (torchattacks 3.5.1, ℓ∞ budget ε = " f"{results['eps']:.4g})", ""]
     lines += [f"- {name}: `{json.dumps(params)}`" for name, params in results["attacks"].items()]
+    lines += ["", "DeepFool runs as `BoxDeepFool` (`training/purifyd_train/attacks.py`, on torchattacks' `Attack`): "
+              "torchattacks' DeepFool clamps to [0, 1] after each linearised step and left 20–50% of MNIST images "
+              "correctly classified after 50 steps; the box-aware version drops the pixels that a step would push past "
+              "a bound, and succeeds on (nearly) every image."]
     lines += ["", "Baselines: " + "; ".join(f"{k} `{json.dumps(v)}`" for k, v in results["baselines"].items()) + "."]
     tuning = results.get("baseline_tuning")
     if tuning:
