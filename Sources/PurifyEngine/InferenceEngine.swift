@@ -196,9 +196,11 @@ final class ModelState {
 
     /// Splits the batch into chunks that the workers claim one at a time, each running a
     /// single-threaded plan for its chunk straight from the input into the output buffers.
+    /// One chunk per worker: every chunk streams all the weights once, and on the purifier
+    /// (110 MB of weights at ngf=64) halving the chunks cost 14% of the throughput.
     /// Returns `nil` when an output has no batch axis to split along.
     private func runAcrossWorkers(_ inputs: [Tensor], batch: Int, workers: BatchWorkers) throws -> [Tensor]? {
-        let chunk = max(1, batch / (2 * workers.count))
+        let chunk = max(1, batch / workers.count)
         let this = Confined(self)
         @Sendable func shapes(_ count: Int) -> [[Int]] { inputs.map { [count] + $0.shape.dropFirst() } }
         let chunkShapes = shapes(chunk)

@@ -97,12 +97,12 @@ struct BatchSplitTests {
         let cases = try bundledFixtures.cases(for: "classifier.onnx")
         var inputs: [Float] = [], expected: [Float] = []
         var images = 0
-        for fixture in cases + cases + cases {
+        for fixture in cases + cases + cases + cases {
             inputs += try bundledFixtures.tensor(fixture.input, shape: fixture.inputShape).values
             expected += try bundledFixtures.tensor(fixture.output, shape: fixture.outputShape).values
             images += fixture.inputShape[0]
         }
-        // 15 images on 3 threads: chunks of 2, the last one short.
+        // 20 images on 3 threads: chunks of 6, the last one short.
         let engine = try InferenceEngine(threadCount: 3)
         let model = try await engine.loadModel(at: bundledFixtures.path("classifier.onnx"))
         let output = try await model.run(Tensor(shape: [images, 3, 16, 16], values: inputs))
