@@ -1,7 +1,8 @@
 """Builds the purifier's training set: (adversarial, clean) pairs from FGSM + PGD + C&W on training images.
 
 Adversarial examples are made against the seen classifier only. A share of clean images is kept
-as (clean, clean) pairs so the purifier learns to leave clean inputs alone.
+as (clean, clean) pairs so the purifier learns to leave clean inputs alone, and a share gets
+random-sign noise at the attack budgets (no classifier involved).
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dataset", required=True)
     p.add_argument("--data", default=DEFAULT_DATA_ROOT)
     p.add_argument("--per-attack", type=int, default=4000, help="images per attack configuration")
+    p.add_argument("--noise", type=int, default=4000, help="(random-sign noise at the budgets, clean) pairs")
     p.add_argument("--clean", type=int, default=8000, help="(clean, clean) pairs")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
@@ -53,6 +55,15 @@ def main(argv: list[str] | None = None) -> None:
         advs.append(adv.half())
         cleans.append(xb.half())
         kinds += [label] * n
+    # Random-sign noise at the training budgets: no classifier involved, it teaches the purifier to
+    # remove dense perturbations whatever model they were made against (the unseen MLP's are dense).
+    xn = x[start:start + args.noise]
+    start = (start + args.noise) % len(x)
+    budgets = ds.eps * torch.tensor([0.5, 0.75, 1.0])[torch.randint(0, 3, (len(xn),))].view(-1, 1, 1, 1)
+    advs.append((xn + budgets * torch.randint(0, 2, xn.shape).float().mul_(2).sub_(1)).clamp_(0, 1).half())
+    cleans.append(xn.half())
+    kinds += ["noise"] * len(xn)
+    stats["noise"] = {"n": len(xn), "params": {"eps": [ds.eps * f for f in (0.5, 0.75, 1.0)], "distribution": "uniform random sign"}}
     xc = x[start:start + args.clean]
     advs.append(xc.half())
     cleans.append(xc.half())

@@ -19,7 +19,7 @@ def runs(tmp_path_factory):
     mp.setenv("PURIFYD_RUNS", str(root))
     torch.set_num_threads(2)
     train_classifiers.main(["--dataset", "mnist", "--epochs", "1", "--limit", "256"])
-    make_pairs.main(["--dataset", "mnist", "--per-attack", "8", "--clean", "16"])
+    make_pairs.main(["--dataset", "mnist", "--per-attack", "8", "--noise", "8", "--clean", "16"])
     train_gan.main(["--dataset", "mnist", "--epochs", "1", "--limit", "48", "--batch", "16", "--val-n", "16"])
     yield root
     mp.undo()
@@ -33,6 +33,10 @@ def test_pairs_hold_every_training_attack_and_clean_pairs(runs):
     fgsm = [i for i, k in enumerate(pairs["kind"]) if k == "FGSM(eps=0.3000)"]
     delta = (pairs["adv"][fgsm].float() - pairs["clean"][fgsm].float()).abs().amax()
     assert 0.29 < float(delta) <= 0.301
+    noise = [i for i, k in enumerate(pairs["kind"]) if k == "noise"]
+    assert len(noise) == 8
+    delta = (pairs["adv"][noise].float() - pairs["clean"][noise].float()).abs().flatten(1).amax(1)
+    assert ((delta > 0.14) & (delta <= 0.301)).all()
 
 
 def test_gan_checkpoint_resumes_where_it_stopped(runs):
