@@ -160,6 +160,7 @@ let package = Package(
                 "PurifyControl",
                 "PurifyPipeline",
                 "PurifyImage",
+                "PurifyEngine",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

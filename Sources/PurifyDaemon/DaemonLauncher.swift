@@ -17,7 +17,7 @@ public enum DaemonLauncher {
     ///   (EX_SOFTWARE) when the engine cannot start.
     public static func checkConfiguration(at path: String) async throws(LaunchError) -> String {
         let configuration = try load(path)
-        let prepared = try await prepare(configuration, path: path, engine: try startEngine())
+        let prepared = try await prepare(configuration, path: path, engine: try startEngine(configuration.engine))
         return "\(path): valid\n" + prepared.summary
     }
 
@@ -33,7 +33,7 @@ public enum DaemonLauncher {
         let configuration = try load(configurationPath)
         DaemonLogHandler.bootstrap(logLevel: configuration.logLevel, environment: environment)
         let logger = Logger(label: "purifyd")
-        let engine = try startEngine()
+        let engine = try startEngine(configuration.engine)
         let prepared = try await prepare(configuration, path: configurationPath, engine: engine)
         for entry in prepared.inboxes {
             let manifest = entry.bundle.manifest
@@ -63,9 +63,9 @@ public enum DaemonLauncher {
         }
     }
 
-    private static func startEngine() throws(LaunchError) -> InferenceEngine {
+    private static func startEngine(_ configuration: EngineConfiguration) throws(LaunchError) -> InferenceEngine {
         do {
-            return try InferenceEngine()
+            return try InferenceEngine(threadCount: configuration.threads, planCacheLimits: configuration.planCache)
         } catch {
             throw LaunchError(exitCode: LaunchError.software, message: "cannot start the inference engine: \(error)")
         }

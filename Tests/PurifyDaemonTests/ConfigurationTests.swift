@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import PurifyDaemon
+import PurifyEngine
 import Testing
 
 @Suite("Configuration")
@@ -22,6 +23,7 @@ struct ConfigurationTests {
         #expect(configuration.controlSocketPath == "/run/purifyd/control.sock")
         #expect(configuration.drainDeadline == .seconds(30))
         #expect(configuration.logLevel == .info)
+        #expect(configuration.engine == EngineConfiguration(threads: nil, planCache: PlanCacheLimits(plans: 32, arenaBytes: 1 << 30)))
         #expect(configuration.inboxes.count == 1)
         let inbox = try #require(configuration.inboxes.first)
         #expect(inbox.name == "mnist")
@@ -32,6 +34,7 @@ struct ConfigurationTests {
         #expect(inbox.failedDirectory == "/srv/purifyd/mnist/spool/failed")
         // The example documents the defaults: parsing it must give what leaving every key out gives.
         let defaults = try DaemonConfiguration(toml: Self.minimal, baseDirectory: "/x")
+        #expect(configuration.engine == defaults.engine)
         #expect(inbox.limits == defaults.inboxes[0].limits)
         #expect(inbox.batching == defaults.inboxes[0].batching)
         #expect(inbox.queueCapacity == defaults.inboxes[0].queueCapacity)
@@ -62,6 +65,7 @@ struct ConfigurationTests {
             allowed_gids = [27]
             drain_deadline_s = 5
             log_level = "debug"
+            engine = { threads = 3, plan_cache_plans = 5, plan_cache_mib = 64 }
             [[inbox]]
             name = "a"
             path = "/in/a"
@@ -90,6 +94,7 @@ struct ConfigurationTests {
             allowedGIDs: [27],
             drainDeadline: .seconds(5),
             logLevel: .debug,
+            engine: EngineConfiguration(threads: 3, planCache: PlanCacheLimits(plans: 5, arenaBytes: 64 << 20)),
             inboxes: [
                 InboxConfiguration(
                     name: "a", path: "/in/a", outbox: "/out/a", bundlePath: "/b", outputFormat: .jpeg,
@@ -116,6 +121,8 @@ struct ConfigurationTests {
         ("allowed_uids = [1, -2]\n[[inbox]]\npath=\"/i\"\noutbox=\"/o\"\nbundle=\"/b\"", "allowed_uids[1]", "must be a numeric id between 0 and 4294967294"),
         ("log_level = \"loud\"\n[[inbox]]\npath=\"/i\"\noutbox=\"/o\"\nbundle=\"/b\"", "log_level", "must be one of trace, debug, info, notice, warning, error, critical (got \"loud\")"),
         ("state_directory = \"/s\"", "inbox", "at least one [[inbox]] table is required"),
+        ("[engine]\nthreads = 0\n[[inbox]]\npath=\"/i\"\noutbox=\"/o\"\nbundle=\"/b\"", "engine.threads", "must be between 1 and 1024 (got 0)"),
+        ("[engine]\nplan_cache = 3\n[[inbox]]\npath=\"/i\"\noutbox=\"/o\"\nbundle=\"/b\"", "engine.plan_cache", "unknown key"),
     ])
     func errorsNameTheKey(toml: String, keyPath: String, message: String) {
         #expect(throws: ConfigurationError(keyPath: keyPath, message: message)) {

@@ -126,8 +126,9 @@ struct PurificationTests {
         restart.controlSocketPath = "/tmp/other.sock"
         restart.inboxes[0].outbox = "/elsewhere"
         restart.inboxes[0].queueCapacity = 2
+        restart.engine.threads = 1
         restart.inboxes.append(InboxConfiguration(name: "b", path: "/in-b", outbox: "/out-b", bundlePath: "/m", spoolDirectory: "/s"))
         #expect(ConfigurationChanges.keysNeedingRestart(from: running, to: restart)
-            == ["control_socket", "inbox[a].outbox", "inbox[a].queue_capacity", "inbox[b]"])
+            == ["control_socket", "engine.threads", "inbox[a].outbox", "inbox[a].queue_capacity", "inbox[b]"])
     }
 }

@@ -1,5 +1,6 @@
 internal import Foundation
 internal import Logging
+internal import PurifyEngine
 internal import TOMLKit
 
 /// A configuration file that cannot be used: the key it concerns (a dotted path such as
@@ -68,6 +69,7 @@ private struct ConfigurationParser {
         let allowedGIDs = try table.idList("allowed_gids") ?? []
         let drainSeconds = try table.int("drain_deadline_s", in: 1...3600)
         let logLevel = try table.logLevel("log_level") ?? .info
+        let engine = try parseEngine(table.subtable("engine"))
         guard let inboxTables = try table.arrayOfTables("inbox"), !inboxTables.isEmpty else {
             throw ConfigurationError(keyPath: "inbox", message: "at least one [[inbox]] table is required")
         }
@@ -87,8 +89,21 @@ private struct ConfigurationParser {
             allowedGIDs: allowedGIDs,
             drainDeadline: drainSeconds.map { .seconds($0) } ?? DaemonConfiguration.Defaults.drainDeadline,
             logLevel: logLevel,
+            engine: engine,
             inboxes: inboxes
         )
+    }
+
+    private func parseEngine(_ table: TableReader?) throws(ConfigurationError) -> EngineConfiguration {
+        var engine = EngineConfiguration()
+        guard let table else { return engine }
+        engine.threads = try table.int("threads", in: 1...1024)
+        engine.planCache.plans = try table.int("plan_cache_plans", in: 1...4096) ?? engine.planCache.plans
+        if let mebibytes = try table.int("plan_cache_mib", in: 0...(1 << 20)) {
+            engine.planCache.arenaBytes = mebibytes << 20
+        }
+        try table.rejectUnknownKeys()
+        return engine
     }
 
     private func parseInbox(_ table: TableReader, stateDirectory: String) throws(ConfigurationError) -> InboxConfiguration {

@@ -1,4 +1,5 @@
 public import Logging
+public import PurifyEngine
 
 /// Everything `purifyd` reads from its TOML configuration file, with defaults filled in and
 /// relative paths resolved.
@@ -21,6 +22,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var drainDeadline: Duration
     /// The minimum level the daemon logs at.
     public var logLevel: Logger.Level
+    /// How the inference engine that every inbox shares runs.
+    public var engine: EngineConfiguration
     /// The watched folders, at least one.
     public var inboxes: [InboxConfiguration]
 
@@ -31,6 +34,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
         allowedGIDs: [UInt32] = [],
         drainDeadline: Duration = Defaults.drainDeadline,
         logLevel: Logger.Level = .info,
+        engine: EngineConfiguration = EngineConfiguration(),
         inboxes: [InboxConfiguration]
     ) {
         self.stateDirectory = stateDirectory
@@ -39,6 +43,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
         self.allowedGIDs = allowedGIDs
         self.drainDeadline = drainDeadline
         self.logLevel = logLevel
+        self.engine = engine
         self.inboxes = inboxes
     }
 
@@ -53,6 +58,19 @@ public struct DaemonConfiguration: Sendable, Equatable {
         public static let queueCapacity = 64
         public static let limits = InputLimits(maxBytes: 32 << 20, maxPixels: 1 << 24, maxSide: 8192)
         public static let batching = BatchingConfiguration(maxBatch: 16, maxDelay: .milliseconds(10))
+    }
+}
+
+/// The `[engine]` table: the inference engine's threads and how many execution plans it keeps.
+public struct EngineConfiguration: Sendable, Equatable {
+    /// Compute threads; `nil` for one per online core.
+    public var threads: Int?
+    /// Bounds on the execution plans (one per input shape and batch size) each model keeps.
+    public var planCache: PlanCacheLimits
+
+    public init(threads: Int? = nil, planCache: PlanCacheLimits = PlanCacheLimits()) {
+        self.threads = threads
+        self.planCache = planCache
     }
 }
 

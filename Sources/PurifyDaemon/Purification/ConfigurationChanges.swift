@@ -1,3 +1,5 @@
+internal import PurifyEngine
+
 /// What a reload cannot apply: the settings the running spools, watchers and control socket
 /// fixed at start.
 enum ConfigurationChanges {
@@ -13,6 +15,9 @@ enum ConfigurationChanges {
         if running.allowedGIDs != new.allowedGIDs { keys.append("allowed_gids") }
         if running.drainDeadline != new.drainDeadline { keys.append("drain_deadline_s") }
         if running.logLevel != new.logLevel { keys.append("log_level") }
+        if running.engine.threads != new.engine.threads { keys.append("engine.threads") }
+        if running.engine.planCache.plans != new.engine.planCache.plans { keys.append("engine.plan_cache_plans") }
+        if running.engine.planCache.arenaBytes != new.engine.planCache.arenaBytes { keys.append("engine.plan_cache_mib") }
         let newInboxes = Dictionary(new.inboxes.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         for inbox in running.inboxes {
             guard let changed = newInboxes[inbox.name] else {
