@@ -105,9 +105,10 @@ struct InboxServiceTests {
         try await running(service) {
             #expect(try await handler.handle(ControlRequest(id: 1, command: .pause)) == ["paused": ["mnist"]])
             try fixture.drop(5)
-            #expect(await eventually { service.status.waitingInInbox >= 1 })
+            #expect(await eventually { service.status.waitingInInbox == 5 })
             try await Task.sleep(for: .milliseconds(200))
             #expect(processor.processed.all.isEmpty)
+            #expect(service.status.waitingInInbox == 5)
             let status = try await handler.handle(ControlRequest(id: 2, command: .status))
             #expect(status["state"] == "paused")
             #expect(try await handler.handle(ControlRequest(id: 3, command: .resume)) == ["resumed": ["mnist"]])

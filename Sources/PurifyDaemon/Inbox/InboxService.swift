@@ -45,6 +45,9 @@ public final class InboxService: Service, Sendable {
         var isStopping = false
         var resumeWaiter: CheckedContinuation<Void, Never>?
         var lastError: String?
+        /// The claim loop has taken a name from the watcher and waits (paused, or for capacity)
+        /// before claiming it: the file is still in the inbox.
+        var holdsName = false
     }
 
     private let processor: any ClaimedFileProcessor
@@ -67,11 +70,11 @@ public final class InboxService: Service, Sendable {
     }
 
     public var status: Status {
-        let (isPaused, lastError) = control.withLock { ($0.isPaused, $0.lastError) }
+        let (isPaused, lastError, held) = control.withLock { ($0.isPaused, $0.lastError, $0.holdsName ? 1 : 0) }
         return Status(
             name: configuration.name,
             isPaused: isPaused,
-            waitingInInbox: watcher.candidates.count,
+            waitingInInbox: watcher.candidates.count + held,
             spool: spool.statistics,
             watcher: watcher.statistics,
             lastError: lastError
@@ -122,11 +125,13 @@ public final class InboxService: Service, Sendable {
 
     private func claimLoop() async {
         for await name in watcher.candidates {
+            control.withLock { $0.holdsName = true }
             // A pause that arrives while waiting for capacity holds the next claim too.
             repeat {
                 await waitWhilePaused()
                 await spool.waitForCapacity()
             } while control.withLock({ $0.isPaused && !$0.isStopping }) && !Task.isCancelled
+            control.withLock { $0.holdsName = false }
             if control.withLock({ $0.isStopping }) || Task.isCancelled { return }
             do {
                 if case .claimed(let file) = try spool.claim(name) {
