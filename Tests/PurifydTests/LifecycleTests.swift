@@ -175,6 +175,8 @@ struct LifecycleTests {
                 return
             }
             #expect(lastError.contains("inbox[0].max_batch"))
+            #expect(await eventually { folder.logText.contains("reload failed") })
+            #expect(folder.logText.components(separatedBy: "reload").count - 1 == 2, "one line for SIGHUP, one for the outcome: \(folder.logText)")
             #expect(daemon.process.isRunning)
             try folder.drop(try folder.makeImages(1, prefix: "old"))
             #expect(await eventually { folder.committedReports == ["old0.png.json"] }, "\(folder.logText)")

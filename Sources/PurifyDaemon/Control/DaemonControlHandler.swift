@@ -9,8 +9,8 @@ public protocol PipelineControl: Sendable {
     func statistics() async -> [String: JSONValue]
     /// Prometheus text-format lines appended to the daemon's own metrics.
     func metrics() async -> String
-    /// Reloads the configuration and models, keeping the old ones if the new ones fail; the
-    /// returned fields go in the reply.
+    /// Reloads the configuration and models, keeping the old ones if the new ones fail, and logs
+    /// the outcome; the returned fields go in the reply.
     func reload() async throws(ControlError) -> [String: JSONValue]
 }
 

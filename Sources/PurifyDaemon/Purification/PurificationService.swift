@@ -205,7 +205,8 @@ public final class PurificationService: Service, ClaimedFileProcessor, PipelineC
 
     /// Reads the configuration file again, loads its bundles and swaps every running inbox's
     /// pipeline for a new one; on any failure nothing changes. The reply lists the `bundles`
-    /// now loaded and the keys whose new values wait for a restart (`restart_required`).
+    /// now loaded and the keys whose new values wait for a restart (`restart_required`). Every
+    /// outcome is logged once, here.
     public func reload() async throws(ControlError) -> [String: JSONValue] {
         guard let configurationPath else {
             throw ControlError(code: ControlError.unsupported, message: "the daemon was started without a configuration file")
@@ -215,7 +216,11 @@ public final class PurificationService: Service, ClaimedFileProcessor, PipelineC
             state.isReloading = true
             return true
         }
-        guard begun else { throw ControlError(code: ControlError.busy, message: "a reload is in progress, or the daemon is stopping") }
+        guard begun else {
+            let message = "a reload is in progress, or the daemon is stopping"
+            logger.warning("reload refused", metadata: ["reason": "\(message)"])
+            throw ControlError(code: ControlError.busy, message: message)
+        }
         defer { state.withLock { $0.isReloading = false } }
 
         let prepared: PreparedPipelines
