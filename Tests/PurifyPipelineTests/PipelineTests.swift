@@ -99,7 +99,7 @@ struct PipelineTests {
         }
         let reports = TestSupport.reports(under: output)
         #expect(reports.count == requests.count)
-        #expect(try TestSupport.schemaViolations(in: reports) == [])
+        #expect(try await TestSupport.schemaViolations(in: reports) == [])
     }
 
     @Test("Alpha, channels and size are kept; JPEG quality is reported; PNG output on request")
@@ -138,7 +138,7 @@ struct PipelineTests {
                                                  configuration: PipelineConfiguration(outputFormat: .png))
         #expect(asPNG["rgb.jpg"]?.report.output?.path == pngOutput + "/rgb.png")
         #expect(asPNG["rgb.jpg"]?.report.output?.jpegQuality == nil)
-        #expect(try TestSupport.schemaViolations(in: TestSupport.reports(under: output) + TestSupport.reports(under: pngOutput)) == [])
+        #expect(try await TestSupport.schemaViolations(in: TestSupport.reports(under: output) + TestSupport.reports(under: pngOutput)) == [])
     }
 
     @Test("submit suspends while the pipeline is full, and everything comes out once results are read")

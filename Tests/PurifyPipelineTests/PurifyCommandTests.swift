@@ -16,12 +16,12 @@ struct PurifyCommandTests {
             .first { FileManager.default.isExecutableFile(atPath: $0) }
     }()
 
-    private func purify(_ arguments: [String]) throws -> (status: Int32, output: String) {
+    private func purify(_ arguments: [String]) async throws -> (status: Int32, output: String) {
         guard let executable = Self.executable else {
             Issue.record("no purify binary beside the tests (build the package: swift build)")
             return (-1, "")
         }
-        return try TestSupport.run(executable, arguments)
+        return try await TestSupport.run(executable, arguments)
     }
 
     /// A folder of five good images (PNG and JPEG, in a subfolder too), a truncated one and a
@@ -44,10 +44,10 @@ struct PurifyCommandTests {
     }
 
     @Test("A folder with a bad file: every input gets a report, the summary counts them, exit 65")
-    func folderWithBadFile() throws {
+    func folderWithBadFile() async throws {
         let input = try makeInputs()
         let output = try TestSupport.temporaryFolder("cli-out")
-        let (status, text) = try purify(["--bundle", TestSupport.fixtureBundle, input, "--out", output, "--json",
+        let (status, text) = try await purify(["--bundle", TestSupport.fixtureBundle, input, "--out", output, "--json",
                                          "--batch", "4", "--jpeg-quality", "85"])
         #expect(status == 65, "\(text)")
         let summaryLine = try #require(text.split(separator: "\n").last { $0.hasPrefix("{") })
@@ -66,15 +66,15 @@ struct PurifyCommandTests {
         #expect(!FileManager.default.fileExists(atPath: output + "/cut.png"))
         let photo = try PurificationReport(json: Array(try Data(contentsOf: URL(fileURLWithPath: output + "/sub/photo.jpg.json"))))
         #expect(photo.output?.jpegQuality == 85)
-        #expect(try TestSupport.schemaViolations(in: reports) == [])
+        #expect(try await TestSupport.schemaViolations(in: reports) == [])
     }
 
     @Test("All good: exit 0; --format png and --no-classifier are honoured")
-    func allGood() throws {
+    func allGood() async throws {
         let input = try makeInputs()
         try FileManager.default.removeItem(atPath: input + "/cut.png")
         let output = try TestSupport.temporaryFolder("cli-good")
-        let (status, text) = try purify(["--bundle", TestSupport.fixtureBundle, input, "--out", output,
+        let (status, text) = try await purify(["--bundle", TestSupport.fixtureBundle, input, "--out", output,
                                          "--format", "png", "--no-classifier", "--threads", "1", "--max-delay-ms", "1"])
         #expect(status == 0, "\(text)")
         #expect(text.contains("5 of 5 purified"))
@@ -86,21 +86,21 @@ struct PurifyCommandTests {
     }
 
     @Test("Exit codes: 66 for a missing input, 78 for a bad bundle, 64 for a bad option or an output over an input")
-    func exitCodes() throws {
+    func exitCodes() async throws {
         let output = try TestSupport.temporaryFolder("cli-codes")
         let input = try makeInputs()
-        #expect(try purify(["--bundle", TestSupport.fixtureBundle, input + "/nope.png", "--out", output]).status == 66)
+        #expect(try await purify(["--bundle", TestSupport.fixtureBundle, input + "/nope.png", "--out", output]).status == 66)
         let badBundle = try TestSupport.temporaryFolder("cli-bundle") + "/bundle"
         try FileManager.default.copyItem(atPath: TestSupport.fixtureBundle, toPath: badBundle)
         let manifest = try String(contentsOfFile: badBundle + "/bundle.toml", encoding: .utf8)
         try manifest.replacingOccurrences(of: "sha256 = \"f", with: "sha256 = \"0")
             .write(toFile: badBundle + "/bundle.toml", atomically: true, encoding: .utf8)
-        let (status, text) = try purify(["--bundle", badBundle, input, "--out", output])
+        let (status, text) = try await purify(["--bundle", badBundle, input, "--out", output])
         #expect(status == 78)
         #expect(text.contains("purifier.onnx"), "\(text)")
-        #expect(try purify(["--bundle", TestSupport.fixtureBundle, input, "--out", output, "--jpeg-quality", "0"]).status == 64)
-        #expect(try purify(["--bundle", TestSupport.fixtureBundle, "--out", output]).status == 64)
-        let overwrite = try purify(["--bundle", TestSupport.fixtureBundle, input, "--out", input])
+        #expect(try await purify(["--bundle", TestSupport.fixtureBundle, input, "--out", output, "--jpeg-quality", "0"]).status == 64)
+        #expect(try await purify(["--bundle", TestSupport.fixtureBundle, "--out", output]).status == 64)
+        let overwrite = try await purify(["--bundle", TestSupport.fixtureBundle, input, "--out", input])
         #expect(overwrite.status == 64)
         #expect(overwrite.output.contains("is an input"), "\(overwrite.output)")
     }
@@ -116,7 +116,7 @@ struct PurifyCommandTests {
     /// The MNIST bundle on 200 real MNIST test digits: every report valid, and the classifier
     /// right on the inputs and on the purified images nearly always.
     @Test("End to end on the shipped MNIST bundle", .enabled(if: mnistBundle != nil))
-    func shippedMNISTBundle() throws {
+    func shippedMNISTBundle() async throws {
         let bundle = try #require(Self.mnistBundle)
         let data = TestSupport.packageRoot.deletingLastPathComponent().appendingPathComponent("shared/data/mnist/test.npz").path
         try #require(FileManager.default.fileExists(atPath: data), "MNIST test set missing at \(data)")
@@ -128,14 +128,14 @@ struct PurifyCommandTests {
             for index in range(200):
                 Image.fromarray(archive["images"][index, :, :, 0]).save(f"{sys.argv[2]}/{index:04d}_{archive['labels'][index]}.png")
             """
-        let (written, message) = try TestSupport.run(TestSupport.python, ["-c", script, data, input])
+        let (written, message) = try await TestSupport.run(TestSupport.python, ["-c", script, data, input])
         try #require(written == 0, "\(message)")
         let output = try TestSupport.temporaryFolder("mnist-out")
-        let (status, text) = try purify(["--bundle", bundle, input, "--out", output, "--json"])
+        let (status, text) = try await purify(["--bundle", bundle, input, "--out", output, "--json"])
         #expect(status == 0, "\(text)")
         let reports = TestSupport.reports(under: output)
         #expect(reports.count == 200)
-        #expect(try TestSupport.schemaViolations(in: reports) == [])
+        #expect(try await TestSupport.schemaViolations(in: reports) == [])
         var correctOnInput = 0
         var correctOnPurified = 0
         for path in reports {

@@ -66,7 +66,7 @@ enum TestSupport {
     /// Validates JSON files against the report schema with the project's Python jsonschema
     /// and returns one line per violation (empty when all are valid). Records an issue when
     /// the venv is missing.
-    static func schemaViolations(in files: [String]) throws -> [String] {
+    static func schemaViolations(in files: [String]) async throws -> [String] {
         guard FileManager.default.isExecutableFile(atPath: python) else {
             Issue.record("no Python at \(python): run `make venv` (jsonschema validates the reports)")
             return ["python missing"]
@@ -79,13 +79,21 @@ enum TestSupport {
                 for error in validator.iter_errors(json.load(open(path))):
                     print(f"{path}: {'/'.join(map(str, error.absolute_path))}: {error.message}")
             """
-        let (status, output) = try run(python, ["-c", script, schema] + files)
+        let (status, output) = try await run(python, ["-c", script, schema] + files)
         #expect(status == 0, "the validator itself failed: \(output)")
         return output.split(separator: "\n").map(String.init)
     }
 
-    /// Runs a program to completion; returns its exit status and its standard output and error.
-    static func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+    /// Runs a program to completion on a thread of its own (waiting for it on a task would hold
+    /// one of Swift's few cooperative threads, which the other tests need); returns its exit
+    /// status and its standard output and error.
+    static func run(_ executable: String, _ arguments: [String]) async throws -> (status: Int32, output: String) {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread { continuation.resume(with: Result { try runBlocking(executable, arguments) }) }
+        }
+    }
+
+    private static func runBlocking(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments

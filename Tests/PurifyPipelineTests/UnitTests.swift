@@ -97,7 +97,7 @@ struct ModelBundleTests {
 @Suite("Report schema")
 struct ReportSchemaTests {
     @Test("The validator rejects reports that break the schema")
-    func validatorRejects() throws {
+    func validatorRejects() async throws {
         let folder = try TestSupport.temporaryFolder()
         let broken = [
             "missing-status": #"{"schema_version": 1, "input": {"name": "a", "path": "/a"}, "bundle": {"name": "b", "version": "1", "purifier_sha256": "\#(String(repeating: "0", count: 64))"}, "timings_ms": {"total": 1}}"#,
@@ -109,7 +109,7 @@ struct ReportSchemaTests {
             try json.write(toFile: path, atomically: true, encoding: .utf8)
             paths.append(path)
         }
-        let violations = try TestSupport.schemaViolations(in: paths)
+        let violations = try await TestSupport.schemaViolations(in: paths)
         for path in paths {
             #expect(violations.contains { $0.hasPrefix(path) }, "\(path) passed the schema")
         }
