@@ -95,7 +95,9 @@ def write_card(ds, results: dict, out: Path) -> None:
               "downloaded on this machine; its features are lower-level and dataset-specific.",
               f"- Training pairs (adversarial against `{pairs.get('classifier', seen)}` on training images only, "
               "seeded): " + "; ".join(f"{k}: n={v['n']}, seen accuracy {100 * v['seen_accuracy']:.1f}%"
-                                      for k, v in pairs.get("attacks", {}).items()) + f"; clean pairs: {pairs.get('clean', 0)}.",
+                                      for k, v in pairs.get("attacks", {}).items())
+              + (f"; random-sign noise at ε ∈ {{{', '.join(f'{e:.4g}' for e in pairs['noise']['eps'])}}}: n={pairs['noise']['n']}"
+                 if "noise" in pairs else "") + f"; clean pairs: {pairs.get('clean', 0)}.",
               "- Input: NCHW float32 in [0,1]; reflect-padded (centred) to a multiple of "
               f"{2 ** len(g['config']['res_blocks'])} and cropped back.",
               f"- ONNX (opset 17) vs PyTorch, max |error|: {export.get('max_abs_error', 'not exported yet')}.", "",

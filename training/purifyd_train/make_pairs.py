@@ -63,14 +63,14 @@ def main(argv: list[str] | None = None) -> None:
     advs.append((xn + budgets * torch.randint(0, 2, xn.shape).float().mul_(2).sub_(1)).clamp_(0, 1).half())
     cleans.append(xn.half())
     kinds += ["noise"] * len(xn)
-    stats["noise"] = {"n": len(xn), "params": {"eps": [ds.eps * f for f in (0.5, 0.75, 1.0)], "distribution": "uniform random sign"}}
     xc = x[start:start + args.clean]
     advs.append(xc.half())
     cleans.append(xc.half())
     kinds += ["clean"] * len(xc)
     out = run_dir(ds.name)
     torch.save({"adv": torch.cat(advs), "clean": torch.cat(cleans), "kind": kinds}, out / "pairs.pt")
-    write_json(out / "pairs.json", {"classifier": name, "seed": args.seed, "attacks": stats, "clean": len(xc)})
+    write_json(out / "pairs.json", {"classifier": name, "seed": args.seed, "attacks": stats, "clean": len(xc),
+                                       "noise": {"n": len(xn), "eps": [ds.eps * f for f in (0.5, 0.75, 1.0)]}})
     log(f"{ds.name}: wrote {sum(len(a) for a in advs)} pairs")
 
 

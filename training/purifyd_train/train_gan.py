@@ -31,7 +31,7 @@ def load_generator(path) -> tuple[UNetGenerator, dict]:
 
 
 def perceptual(features: FeatureNet, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-    return sum(F.l1_loss(a, b) for a, b in zip(features.features(fake), features.features(real)))
+    return sum(F.l1_loss(a.float(), b.float()) for a, b in zip(features.features(fake), features.features(real)))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--limit", type=int, default=None, help="use only this many pairs (tests)")
     p.add_argument("--val-n", type=int, default=500, help="test images for the per-epoch PGD check")
     p.add_argument("--seed", type=int, default=2)
+    p.add_argument("--bf16", action="store_true",
+                   help="bfloat16 autocast for the networks (faster on CPUs with AVX-512 BF16); losses stay float32")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     args = p.parse_args(argv)
     setup(args.seed, args.threads)
@@ -79,6 +81,8 @@ def main(argv: list[str] | None = None) -> None:
     pgd = AttackConfig("PGD", dict(eps=ds.eps, alpha=ds.eps / 4, steps=10, random_start=True)).build(seen, 99)
     xv_adv = run_attack(pgd, xv, yv)
     multiple = g.multiple
+    # Forward and backward under bfloat16 autocast when asked; losses, weights and Adam stay float32.
+    autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16)
     log(f"{ds.name}: generator {sum(p.numel() for p in g.parameters())} parameters, {config}; {len(adv)} pairs")
     started = time.time()
     while epoch < args.epochs:
@@ -89,15 +93,18 @@ def main(argv: list[str] | None = None) -> None:
             idx = perm[i:i + args.batch]
             a = reflect_pad_to(adv[idx].float(), multiple)[0]
             c = reflect_pad_to(clean[idx].float(), multiple)[0]
-            fake = g(a)
-            real_score, fake_score = d(a, c), d(a, fake.detach())
+            with autocast():
+                fake = g(a)
+                real_score, fake_score = d(a, c).float(), d(a, fake.detach()).float()
             loss_d = 0.5 * (F.binary_cross_entropy_with_logits(real_score, torch.ones_like(real_score))
                             + F.binary_cross_entropy_with_logits(fake_score, torch.zeros_like(fake_score)))
             opt_d.zero_grad(set_to_none=True); loss_d.backward(); opt_d.step()
-            score = d(a, fake)
+            with autocast():
+                score = d(a, fake).float()
+                loss_perc = perceptual(features, fake, c)
             loss_gan = F.binary_cross_entropy_with_logits(score, torch.ones_like(score))
+            fake = fake.float()
             loss_l1 = F.l1_loss(fake * 2 - 1, c * 2 - 1)
-            loss_perc = perceptual(features, fake, c)
             loss_g = loss_gan + L1_WEIGHT * loss_l1 + PERCEPTUAL_WEIGHT * loss_perc
             opt_g.zero_grad(set_to_none=True); loss_g.backward(); opt_g.step()
             for k, v in zip(sums, (loss_d, loss_gan, loss_l1, loss_perc)):

@@ -1,5 +1,6 @@
 """The whole training path on tiny sizes: classifiers → pairs → GAN → ONNX export → quick evaluation."""
 import json
+import math
 
 import numpy as np
 import onnxruntime as ort
@@ -42,9 +43,10 @@ def test_pairs_hold_every_training_attack_and_clean_pairs(runs):
 def test_gan_checkpoint_resumes_where_it_stopped(runs):
     history = json.loads((runs / "mnist" / "gan" / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1]
-    train_gan.main(["--dataset", "mnist", "--epochs", "2", "--limit", "48", "--batch", "16", "--val-n", "16"])
+    train_gan.main(["--dataset", "mnist", "--epochs", "2", "--limit", "48", "--batch", "16", "--val-n", "16", "--bf16"])
     history = json.loads((runs / "mnist" / "gan" / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2]
+    assert all(math.isfinite(h[k]) for h in history for k in ("d", "gan", "l1", "perc"))
 
 
 def test_export_writes_a_bundle_that_onnx_runtime_runs_like_pytorch(runs, tmp_path):
