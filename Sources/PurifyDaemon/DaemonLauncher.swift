@@ -31,7 +31,7 @@ public enum DaemonLauncher {
     ///   74 for a failed system call, 70 otherwise.
     public static func run(configurationPath: String, environment: [String: String]) async throws(LaunchError) {
         let configuration = try load(configurationPath)
-        DaemonLogHandler.bootstrap(logLevel: configuration.logLevel, environment: environment)
+        let logThreshold = DaemonLogHandler.bootstrap(logLevel: configuration.logLevel, environment: environment)
         let logger = Logger(label: "purifyd")
         let engine = try startEngine(configuration.engine)
         let prepared = try await prepare(configuration, path: configurationPath, engine: engine)
@@ -42,7 +42,8 @@ public enum DaemonLauncher {
                 "directory": "\(entry.bundle.directory)",
             ])
         }
-        let purification = PurificationService(prepared: prepared, configurationPath: configurationPath, engine: engine, logger: logger)
+        let purification = PurificationService(prepared: prepared, configurationPath: configurationPath, engine: engine,
+                                               logThreshold: logThreshold, logger: logger)
         do {
             let application = try PurifyDaemonApplication(
                 configuration: configuration, processor: purification, pipeline: purification, version: version,

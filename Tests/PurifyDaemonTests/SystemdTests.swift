@@ -99,7 +99,7 @@ struct SystemdTests {
     @Test("journal lines carry <N> priorities and no timestamp; terminal lines a timestamp")
     func logFormats() {
         let lines = Collected<String>()
-        var journal = Logger(label: "purifyd") { DaemonLogHandler(label: $0, format: .journal, logLevel: .debug, write: { lines.append($0) }) }
+        var journal = Logger(label: "purifyd") { DaemonLogHandler(label: $0, format: .journal, threshold: LogThreshold(.debug), write: { lines.append($0) }) }
         journal[metadataKey: "inbox"] = "mnist"
         journal.warning("disk\nalmost full", metadata: ["path": "/a b"])
         journal.error("boom")
@@ -116,6 +116,21 @@ struct SystemdTests {
         let line = terminalLines.all.first
         #expect(line?.hasSuffix(" notice purifyd: started\n") == true)
         #expect(line?.first?.isNumber == true)
+    }
+
+    @Test("loggers made with one threshold follow a change of its level at once")
+    func sharedThreshold() {
+        let lines = Collected<String>()
+        let threshold = LogThreshold(.info)
+        let first = Logger(label: "a") { DaemonLogHandler(label: $0, format: .journal, threshold: threshold, write: { lines.append($0) }) }
+        let second = Logger(label: "b") { DaemonLogHandler(label: $0, format: .journal, threshold: threshold, write: { lines.append($0) }) }
+        first.debug("hidden")
+        threshold.level = .debug
+        first.debug("shown")
+        second.debug("shown too")
+        threshold.level = .error
+        second.warning("hidden again")
+        #expect(lines.all == ["<7>shown\n", "<7>shown too\n"])
     }
 
     @Test("JOURNAL_STREAM selects the journal format only when it names standard error")

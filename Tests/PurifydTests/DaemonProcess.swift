@@ -51,8 +51,9 @@ final class DaemonFolder: Sendable {
     /// Writes the configuration: one inbox `test` over the fixture bundle, `extra` appended to
     /// the inbox table.
     func writeConfiguration(queueCapacity: Int = 8, classifier: Bool = true, outputFormat: String = "same",
-                            bundle: String = fixtureBundle, extra: String = "") throws {
+                            bundle: String = fixtureBundle, logLevel: String = "info", extra: String = "") throws {
         let toml = """
+            log_level = "\(logLevel)"
             state_directory = "state"
             control_socket = "run/control.sock"
             drain_deadline_s = 30

@@ -193,6 +193,16 @@ struct LifecycleTests {
             try folder.drop(try folder.makeImages(1, prefix: "new"))
             #expect(await eventually { folder.committedReports == ["old0.png.json", "new0.jpg.json"] }, "\(folder.logText)")
             #expect(folder.names(in: folder.outbox).contains("new0.jpg"))
+
+            // log_level applies at once: at "warning", a SIGHUP's info line is no longer written.
+            try folder.writeConfiguration(queueCapacity: 3, outputFormat: "jpeg", logLevel: "warning")
+            #expect(try await daemon.request(.reload)["reloaded"] == true)
+            daemon.send(SIGHUP)
+            #expect(await eventually {
+                guard case .object(let reloads)? = try? await daemon.request(.status)["reloads"] else { return false }
+                return reloads["succeeded"] == 3
+            })
+            #expect(folder.logText.components(separatedBy: "SIGHUP: reloading").count - 1 == 1, "\(folder.logText)")
         }
     }
 

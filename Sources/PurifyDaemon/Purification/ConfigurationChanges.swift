@@ -5,8 +5,8 @@ internal import PurifyEngine
 enum ConfigurationChanges {
     /// The keys of `new` whose values differ from `running` and take effect only after a restart,
     /// in file order (`control_socket`, `inbox[mnist].outbox`, `inbox[faces]` for an inbox added
-    /// or removed). Bundles, output format, JPEG quality, the classifier switch, batching and the
-    /// pixel limits apply at once and are not listed.
+    /// or removed). The log level, bundles, output format, JPEG quality, the classifier switch,
+    /// batching and the pixel limits apply at once and are not listed.
     static func keysNeedingRestart(from running: DaemonConfiguration, to new: DaemonConfiguration) -> [String] {
         var keys: [String] = []
         if running.stateDirectory != new.stateDirectory { keys.append("state_directory") }
@@ -14,7 +14,6 @@ enum ConfigurationChanges {
         if running.allowedUIDs != new.allowedUIDs { keys.append("allowed_uids") }
         if running.allowedGIDs != new.allowedGIDs { keys.append("allowed_gids") }
         if running.drainDeadline != new.drainDeadline { keys.append("drain_deadline_s") }
-        if running.logLevel != new.logLevel { keys.append("log_level") }
         if running.engine.threads != new.engine.threads { keys.append("engine.threads") }
         if running.engine.planCache.plans != new.engine.planCache.plans { keys.append("engine.plan_cache_plans") }
         if running.engine.planCache.arenaBytes != new.engine.planCache.arenaBytes { keys.append("engine.plan_cache_mib") }

@@ -40,16 +40,21 @@ public final class PurificationService: Service, ClaimedFileProcessor, PipelineC
     private let statistics = PurificationStatistics()
     private let launches: AsyncStream<InboxPipeline>
     private let launcher: AsyncStream<InboxPipeline>.Continuation
+    /// Every logger's level; a reload sets it to the new file's `log_level`.
+    private let logThreshold: LogThreshold
     private let logger: Logger
 
     /// - Parameters:
     ///   - prepared: The pipelines to start with (``PreparedPipelines/prepare(_:engine:committers:)``).
     ///   - configurationPath: What `reload` reads.
     ///   - engine: What `reload` loads bundles through: the one `prepared` used.
-    public init(prepared: PreparedPipelines, configurationPath: String?, engine: InferenceEngine, logger: Logger) {
+    ///   - logThreshold: The loggers' shared level, which `reload` sets to the file's `log_level`.
+    public init(prepared: PreparedPipelines, configurationPath: String?, engine: InferenceEngine,
+                logThreshold: LogThreshold, logger: Logger) {
         self.startConfiguration = prepared.configuration
         self.configurationPath = configurationPath
         self.engine = engine
+        self.logThreshold = logThreshold
         self.logger = logger
         (launches, launcher) = AsyncStream.makeStream()
         var pipelines: [String: InboxPipeline] = [:]
@@ -225,8 +230,10 @@ public final class PurificationService: Service, ClaimedFileProcessor, PipelineC
 
         let prepared: PreparedPipelines
         let restartRequired: [String]
+        let logLevel: Logger.Level
         do throws(ConfigurationError) {
             var configuration = try DaemonConfiguration.load(from: configurationPath)
+            logLevel = configuration.logLevel
             restartRequired = ConfigurationChanges.keysNeedingRestart(from: startConfiguration, to: configuration)
             // Only the inboxes that run get pipelines; new ones wait for a restart.
             let running = Set(startConfiguration.inboxes.map(\.name))
@@ -244,6 +251,7 @@ public final class PurificationService: Service, ClaimedFileProcessor, PipelineC
         }
         for entry in try swap(in: prepared) { entry.pipeline.finishInput() }
         logger.notice("reloaded the configuration and models", metadata: ["restart_required": "\(restartRequired)"])
+        logThreshold.level = logLevel
         let bundles = await statusFields()["bundles"] ?? .array([])
         return ["reloaded": true, "bundles": bundles, "restart_required": .array(restartRequired.map(JSONValue.string))]
     }

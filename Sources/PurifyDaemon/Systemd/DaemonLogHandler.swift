@@ -3,6 +3,27 @@ internal import Glibc
 #endif
 internal import Foundation
 public import Logging
+internal import Synchronization
+
+/// The minimum level of every logger that shares it: a change takes effect in all of them at
+/// once (a reload applies `log_level` through it).
+public final class LogThreshold: Sendable {
+    private let index: Atomic<Int>
+
+    public init(_ level: Logger.Level) {
+        index = Atomic(Self.index(of: level))
+    }
+
+    /// The level messages must reach to be written.
+    public var level: Logger.Level {
+        get { Logger.Level.allCases[index.load(ordering: .relaxed)] }
+        set { index.store(Self.index(of: newValue), ordering: .relaxed) }
+    }
+
+    private static func index(of level: Logger.Level) -> Int {
+        Logger.Level.allCases.firstIndex(of: level)!
+    }
+}
 
 /// A swift-log handler that writes one line per message to standard error, formatted for
 /// where standard error goes.
@@ -29,28 +50,39 @@ public struct DaemonLogHandler: LogHandler {
         }
     }
 
-    public var logLevel: Logger.Level
+    /// The shared threshold's level: setting it changes every logger that shares the threshold.
+    public var logLevel: Logger.Level {
+        get { threshold.level }
+        set { threshold.level = newValue }
+    }
     public var metadata: Logger.Metadata = [:]
     public let label: String
     public let format: Format
+    /// The minimum level, shared with the other loggers made by the same bootstrap.
+    public let threshold: LogThreshold
     private let write: @Sendable (String) -> Void
 
     /// - Parameter write: Receives each formatted line, newline included (default: one
     ///   write(2) to standard error, so lines from different threads never interleave).
-    public init(label: String, format: Format, logLevel: Logger.Level = .info, write: (@Sendable (String) -> Void)? = nil) {
+    public init(label: String, format: Format, threshold: LogThreshold = LogThreshold(.info),
+                write: (@Sendable (String) -> Void)? = nil) {
         self.label = label
         self.format = format
-        self.logLevel = logLevel
+        self.threshold = threshold
         self.write = write ?? { line in
             var bytes = Array(line.utf8)
             _ = Glibc.write(2, &bytes, bytes.count)
         }
     }
 
-    /// Bootstraps swift-log with this handler, the format detected from `environment`.
-    public static func bootstrap(logLevel: Logger.Level, environment: [String: String]) {
+    /// Bootstraps swift-log with this handler, the format detected from `environment`; every
+    /// logger shares the returned threshold.
+    @discardableResult
+    public static func bootstrap(logLevel: Logger.Level, environment: [String: String]) -> LogThreshold {
         let format = Format.detect(environment: environment)
-        LoggingSystem.bootstrap { label in DaemonLogHandler(label: label, format: format, logLevel: logLevel) }
+        let threshold = LogThreshold(logLevel)
+        LoggingSystem.bootstrap { label in DaemonLogHandler(label: label, format: format, threshold: threshold) }
+        return threshold
     }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
