@@ -97,7 +97,7 @@ public struct PurifyDaemonApplication: Service {
         var services: [any Service] = backgroundServices
         services += inboxes as [any Service]
         services.append(control)
-        if let pipeline { services.append(ReloadOnHangupService(pipeline: pipeline, logger: logger)) }
+        if let pipeline { services.append(ReloadOnHangupService(pipeline: pipeline, inboxes: inboxes, logger: logger)) }
         if let notifier { services.append(SystemdNotifyService(notifier: notifier, environment: environment, status: summary)) }
 
         var groupConfiguration = ServiceGroupConfiguration(
@@ -115,13 +115,16 @@ public struct PurifyDaemonApplication: Service {
 /// Reloads the pipeline's configuration and models on SIGHUP until graceful shutdown.
 struct ReloadOnHangupService: Service {
     let pipeline: any PipelineControl
+    let inboxes: [InboxService]
     let logger: Logger
 
     func run() async throws {
         for await _ in await UnixSignalsSequence(trapping: .sighup).cancelOnGracefulShutdown() {
             logger.info("SIGHUP: reloading the configuration and models")
             // The reload logs its own outcome, whoever asked for it.
-            _ = try? await pipeline.reload()
+            if let outcome = try? await pipeline.reload() {
+                InboxService.applyReloaded(outcome.configuration, to: inboxes)
+            }
         }
     }
 }

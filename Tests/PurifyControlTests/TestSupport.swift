@@ -73,7 +73,9 @@ struct StandInPipeline: PipelineControl {
         "# TYPE purifyd_images_purified_total counter\npurifyd_images_purified_total 7\n"
     }
 
-    func reload() async throws(ControlError) -> [String: JSONValue] { ["reloaded": true] }
+    func reload() async throws(ControlError) -> ReloadOutcome {
+        ReloadOutcome(reply: ["reloaded": true], configuration: DaemonConfiguration(inboxes: []))
+    }
 }
 
 /// The daemon's real control stack (a `ControlServer` answering through a

@@ -236,6 +236,26 @@ struct InboxSpoolTests {
         #expect(!spool.statistics.isWaitingForCapacity)
     }
 
+    @Test("a larger capacity (a reload) lets a waiting claim go on; a smaller one holds the next")
+    func capacityChange() async throws {
+        let fixture = try Fixture(capacity: 1)
+        _ = try fixture.spool.recover()
+        _ = try fixture.claim("1.png")
+        let spool = fixture.spool
+        let waiter = Task { await spool.waitForCapacity() }
+        #expect(await eventually { spool.statistics.isWaitingForCapacity })
+        spool.setCapacity(2)
+        await waiter.value
+        #expect(spool.statistics.capacity == 2)
+        #expect(!spool.statistics.isWaitingForCapacity)
+        _ = try fixture.claim("2.png")
+        spool.setCapacity(1)
+        let held = Task { await spool.waitForCapacity() }
+        #expect(await eventually { spool.statistics.isWaitingForCapacity })
+        held.cancel()
+        await held.value
+    }
+
     @Test("waitForCapacity returns when its task is cancelled")
     func backpressureCancelled() async throws {
         let fixture = try Fixture(capacity: 1)

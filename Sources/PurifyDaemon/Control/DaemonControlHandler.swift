@@ -10,8 +10,20 @@ public protocol PipelineControl: Sendable {
     /// Prometheus text-format lines appended to the daemon's own metrics.
     func metrics() async -> String
     /// Reloads the configuration and models, keeping the old ones if the new ones fail, and logs
-    /// the outcome; the returned fields go in the reply.
-    func reload() async throws(ControlError) -> [String: JSONValue]
+    /// the outcome.
+    func reload() async throws(ControlError) -> ReloadOutcome
+}
+
+/// A reload that succeeded: the fields of its reply, and the configuration now in force (the
+/// inboxes apply their part of it, ``InboxService/applyReloaded(_:to:)``).
+public struct ReloadOutcome: Sendable {
+    public var reply: [String: JSONValue]
+    public var configuration: DaemonConfiguration
+
+    public init(reply: [String: JSONValue], configuration: DaemonConfiguration) {
+        self.reply = reply
+        self.configuration = configuration
+    }
 }
 
 /// The control handler the daemon serves: `version`, `pause`, `resume`, `rescan`, `drain`,
@@ -90,7 +102,9 @@ public struct DaemonControlHandler: ControlCommandHandler {
             return await pipeline.statistics()
         case .reload:
             guard let pipeline else { throw Self.noPipeline(request.command) }
-            return try await pipeline.reload()
+            let outcome = try await pipeline.reload()
+            InboxService.applyReloaded(outcome.configuration, to: inboxes)
+            return outcome.reply
         }
     }
 

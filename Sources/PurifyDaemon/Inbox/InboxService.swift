@@ -96,6 +96,15 @@ public final class InboxService: Service, Sendable {
         waiter?.resume()
     }
 
+    /// Applies to each running inbox what a reloaded configuration may change while it runs:
+    /// its queue capacity. Inboxes the configuration does not name are left alone.
+    public static func applyReloaded(_ configuration: DaemonConfiguration, to services: [InboxService]) {
+        let reloaded = Dictionary(configuration.inboxes.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        for service in services {
+            if let inbox = reloaded[service.configuration.name] { service.spool.setCapacity(inbox.queueCapacity) }
+        }
+    }
+
     /// Lists the inbox again.
     public func requestRescan() {
         watcher.requestRescan()

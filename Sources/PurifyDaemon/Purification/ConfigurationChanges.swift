@@ -5,8 +5,8 @@ internal import PurifyEngine
 enum ConfigurationChanges {
     /// The keys of `new` whose values differ from `running` and take effect only after a restart,
     /// in file order (`control_socket`, `inbox[mnist].outbox`, `inbox[faces]` for an inbox added
-    /// or removed). The log level, bundles, output format, JPEG quality, the classifier switch,
-    /// batching and the pixel limits apply at once and are not listed.
+    /// or removed). The log level, queue capacities, bundles, output format, JPEG quality, the
+    /// classifier switch, batching and the pixel limits apply at once and are not listed.
     static func keysNeedingRestart(from running: DaemonConfiguration, to new: DaemonConfiguration) -> [String] {
         var keys: [String] = []
         if running.stateDirectory != new.stateDirectory { keys.append("state_directory") }
@@ -26,7 +26,6 @@ enum ConfigurationChanges {
             let prefix = "inbox[\(inbox.name)]."
             if inbox.path != changed.path { keys.append(prefix + "path") }
             if inbox.outbox != changed.outbox { keys.append(prefix + "outbox") }
-            if inbox.queueCapacity != changed.queueCapacity { keys.append(prefix + "queue_capacity") }
             if inbox.afterSuccess != changed.afterSuccess { keys.append(prefix + "after_success") }
             if inbox.spoolDirectory != changed.spoolDirectory { keys.append(prefix + "spool_dir") }
             if inbox.failedDirectory != changed.failedDirectory { keys.append(prefix + "failed_dir") }

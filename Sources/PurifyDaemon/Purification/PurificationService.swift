@@ -212,7 +212,7 @@ public final class PurificationService: Service, ClaimedFileProcessor, PipelineC
     /// pipeline for a new one; on any failure nothing changes. The reply lists the `bundles`
     /// now loaded and the keys whose new values wait for a restart (`restart_required`). Every
     /// outcome is logged once, here.
-    public func reload() async throws(ControlError) -> [String: JSONValue] {
+    public func reload() async throws(ControlError) -> ReloadOutcome {
         guard let configurationPath else {
             throw ControlError(code: ControlError.unsupported, message: "the daemon was started without a configuration file")
         }
@@ -230,10 +230,8 @@ public final class PurificationService: Service, ClaimedFileProcessor, PipelineC
 
         let prepared: PreparedPipelines
         let restartRequired: [String]
-        let logLevel: Logger.Level
         do throws(ConfigurationError) {
             var configuration = try DaemonConfiguration.load(from: configurationPath)
-            logLevel = configuration.logLevel
             restartRequired = ConfigurationChanges.keysNeedingRestart(from: startConfiguration, to: configuration)
             // Only the inboxes that run get pipelines; new ones wait for a restart.
             let running = Set(startConfiguration.inboxes.map(\.name))
@@ -251,9 +249,11 @@ public final class PurificationService: Service, ClaimedFileProcessor, PipelineC
         }
         for entry in try swap(in: prepared) { entry.pipeline.finishInput() }
         logger.notice("reloaded the configuration and models", metadata: ["restart_required": "\(restartRequired)"])
-        logThreshold.level = logLevel
+        logThreshold.level = prepared.configuration.logLevel
         let bundles = await statusFields()["bundles"] ?? .array([])
-        return ["reloaded": true, "bundles": bundles, "restart_required": .array(restartRequired.map(JSONValue.string))]
+        return ReloadOutcome(
+            reply: ["reloaded": true, "bundles": bundles, "restart_required": .array(restartRequired.map(JSONValue.string))],
+            configuration: prepared.configuration)
     }
 
     /// Makes `prepared` the running pipelines and starts them; returns the ones they replace.

@@ -194,6 +194,14 @@ public final class InboxSpool: Sendable {
         return recovered
     }
 
+    /// Changes how many files may be in flight (a reload's new `queue_capacity`); a claim that
+    /// waits for room goes on at once when the new capacity leaves some.
+    public func setCapacity(_ capacity: Int) {
+        precondition(capacity >= 1, "a spool needs room for one file")
+        state.withLock { $0.statistics.capacity = capacity }
+        resumeCapacityWaiter(when: { $0.inFlight < $0.capacity })
+    }
+
     // MARK: - Claiming
 
     /// Suspends until fewer than `queueCapacity` files are in flight (one waiter at a time: the
