@@ -7,7 +7,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from purifyd_train import evaluate, export, make_pairs, train_classifiers, train_gan
+from purifyd_train import compare_deepfool, evaluate, export, make_pairs, train_classifiers, train_gan
 from purifyd_train.data import DEFAULT_DATA_ROOT
 
 
@@ -79,3 +79,9 @@ def test_quick_evaluation_writes_results_and_card(runs):
     assert "Adaptive white-box" in card and "jpeg75" in card
     assert (out / "figures" / "contact_sheet.png").stat().st_size > 1000
     assert (out / "figures" / "accuracy_vs_eps.png").stat().st_size > 1000
+
+
+def test_compare_deepfool_reports_both_versions_per_classifier(runs, capsys):
+    compare_deepfool.main(["--dataset", "mnist", "--n", "4"])
+    lines = [line for line in capsys.readouterr().out.splitlines() if "success" in line]
+    assert len(lines) == 6 and sum("BoxDeepFool" in line for line in lines) == 3
