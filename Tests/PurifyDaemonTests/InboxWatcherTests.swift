@@ -119,6 +119,22 @@ struct InboxWatcherTests {
         #expect(freshSeen.at.timeIntervalSince(freshModified) >= settle)
     }
 
+    @Test("a hard link made into the inbox is reported once, without waiting for a rescan")
+    func hardLink() async throws {
+        let root = try TemporaryDirectory()
+        let inbox = try root.subdirectory("inbox")
+        let staging = try root.subdirectory("staging")
+        try writeFile(staging + "/made-earlier.png")
+        try await watching(inbox) { watcher, seen in
+            let rescans = watcher.statistics.rescans
+            #expect(link(staging + "/made-earlier.png", inbox + "/linked.png") == 0)
+            #expect(await eventually { seen.all == ["linked.png"] })
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(seen.all == ["linked.png"])
+            #expect(watcher.statistics.rescans == rescans)
+        }
+    }
+
     @Test("a FIFO and a symlink are reported (for rejection) when created")
     func nonRegularEntries() async throws {
         let root = try TemporaryDirectory()
@@ -197,13 +213,16 @@ struct InboxWatcherTests {
         let root = try TemporaryDirectory()
         let inbox = try root.subdirectory("inbox")
         try await watching(inbox) { watcher, seen in
-            // A hard link raises no IN_CLOSE_WRITE: only a rescan finds it.
-            try writeFile(root.path + "/outside.png")
-            #expect(link(root.path + "/outside.png", inbox + "/linked.png") == 0)
+            // A file still open for writing has raised no IN_CLOSE_WRITE: only a rescan (with
+            // no settle interval) finds it.
+            let descriptor = open(inbox + "/open.png", O_CREAT | O_WRONLY, 0o600)
+            #expect(descriptor >= 0)
+            defer { close(descriptor) }
+            #expect(write(descriptor, "x", 1) == 1)
             try await Task.sleep(for: .milliseconds(200))
             #expect(seen.all.isEmpty)
             watcher.requestRescan()
-            #expect(await eventually { seen.all == ["linked.png"] })
+            #expect(await eventually { seen.all == ["open.png"] })
         }
     }
 }

@@ -14,8 +14,9 @@ internal import Synchronization
 ///
 /// - Reported: IN_CLOSE_WRITE (a producer wrote the file and closed it) and IN_MOVED_TO (a file
 ///   written elsewhere, or under a dot/temp name, was renamed in). Non-regular entries (symlinks,
-///   FIFOs) are reported on IN_CREATE so the spool can reject them visibly. Names the
-///   ``InboxEntryRules`` ignore are never reported.
+///   FIFOs) are reported on IN_CREATE so the spool can reject them visibly, and so are hard links
+///   (`ln`: a regular file with more than one name, which no close will follow) once settled.
+///   Names the ``InboxEntryRules`` ignore are never reported.
 /// - Rescans: the folder is listed at start, when the kernel's event queue overflowed
 ///   (IN_Q_OVERFLOW: events were lost), when the inbox reappears, and on ``requestRescan()``.
 ///   A regular file modified less than `settleInterval` ago is not reported by a rescan (its
@@ -204,7 +205,14 @@ public final class InboxWatcher: Service, Sendable {
                 _ = read(wakeFD, &counter, MemoryLayout<UInt64>.size)
             }
             if descriptors[0].revents != 0 {
-                readEvents(buffer: &buffer, watch: &watch, rescanNeeded: &rescanNeeded)
+                let linked = readEvents(buffer: &buffer, watch: &watch, rescanNeeded: &rescanNeeded)
+                if !linked.isEmpty {
+                    let fresh = reportSettled(linked)
+                    if !fresh.isEmpty {
+                        unsettled.formUnion(fresh)
+                        unsettledDue = unsettledDue ?? nextDue(unsettled)
+                    }
+                }
             }
             if let due = unsettledDue, FileSystem.wallClockNow() >= due {
                 unsettled = reportSettled(unsettled)
@@ -213,12 +221,14 @@ public final class InboxWatcher: Service, Sendable {
         }
     }
 
-    /// Drains the inotify descriptor and acts on each event.
-    private func readEvents(buffer: inout [UInt8], watch: inout Int32?, rescanNeeded: inout Bool) {
+    /// Drains the inotify descriptor and acts on each event. Returns the hard links created in
+    /// the inbox, for the caller to report once settled.
+    private func readEvents(buffer: inout [UInt8], watch: inout Int32?, rescanNeeded: inout Bool) -> [String] {
+        var linked: [String] = []
         while true {
             let count = buffer.withUnsafeMutableBytes { read(inotifyFD, $0.baseAddress, $0.count) }
             if count < 0, errno == EINTR { continue }
-            if count <= 0 { return }
+            if count <= 0 { return linked }
             for event in InotifyEvent.parse(buffer[0..<count]) {
                 if event.mask & UInt32(IN_Q_OVERFLOW) != 0 {
                     logger.warning("inotify queue overflowed; rescanning", metadata: ["inbox": "\(path)"])
@@ -240,9 +250,14 @@ public final class InboxWatcher: Service, Sendable {
                 if event.mask & UInt32(IN_CLOSE_WRITE | IN_MOVED_TO) != 0 {
                     candidates.enqueue(event.name)
                 } else if event.mask & UInt32(IN_CREATE) != 0 {
-                    // Regular files announce themselves when closed; anything else never will.
-                    let kind = (try? FileSystem.entry(at: FilePaths.join(path, event.name)))?.kind
-                    if let kind, kind != .regular, kind != .directory { candidates.enqueue(event.name) }
+                    // Regular files announce themselves when closed; anything else, and a new
+                    // name for an existing file, never will.
+                    guard let entry = try? FileSystem.entry(at: FilePaths.join(path, event.name)) else { continue }
+                    if entry.kind == .regular {
+                        if entry.links > 1 { linked.append(event.name) }
+                    } else if entry.kind != .directory {
+                        candidates.enqueue(event.name)
+                    }
                 }
             }
         }

@@ -25,6 +25,8 @@ enum FileSystem {
         var size: Int
         /// The modification time in seconds since the epoch.
         var modified: Double
+        /// How many names the file has (more than one for a hard link).
+        var links: Int
     }
 
     /// `lstat`: the entry's kind, size and modification time, or nil when nothing is at `path`.
@@ -32,7 +34,8 @@ enum FileSystem {
         var status = stat()
         if lstat(path, &status) == 0 {
             let modified = Double(status.st_mtim.tv_sec) + Double(status.st_mtim.tv_nsec) / 1e9
-            return EntryStatus(kind: FileKind(mode: status.st_mode), size: Int(status.st_size), modified: modified)
+            return EntryStatus(kind: FileKind(mode: status.st_mode), size: Int(status.st_size), modified: modified,
+                               links: Int(status.st_nlink))
         }
         let error = Glibc.errno
         if error == ENOENT || error == ENOTDIR { return nil }
