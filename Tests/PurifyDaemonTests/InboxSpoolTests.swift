@@ -242,16 +242,14 @@ struct InboxSpoolTests {
         _ = try fixture.spool.recover()
         _ = try fixture.claim("1.png")
         let spool = fixture.spool
-        let waiter = Task { await spool.waitForCapacity() }
-        #expect(await eventually { spool.statistics.isWaitingForCapacity })
+        let waiter = await spool.taskWaitingForCapacity()
         spool.setCapacity(2)
         await waiter.value
         #expect(spool.statistics.capacity == 2)
         #expect(!spool.statistics.isWaitingForCapacity)
         _ = try fixture.claim("2.png")
         spool.setCapacity(1)
-        let held = Task { await spool.waitForCapacity() }
-        #expect(await eventually { spool.statistics.isWaitingForCapacity })
+        let held = await spool.taskWaitingForCapacity()
         held.cancel()
         await held.value
     }
@@ -262,8 +260,7 @@ struct InboxSpoolTests {
         _ = try fixture.spool.recover()
         _ = try fixture.claim("1.png")
         let spool = fixture.spool
-        let waiter = Task { await spool.waitForCapacity() }
-        #expect(await eventually { spool.statistics.isWaitingForCapacity })
+        let waiter = await spool.taskWaitingForCapacity()
         waiter.cancel()
         await waiter.value
         #expect(!spool.statistics.isWaitingForCapacity)
@@ -271,6 +268,13 @@ struct InboxSpoolTests {
 }
 
 private extension InboxSpool {
+    /// A task waiting for room in the spool, returned once the spool reports it waiting.
+    func taskWaitingForCapacity() async -> Task<Void, Never> {
+        let waiter = Task { await waitForCapacity() }
+        #expect(await eventually { self.statistics.isWaitingForCapacity })
+        return waiter
+    }
+
     func commitTestOutput(_ file: ClaimedFile) throws -> CommittedOutput {
         try commit(file, output: Array("out".utf8), outputExtension: "png") { _ in Array("{}".utf8) }
     }

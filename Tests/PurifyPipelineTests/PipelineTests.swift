@@ -143,15 +143,10 @@ struct PipelineTests {
 
     @Test("submit suspends while the pipeline is full, and everything comes out once results are read")
     func backpressure() async throws {
-        let bundle = try await TestSupport.loadFixtureBundle()
-        let input = try TestSupport.temporaryFolder()
-        let path = try TestSupport.write(TestSupport.noiseImage(width: 28, height: 28, layout: .gray, seed: 9),
-                                         as: .png, to: input, name: "x.png")
         let total = 40
         let configuration = PipelineConfiguration(maxBatchSize: 2, maxBatchDelay: .milliseconds(1), queueCapacity: 2,
                                                   ioThreadCount: 1, classifies: false)
-        let pipeline = try Pipeline(bundle: bundle, configuration: configuration,
-                                    committer: DirectoryCommitter(directory: try TestSupport.temporaryFolder("bp-out")))
+        let (pipeline, path) = try await TestSupport.pipelineWithImage(configuration, seed: 9)
         let submitted = Counter()
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await pipeline.run() }
@@ -176,13 +171,8 @@ struct PipelineTests {
 
     @Test("An incomplete batch leaves after the maximum delay, without more input")
     func maxDelayFlushesABatch() async throws {
-        let bundle = try await TestSupport.loadFixtureBundle()
-        let input = try TestSupport.temporaryFolder()
-        let path = try TestSupport.write(TestSupport.noiseImage(width: 28, height: 28, layout: .gray, seed: 2),
-                                         as: .png, to: input, name: "one.png")
-        let pipeline = try Pipeline(bundle: bundle,
-                                    configuration: PipelineConfiguration(maxBatchSize: 16, maxBatchDelay: .milliseconds(20)),
-                                    committer: DirectoryCommitter(directory: try TestSupport.temporaryFolder("delay-out")))
+        let (pipeline, path) = try await TestSupport.pipelineWithImage(
+            PipelineConfiguration(maxBatchSize: 16, maxBatchDelay: .milliseconds(20)), seed: 2, name: "one.png")
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await pipeline.run() }
             try await pipeline.submit(PurificationRequest(inputPath: path, name: "one.png"))
@@ -201,12 +191,7 @@ struct PipelineTests {
 extension PipelineTests {
     @Test("As a service, a graceful shutdown finishes the input and drains what was submitted")
     func gracefulShutdown() async throws {
-        let bundle = try await TestSupport.loadFixtureBundle()
-        let input = try TestSupport.temporaryFolder()
-        let path = try TestSupport.write(TestSupport.noiseImage(width: 28, height: 28, layout: .gray, seed: 8),
-                                         as: .png, to: input, name: "x.png")
-        let pipeline = try Pipeline(bundle: bundle, configuration: PipelineConfiguration(maxBatchDelay: .seconds(10)),
-                                    committer: DirectoryCommitter(directory: try TestSupport.temporaryFolder("graceful-out")))
+        let (pipeline, path) = try await TestSupport.pipelineWithImage(PipelineConfiguration(maxBatchDelay: .seconds(10)), seed: 8)
         let services = ServiceGroup(configuration: .init(services: [pipeline], logger: Logger(label: "purify-tests")))
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await services.run() }
@@ -228,13 +213,7 @@ extension PipelineTests {
 extension PipelineTests {
     @Test("Cancelling run ends the results and releases a waiting submitter")
     func cancellation() async throws {
-        let bundle = try await TestSupport.loadFixtureBundle()
-        let input = try TestSupport.temporaryFolder()
-        let path = try TestSupport.write(TestSupport.noiseImage(width: 28, height: 28, layout: .gray, seed: 6),
-                                         as: .png, to: input, name: "x.png")
-        let pipeline = try Pipeline(bundle: bundle,
-                                    configuration: PipelineConfiguration(queueCapacity: 1, ioThreadCount: 1),
-                                    committer: DirectoryCommitter(directory: try TestSupport.temporaryFolder("cancel-out")))
+        let (pipeline, path) = try await TestSupport.pipelineWithImage(PipelineConfiguration(queueCapacity: 1, ioThreadCount: 1), seed: 6)
         let running = Task { try await pipeline.run() }
         // Nobody reads results: the submitter soon waits for room.
         let submitter = Task {

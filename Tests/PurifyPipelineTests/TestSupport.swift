@@ -53,6 +53,18 @@ enum TestSupport {
         return path
     }
 
+    /// A pipeline on the fixture bundle that commits into a fresh folder, and the path of one
+    /// 28×28 gray noise PNG to submit to it (as often as a test likes).
+    static func pipelineWithImage(_ configuration: PipelineConfiguration, seed: UInt64, name: String = "x.png",
+                                  label: String = #function) async throws -> (pipeline: Pipeline, imagePath: String) {
+        let bundle = try await loadFixtureBundle()
+        let path = try write(noiseImage(width: 28, height: 28, layout: .gray, seed: seed),
+                             as: .png, to: try temporaryFolder(label), name: name)
+        let pipeline = try Pipeline(bundle: bundle, configuration: configuration,
+                                    committer: DirectoryCommitter(directory: try temporaryFolder(label + "-out")))
+        return (pipeline, path)
+    }
+
     /// Runs a pipeline over `requests`, committing under `output`, and returns the results by name.
     static func purify(_ requests: [PurificationRequest], bundle: ModelBundle, output: String,
                        configuration: PipelineConfiguration = PipelineConfiguration()) async throws -> [String: PurificationResult] {

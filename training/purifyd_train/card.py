@@ -115,7 +115,8 @@ def write_card(ds, results: dict, out: Path) -> None:
     lines += ["", "DeepFool runs as `BoxDeepFool` (`training/purifyd_train/attacks.py`, on torchattacks' `Attack`): "
               "torchattacks' DeepFool clamps to [0, 1] after each linearised step and left 20–50% of MNIST images "
               "correctly classified after 50 steps; the box-aware version drops the pixels that a step would push past "
-              "a bound, and succeeds on (nearly) every image."]
+              "a bound, and succeeds on (nearly) every image (`python -m purifyd_train compare-deepfool --dataset D` "
+              "compares the two on the trained classifiers)."]
     lines += ["", "Baselines: " + "; ".join(f"{k} `{json.dumps(v)}`" for k, v in results["baselines"].items()) + "."]
     tuning = results.get("baseline_tuning")
     if tuning:

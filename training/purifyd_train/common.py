@@ -1,6 +1,7 @@
 """Small helpers shared by the training, attack and evaluation commands."""
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -13,8 +14,20 @@ import numpy as np
 import torch
 from torch import nn
 
+from .data import DEFAULT_DATA_ROOT
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RUNS_ROOT = REPO_ROOT / "training" / "runs"
+
+
+def command_parser(description: str | None, seed: int) -> argparse.ArgumentParser:
+    """A parser with the options every training command takes: --dataset, --data, --seed, --threads."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--data", default=DEFAULT_DATA_ROOT)
+    p.add_argument("--seed", type=int, default=seed)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    return p
 
 
 def setup(seed: int, threads: int | None = None) -> None:

@@ -5,25 +5,20 @@ correctly), median L2 perturbation and wall time, with the evaluation's DeepFool
 """
 from __future__ import annotations
 
-import argparse
 import time
 
 import torchattacks
 
 from .attacks import BoxDeepFool
-from .common import log, predict, setup
-from .data import DEFAULT_DATA_ROOT, spec, test_subset
+from .common import command_parser, log, predict, setup
+from .data import spec, test_subset
 from .make_pairs import load_classifier
 from .models import classifier_zoo
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--data", default=DEFAULT_DATA_ROOT)
+    p = command_parser(__doc__, seed=0)
     p.add_argument("--n", type=int, default=200, help="test images (a seeded subset)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     args = p.parse_args(argv)
     setup(args.seed, args.threads)
     ds = spec(args.dataset)

@@ -7,7 +7,6 @@ attacks through purifier + classifier; image quality; an ε sweep and a contact 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -21,8 +20,8 @@ from torch import nn
 
 from .attacks import L2_ATTACKS, PAPER_ATTACKS, AttackConfig, evaluation_attacks, run_attack
 from .baselines import baselines, tune
-from .common import REPO_ROOT, batched, log, predict, run_dir, setup, wilson, write_json
-from .data import DEFAULT_DATA_ROOT, load_split, shuffled, spec, test_subset
+from .common import REPO_ROOT, batched, command_parser, log, predict, run_dir, setup, wilson, write_json
+from .data import load_split, shuffled, spec, test_subset
 from .make_pairs import load_classifier
 from .models import Purifier, classifier_zoo
 from .train_gan import load_generator
@@ -198,19 +197,15 @@ def plot_sweep(sweep: dict, path: Path, title: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--data", default=DEFAULT_DATA_ROOT)
+    p = command_parser(__doc__, seed=0)
     p.add_argument("--quick", action="store_true", help="200 images, fewer steps, results under training/runs")
     p.add_argument("--n", type=int, default=None, help="test images (default 2000, quick 200)")
     p.add_argument("--adaptive-n", type=int, default=None, help="images for adaptive attacks (default 500, quick 100)")
     p.add_argument("--sweep-n", type=int, default=None, help="images for the ε sweep (default 1000, quick 100)")
     p.add_argument("--val-n", type=int, default=None,
                    help="training images to tune the baselines on (default 1000, quick 200)")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--through-purify", type=Path, metavar="PURIFY", default=None,
                    help="instead: PGD test set as PNGs through this `purify` binary, accuracy compared with PyTorch")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     p.add_argument("--card-only", action="store_true", help="only rewrite card.md from the results.json already there")
     args = p.parse_args(argv)
     args.n = args.n or (200 if args.quick else 2000)

@@ -6,13 +6,12 @@ random-sign noise at the attack budgets (no classifier involved).
 """
 from __future__ import annotations
 
-import argparse
 
 import torch
 
 from .attacks import run_attack, training_attacks
-from .common import freeze, log, predict, run_dir, setup, write_json
-from .data import DEFAULT_DATA_ROOT, load_split, shuffled, spec
+from .common import command_parser, freeze, log, predict, run_dir, setup, write_json
+from .data import load_split, shuffled, spec
 from .models import classifier_zoo
 
 
@@ -27,14 +26,10 @@ def load_classifier(dataset: str, name: str | None = None) -> tuple[str, torch.n
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--data", default=DEFAULT_DATA_ROOT)
+    p = command_parser(__doc__, seed=1)
     p.add_argument("--per-attack", type=int, default=4000, help="images per attack configuration")
     p.add_argument("--noise", type=int, default=4000, help="(random-sign noise at the budgets, clean) pairs")
     p.add_argument("--clean", type=int, default=8000, help="(clean, clean) pairs")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     args = p.parse_args(argv)
     setup(args.seed, args.threads)
     ds = spec(args.dataset)

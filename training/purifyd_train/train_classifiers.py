@@ -1,15 +1,14 @@
 """Trains the seen classifier, the unseen ones and the perceptual feature network of a dataset."""
 from __future__ import annotations
 
-import argparse
 import json
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import accuracy, log, run_dir, setup, write_json
-from .data import DEFAULT_DATA_ROOT, load_split, shuffled, spec
+from .common import accuracy, command_parser, log, run_dir, setup, write_json
+from .data import load_split, shuffled, spec
 from .models import FeatureNet, classifier_zoo
 
 
@@ -49,16 +48,12 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, batch
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--data", default=DEFAULT_DATA_ROOT)
+    p = command_parser(__doc__, seed=0)
     p.add_argument("--epochs", type=int, default=None, help="default: 4 MNIST, 10 Fashion-MNIST, 30 CIFAR-10")
     p.add_argument("--only", nargs="*", help="train only these (names from the zoo, or 'features')")
     p.add_argument("--limit", type=int, default=None, help="use only this many training images (tests)")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 0.05, MLP 0.02)")
     p.add_argument("--bf16", action="store_true", help="train under bfloat16 autocast (evaluation stays float32)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     args = p.parse_args(argv)
     setup(args.seed, args.threads)
     ds = spec(args.dataset)

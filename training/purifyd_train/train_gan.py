@@ -1,15 +1,14 @@
 """Trains the purifier GAN: cGAN + 100·L1 + 1·perceptual, resumable from per-epoch checkpoints."""
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
 import torch.nn.functional as F
 
 from .attacks import AttackConfig, run_attack
-from .common import freeze, log, predict, run_dir, setup, write_json
-from .data import DEFAULT_DATA_ROOT, spec, test_subset
+from .common import command_parser, freeze, log, predict, run_dir, setup, write_json
+from .data import spec, test_subset
 from .make_pairs import load_classifier
 from .models import FeatureNet, PatchDiscriminator, Purifier, UNetGenerator, reflect_pad_to
 
@@ -35,19 +34,15 @@ def perceptual(features: FeatureNet, fake: torch.Tensor, real: torch.Tensor) -> 
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--data", default=DEFAULT_DATA_ROOT)
+    p = command_parser(__doc__, seed=2)
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--minutes", type=float, default=None, help="stop after the epoch that crosses this budget")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--no-residual", action="store_true", help="ablation: the same U-Net without residual blocks")
     p.add_argument("--limit", type=int, default=None, help="use only this many pairs (tests)")
     p.add_argument("--val-n", type=int, default=500, help="test images for the per-epoch PGD check")
-    p.add_argument("--seed", type=int, default=2)
     p.add_argument("--bf16", action="store_true",
                    help="bfloat16 autocast for the networks (faster on CPUs with AVX-512 BF16); losses stay float32")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     args = p.parse_args(argv)
     setup(args.seed, args.threads)
     ds = spec(args.dataset)
