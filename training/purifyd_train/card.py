@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .attacks import L2_ATTACKS, PAPER_ATTACKS
 from .common import run_dir
+from .train_gan import PAPER_LOSS_WEIGHTS
 
 PAPER = ("Zhang, Yao, Sakurai, Saitoh, \"Leveraging Generalizability of Image-to-Image Translation for "
          "Enhanced Adversarial Defense\", arXiv 2504.01399")
@@ -13,6 +14,17 @@ PAPER = ("Zhang, Yao, Sakurai, Saitoh, \"Leveraging Generalizability of Image-to
 
 def _read(path: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
+
+
+def loss_line(weights: dict) -> str:
+    """The generator's loss as trained, and how it departs from the paper's."""
+    text = f"Loss: cGAN + {weights['l1']:g}·L1 + {weights['perceptual']:g}·perceptual"
+    if weights.get("guidance"):
+        text += (f" + {weights['guidance']:g}·guidance (L1 between the seen classifier's logits on purified and clean "
+                 "images: the high-level guidance of Liao et al., CVPR 2018)")
+    if weights["perceptual"] == PAPER_LOSS_WEIGHTS["perceptual"] and not weights.get("guidance"):
+        return text + " (the paper's weights)."
+    return text + " — the paper's weights are 100·L1 + 1·perceptual and no guidance term; see training/README.md for why."
 
 
 def pct(record: dict) -> str:
@@ -89,7 +101,7 @@ def write_card(ds, results: dict, out: Path) -> None:
               f"- Generator: U-Net, {g['parameters']:,} parameters, {g['config']} (residual blocks per encoder level; "
               f"{sum(g['config']['res_blocks'])} in all), trained {g['epoch']} epochs over {g['pairs']:,} pairs drawn at random from the set below; BatchNorm in eval mode and no "
               "dropout at inference, so outputs are deterministic.",
-              "- Discriminator: conditional PatchGAN with two residual blocks. Loss: cGAN + 100·L1 + 1·perceptual.",
+              "- Discriminator: conditional PatchGAN with two residual blocks. " + loss_line(g.get("loss_weights", PAPER_LOSS_WEIGHTS)),
               "- Perceptual features: a VGG-style network (`FeatureNet`) trained here on the same training set, "
               "separate from every evaluated classifier. It stands in for ImageNet VGG19, whose weights cannot be "
               "downloaded on this machine; its features are lower-level and dataset-specific.",
@@ -106,10 +118,14 @@ def write_card(ds, results: dict, out: Path) -> None:
         role = "seen" if name == seen else ("perceptual features only" if name == "features" else "unseen")
         lines.append(f"- `{name}` ({role}): {100 * m['test_accuracy']:.2f}% ({m['epochs']} epochs, {m['train_images']} training images)")
     if history:
-        lines += ["", "## GAN training history", "", "| epoch | D loss | cGAN | L1 | perceptual | val PGD purified acc | val clean purified acc |",
-                  "|---|---|---|---|---|---|---|"]
-        lines += [f"| {h['epoch']} | {h['d']:.3f} | {h['gan']:.3f} | {h['l1']:.4f} | {h['perc']:.4f} | "
-                  f"{100 * h['val_pgd_purified_acc']:.1f} | {100 * h['val_clean_purified_acc']:.1f} |" for h in history]
+        lines += ["", "## GAN training history", "",
+                  "Losses are per-pair means of the unweighted terms; the validation columns are the seen classifier's "
+                  "accuracy on purified PGD and purified clean test images (a fixed set of 500, seed 99).", "",
+                  "| run | epoch | D loss | cGAN | L1 | perceptual | guidance | val PGD purified acc | val clean purified acc |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {h.get('run', 'gan')} | {h['epoch']} | {h['d']:.3f} | {h['gan']:.3f} | {h['l1']:.4f} | {h['perc']:.4f} | "
+                  + (f"{h['guide']:.4f}" if "guide" in h else "–")
+                  + f" | {100 * h['val_pgd_purified_acc']:.1f} | {100 * h['val_clean_purified_acc']:.1f} |" for h in history]
     lines += ["", "## Attack parameters (torchattacks 3.5.1, ℓ∞ budget ε = " f"{results['eps']:.4g})", ""]
     lines += [f"- {name}: `{json.dumps(params)}`" for name, params in results["attacks"].items()]
     lines += ["", "DeepFool runs as `BoxDeepFool` (`training/purifyd_train/attacks.py`, on torchattacks' `Attack`): "

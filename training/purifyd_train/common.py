@@ -51,7 +51,7 @@ def log(message: str) -> None:
 
 def write_json(path: Path, value: object) -> None:
     tmp = Path(str(path) + ".tmp")
-    tmp.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n")
+    tmp.write_text(json.dumps(value, indent=2) + "\n")
     tmp.replace(path)
 
 

@@ -159,10 +159,16 @@ class UNetGenerator(nn.Module):
     its residual blocks (the paper's seven in total by default); the decoder mirrors it with
     stride-2 4x4 transposed convs and concatenated skips, ending in a 3x3 conv and Tanh. Channels
     double per level from `ngf` up to `cap`. Input sides must be multiples of 2**levels.
+
+    With `residual_output` the Tanh output is a correction added to the input and clipped to [0, 1]
+    (a global skip, as in HGD's denoiser): the generator starts as the identity, its last conv
+    zero-initialised, and learns only the perturbation to remove.
     """
 
-    def __init__(self, channels: int, ngf: int = 16, cap: int = 64, res_blocks: tuple[int, ...] = (1, 2, 2, 2)):
+    def __init__(self, channels: int, ngf: int = 16, cap: int = 64, res_blocks: tuple[int, ...] = (1, 2, 2, 2),
+                 residual_output: bool = False):
         super().__init__()
+        self.residual_output = residual_output
         self.levels = len(res_blocks)
         self.res_blocks = tuple(res_blocks)
         widths = [ngf] + [min(ngf * 2 ** (i + 1), cap) for i in range(self.levels)]
@@ -178,6 +184,9 @@ class UNetGenerator(nn.Module):
             self.up.append(nn.Sequential(nn.ConvTranspose2d(cin, widths[i], 4, 2, 1, bias=False),
                                          nn.BatchNorm2d(widths[i]), nn.ReLU(inplace=True)))
         self.out = nn.Sequential(nn.Conv2d(2 * ngf, channels, 3, 1, 1), nn.Tanh())
+        if residual_output:
+            nn.init.zeros_(self.out[0].weight)
+            nn.init.zeros_(self.out[0].bias)
 
     @property
     def multiple(self) -> int:
@@ -192,6 +201,8 @@ class UNetGenerator(nn.Module):
         skips.pop()
         for level in self.up:
             h = torch.cat([level(h), skips.pop()], dim=1)
+        if self.residual_output:
+            return (x + self.out(h)).clamp(0.0, 1.0)
         return (self.out(h) + 1.0) * 0.5
 
 

@@ -1,4 +1,10 @@
-"""Trains the purifier GAN: cGAN + 100·L1 + 1·perceptual, resumable from per-epoch checkpoints."""
+"""Trains the purifier GAN: cGAN + 100·L1 + 1·perceptual, resumable from per-epoch checkpoints.
+
+The weights are the paper's by default. `--perceptual-weight` scales the perceptual term and
+`--guidance-weight` adds the high-level guidance of Liao et al. (HGD, CVPR 2018): the L1 distance
+between the seen classifier's logits on the purified and on the clean image. Both are recorded
+in the generator file, and the model card reads them from there.
+"""
 from __future__ import annotations
 
 import time
@@ -12,14 +18,14 @@ from .data import spec, test_subset
 from .make_pairs import load_classifier
 from .models import FeatureNet, PatchDiscriminator, Purifier, UNetGenerator, reflect_pad_to
 
-L1_WEIGHT = 100.0
-PERCEPTUAL_WEIGHT = 1.0
+PAPER_LOSS_WEIGHTS = {"l1": 100.0, "perceptual": 1.0, "guidance": 0.0}
 DEFAULT_WIDTHS = {"mnist": (16, 64), "fashion-mnist": (16, 64), "cifar10": (32, 128)}
 
 
-def generator_config(dataset: str, residual: bool) -> dict:
+def generator_config(dataset: str, residual: bool, residual_output: bool) -> dict:
     ngf, cap = DEFAULT_WIDTHS.get(dataset, (16, 64))
-    return {"ngf": ngf, "cap": cap, "res_blocks": [1, 2, 2, 2] if residual else [0, 0, 0, 0]}
+    return {"ngf": ngf, "cap": cap, "res_blocks": [1, 2, 2, 2] if residual else [0, 0, 0, 0],
+            "residual_output": residual_output}
 
 
 def load_generator(path) -> tuple[UNetGenerator, dict]:
@@ -41,21 +47,30 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-residual", action="store_true", help="ablation: the same U-Net without residual blocks")
     p.add_argument("--limit", type=int, default=None, help="use only this many pairs (tests)")
     p.add_argument("--val-n", type=int, default=500, help="test images for the per-epoch PGD check")
+    p.add_argument("--perceptual-weight", type=float, default=1.0, help="weight of the perceptual term (paper: 1)")
+    p.add_argument("--guidance-weight", type=float, default=0.0,
+                   help="weight of the L1 between the seen classifier's logits on purified and clean images (paper: 0)")
+    p.add_argument("--residual-output", action="store_true",
+                   help="the generator outputs a correction added to its input (a global skip; paper: no)")
+    p.add_argument("--name", default=None, help="run folder under training/runs/D (default gan, or gan-nores)")
+    p.add_argument("--init", default=None,
+                   help="start the generator and discriminator from this run folder's last epoch (a fine-tune)")
     p.add_argument("--bf16", action="store_true",
                    help="bfloat16 autocast for the networks (faster on CPUs with AVX-512 BF16); losses stay float32")
     args = p.parse_args(argv)
     setup(args.seed, args.threads)
     ds = spec(args.dataset)
     root = run_dir(ds.name)
-    out = root / ("gan-nores" if args.no_residual else "gan")
+    out = root / (args.name or ("gan-nores" if args.no_residual else "gan"))
     out.mkdir(exist_ok=True)
+    weights = {**PAPER_LOSS_WEIGHTS, "perceptual": args.perceptual_weight, "guidance": args.guidance_weight}
     pairs = torch.load(root / "pairs.pt")
     adv, clean = pairs["adv"], pairs["clean"]
     if args.limit:
         perm = torch.randperm(len(adv))[:args.limit]
         adv, clean = adv[perm], clean[perm]
-    config = generator_config(ds.name, residual=not args.no_residual)
-    g = UNetGenerator(ds.channels, config["ngf"], config["cap"], tuple(config["res_blocks"]))
+    config = generator_config(ds.name, residual=not args.no_residual, residual_output=args.residual_output)
+    g = UNetGenerator(ds.channels, config["ngf"], config["cap"], tuple(config["res_blocks"]), config["residual_output"])
     d = PatchDiscriminator(ds.channels)
     features = FeatureNet(ds.channels, ds.size)
     features.load_state_dict(torch.load(root / "classifiers" / "features.pt"))
@@ -71,6 +86,12 @@ def main(argv: list[str] | None = None) -> None:
         opt_g.load_state_dict(state["opt_g"]); opt_d.load_state_dict(state["opt_d"])
         epoch, history = state["epoch"], state["history"]
         log(f"resumed at epoch {epoch}")
+    elif args.init:
+        state = torch.load(root / args.init / "checkpoint.pt")
+        g.load_state_dict(state["generator"]); d.load_state_dict(state["discriminator"])
+        history = [{"run": args.init, **h} for h in state["history"]]
+        epoch = state["epoch"]
+        log(f"initialised from {args.init} at epoch {epoch}")
     # A fixed validation set: PGD at the protocol budget on test images, against the seen classifier.
     xv, yv = test_subset(ds, args.val_n, seed=99, root=args.data)
     pgd = AttackConfig("PGD", dict(eps=ds.eps, alpha=ds.eps / 4, steps=10, random_start=True)).build(seen, 99)
@@ -78,16 +99,17 @@ def main(argv: list[str] | None = None) -> None:
     multiple = g.multiple
     # Forward and backward under bfloat16 autocast when asked; losses, weights and Adam stay float32.
     autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16)
-    log(f"{ds.name}: generator {sum(p.numel() for p in g.parameters())} parameters, {config}; {len(adv)} pairs")
+    log(f"{ds.name}: generator {sum(p.numel() for p in g.parameters())} parameters, {config}; {len(adv)} pairs; loss weights {weights}")
     started = time.time()
     while epoch < args.epochs:
         g.train(); d.train()
         perm = torch.randperm(len(adv))
-        sums = {"d": 0.0, "gan": 0.0, "l1": 0.0, "perc": 0.0}
+        sums = {"d": 0.0, "gan": 0.0, "l1": 0.0, "perc": 0.0, "guide": 0.0}
         for i in range(0, len(adv), args.batch):
             idx = perm[i:i + args.batch]
-            a = reflect_pad_to(adv[idx].float(), multiple)[0]
+            a, (left, _, top, _) = reflect_pad_to(adv[idx].float(), multiple)
             c = reflect_pad_to(clean[idx].float(), multiple)[0]
+            crop = lambda x: x[..., top:top + adv.shape[-2], left:left + adv.shape[-1]]
             with autocast():
                 fake = g(a)
                 real_score, fake_score = d(a, c).float(), d(a, fake.detach()).float()
@@ -97,26 +119,29 @@ def main(argv: list[str] | None = None) -> None:
             with autocast():
                 score = d(a, fake).float()
                 loss_perc = perceptual(features, fake, c)
+                loss_guide = (F.l1_loss(seen(crop(fake)).float(), seen(crop(c)).float()) if args.guidance_weight
+                              else torch.zeros(()))
             loss_gan = F.binary_cross_entropy_with_logits(score, torch.ones_like(score))
             fake = fake.float()
             loss_l1 = F.l1_loss(fake * 2 - 1, c * 2 - 1)
-            loss_g = loss_gan + L1_WEIGHT * loss_l1 + PERCEPTUAL_WEIGHT * loss_perc
+            loss_g = (loss_gan + weights["l1"] * loss_l1 + weights["perceptual"] * loss_perc
+                      + weights["guidance"] * loss_guide)
             opt_g.zero_grad(set_to_none=True); loss_g.backward(); opt_g.step()
-            for k, v in zip(sums, (loss_d, loss_gan, loss_l1, loss_perc)):
+            for k, v in zip(sums, (loss_d, loss_gan, loss_l1, loss_perc, loss_guide)):
                 sums[k] += v.item() * len(idx)
         epoch += 1
         purifier = Purifier(g).eval()
         val_adv = (predict(seen, predict_purified(purifier, xv_adv)) == yv).float().mean().item()
         val_clean = (predict(seen, predict_purified(purifier, xv)) == yv).float().mean().item()
-        record = {"epoch": epoch, **{k: v / len(adv) for k, v in sums.items()},
+        record = {"epoch": epoch, "run": out.name, **{k: v / len(adv) for k, v in sums.items()},
                   "val_pgd_purified_acc": val_adv, "val_clean_purified_acc": val_clean,
                   "minutes": (time.time() - started) / 60}
         history.append(record)
-        log(f"{ds.name}: epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "epoch"))
+        log(f"{ds.name}: epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in record.items() if k not in ("epoch", "run")))
         torch.save({"generator": g.state_dict(), "discriminator": d.state_dict(), "opt_g": opt_g.state_dict(),
                     "opt_d": opt_d.state_dict(), "epoch": epoch, "history": history}, checkpoint)
         torch.save({"generator": g.state_dict(), "config": config, "channels": ds.channels, "epoch": epoch,
-                    "history": history, "pairs": len(adv)}, out / "generator.pt")
+                    "history": history, "pairs": len(adv), "loss_weights": weights}, out / "generator.pt")
         write_json(out / "history.json", history)
         if args.minutes and (time.time() - started) / 60 >= args.minutes:
             log("time budget reached")

@@ -19,6 +19,16 @@ def test_generator_is_deterministic_in_eval_mode():
         assert torch.equal(g(x), g(x))
 
 
+def test_residual_output_generator_starts_as_the_identity_and_stays_in_the_unit_range():
+    g = UNetGenerator(3, ngf=8, cap=16, residual_output=True).eval()
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(g(x), x)
+        g.out[0].bias.fill_(5.0)
+        y = g(x)
+    assert torch.equal(y, (x + torch.tanh(torch.tensor(5.0))).clamp(0, 1)) and float(y.max()) == 1.0
+
+
 def test_reflect_padding_is_centred_and_purifier_crops_back():
     x = torch.arange(28 * 28, dtype=torch.float32).view(1, 1, 28, 28) / 784
     padded, (left, right, top, bottom) = reflect_pad_to(x, 16)

@@ -49,6 +49,16 @@ def test_gan_checkpoint_resumes_where_it_stopped(runs):
     assert all(math.isfinite(h[k]) for h in history for k in ("d", "gan", "l1", "perc"))
 
 
+def test_gan_fine_tune_with_guidance_starts_from_another_run_and_records_its_weights(runs):
+    train_gan.main(["--dataset", "mnist", "--init", "gan", "--name", "gan-guided", "--epochs", "3", "--limit", "48",
+                    "--batch", "16", "--val-n", "16", "--perceptual-weight", "5", "--guidance-weight", "2"])
+    history = json.loads((runs / "mnist" / "gan-guided" / "history.json").read_text())
+    assert [(h["run"], h["epoch"]) for h in history] == [("gan", 1), ("gan", 2), ("gan-guided", 3)]
+    assert history[-1]["guide"] > 0 and math.isfinite(history[-1]["guide"])
+    state = torch.load(runs / "mnist" / "gan-guided" / "generator.pt")
+    assert state["loss_weights"] == {"l1": 100.0, "perceptual": 5.0, "guidance": 2.0}
+
+
 def test_export_writes_a_bundle_that_onnx_runtime_runs_like_pytorch(runs, tmp_path):
     export.main(["--dataset", "mnist", "--out", str(tmp_path)])
     bundle = (tmp_path / "bundle.toml").read_text()
