@@ -226,7 +226,7 @@ final class PlanBuilder {
         } else {
             let destination = sumAddend.map { activations[$0] }
             output = try addConvolution(input: input, convolution, padBegin: padBegin, padEnd: padEnd,
-                                        outputShape: outputShape, postOps: fused + (sumAddend == nil ? [] : [.sum]),
+                                        outputShape: outputShape, postOps: fused,
                                         destination: destination.map { ($0.descriptor, $0.storage, $0.byteOffset) },
                                         name: node.name)
         }
@@ -434,7 +434,7 @@ final class PlanBuilder {
             dnnl_inner_product_forward_desc_init(&desc, dnnl_forward_inference, &sourceDescriptor, &weightsDescriptor,
                                                  bias, &destinationDescriptor)
         }, "describing the inner product")
-        let attributes = try PrimitiveAttributes(postOps: fused + (sumAddend == nil ? [] : [.sum]))
+        let attributes = try PrimitiveAttributes(postOps: fused)
         let descriptor = try PrimitiveDescriptor(&desc, attributes: attributes, context: context,
                                                  what: "creating the inner product")
         input = try inLayout(input, descriptor.memoryDescriptor(dnnl_query_src_md))
@@ -453,9 +453,11 @@ final class PlanBuilder {
         try finishPostOps(node, output: output, afterSum: afterSum)
     }
 
-    /// Splits fused post-ops at a residual sum. The sum stays fused only when the addend's buffer
-    /// may be overwritten: it is computed already, read by nothing later (the producing step's
-    /// own `source` included), not a caller's buffer, and of the same shape. Otherwise the sum and what follows it run as a separate binary step.
+    /// Splits fused post-ops at a residual sum. The sum stays fused, in its place among the
+    /// post-ops (an activation after it applies to the sum), only when the addend's buffer may be
+    /// overwritten: it is computed already, read by nothing later (the producing step's own
+    /// `source` included), not a caller's buffer, and of the same shape. Otherwise the sum and
+    /// what follows it run as a separate binary step.
     private func splitAtSum(_ postOps: [PlannedPostOp], reading source: String, outputShape: [Int]) throws
         -> (fused: [FusedPostOp], sumAddend: Int?, afterSum: (addend: String, postOps: [Eltwise])?) {
         var fused: [FusedPostOp] = []
@@ -470,7 +472,7 @@ final class PlanBuilder {
                 if addend != source, case .activation(let id) = values[addend], graph.lastUse[addend] == nodeIndex,
                    activations[id].shape == outputShape, case .arena = storages[activations[id].storage].kind,
                    storages[activations[id].storage].activations == 1 {
-                    return (fused + rest.map { .eltwise($0) }, id, nil)
+                    return (fused + [.sum] + rest.map { .eltwise($0) }, id, nil)
                 }
                 return (fused, nil, (addend, rest))
             }

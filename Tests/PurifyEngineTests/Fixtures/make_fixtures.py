@@ -55,8 +55,9 @@ class OpsCoverage(nn.Module):
 def helper_model() -> onnx.ModelProto:
     """What the torch exporter does not write plainly: Pad (reflect, constant), auto_pad,
     Gemm alpha/beta/transB=0, Identity, a residual Add whose skip is the convolution's own input
-    (x + conv(x): the sum cannot be fused in place), and one whose skip is computed only after
-    the convolution."""
+    (x + conv(x): the sum cannot be fused in place), one whose skip is computed only after
+    the convolution, and a ResNet basic block (relu(x + conv(relu(conv(x))))): its sum is fused
+    in place and the Relu after it must apply to the sum."""
     rng = np.random.default_rng(7)
     w = numpy_helper.from_array(rng.normal(0, 0.3, (6, 2, 3, 3)).astype(np.float32), "w")
     g = numpy_helper.from_array(rng.normal(0, 0.3, (6 * 6 * 7, 5)).astype(np.float32), "g")
@@ -66,6 +67,8 @@ def helper_model() -> onnx.ModelProto:
     reflect_pads = numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "reflect_pads")
     constant_pads = numpy_helper.from_array(np.array([0, 0, 0, 2, 0, 0, 1, 0], np.int64), "constant_pads")
     pad_value = numpy_helper.from_array(np.array(0.5, np.float32), "pad_value")
+    w4 = numpy_helper.from_array(rng.normal(0, 0.3, (6, 6, 3, 3)).astype(np.float32), "w4")
+    w5 = numpy_helper.from_array(rng.normal(0, 0.3, (6, 6, 3, 3)).astype(np.float32), "w5")
     nodes = [
         helper.make_node("Pad", ["input", "reflect_pads"], ["reflected"], name="pad_reflect", mode="reflect"),
         helper.make_node("Conv", ["reflected", "w"], ["conv"], name="conv_same", auto_pad="SAME_UPPER",
@@ -76,7 +79,12 @@ def helper_model() -> onnx.ModelProto:
         helper.make_node("Conv", ["residual", "w3"], ["conv3"], name="conv_before_skip", pads=[1, 1, 1, 1]),
         helper.make_node("Sigmoid", ["residual"], ["late_skip"], name="skip_after_conv"),
         helper.make_node("Add", ["conv3", "late_skip"], ["summed"], name="add_late_skip"),
-        helper.make_node("Pad", ["summed", "constant_pads", "pad_value"], ["padded"], name="pad_constant"),
+        helper.make_node("Conv", ["summed", "w4"], ["block_conv1"], name="block_conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["block_conv1"], ["block_act"], name="block_relu1"),
+        helper.make_node("Conv", ["block_act", "w5"], ["block_conv2"], name="block_conv2", pads=[1, 1, 1, 1]),
+        helper.make_node("Add", ["block_conv2", "summed"], ["block_sum"], name="block_add"),
+        helper.make_node("Relu", ["block_sum"], ["block"], name="block_relu2"),
+        helper.make_node("Pad", ["block", "constant_pads", "pad_value"], ["padded"], name="pad_constant"),
         helper.make_node("Identity", ["padded"], ["same"], name="identity"),
         helper.make_node("Flatten", ["same"], ["flat"], name="flatten", axis=1),
         helper.make_node("Gemm", ["flat", "g", "c"], ["gemm"], name="gemm", alpha=0.5, beta=2.0),
@@ -86,7 +94,7 @@ def helper_model() -> onnx.ModelProto:
         nodes, "helper_ops",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 2, 7, 7])],
         [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 5])],
-        initializer=[w, w2, w3, g, c, reflect_pads, constant_pads, pad_value])
+        initializer=[w, w2, w3, g, c, reflect_pads, constant_pads, pad_value, w4, w5])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
