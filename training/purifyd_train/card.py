@@ -27,6 +27,14 @@ def loss_line(weights: dict) -> str:
     return text + " — the paper's weights are 100·L1 + 1·perceptual and no guidance term; see training/README.md for why."
 
 
+def epochs_compared(history: list, ablation_history: list) -> str:
+    """How many epochs each generator trained, from the runs' training records."""
+    if not history or not ablation_history:
+        return "epochs not recorded"
+    a, b = history[-1]["epoch"], ablation_history[-1]["epoch"]
+    return f"{a} epochs each" if a == b else f"{a} epochs with residual blocks, {b} without"
+
+
 def pct(record: dict) -> str:
     lo, hi = record["ci95"]
     return f"{100 * record['acc']:.1f} ({100 * lo:.1f}–{100 * hi:.1f})"
@@ -92,7 +100,8 @@ def write_card(ds, results: dict, out: Path) -> None:
     if "mean_purified_no_residual" in s:
         lines += ["## Ablation: no residual blocks", "",
                   f"Mean purified accuracy over the 7 paper attacks (seen): with residual blocks {100 * s['mean_purified']:.1f}%, "
-                  f"without {100 * s['mean_purified_no_residual']:.1f}% (same data, epochs and losses).", ""]
+                  f"without {100 * s['mean_purified_no_residual']:.1f}% (same pairs and losses; "
+                  + epochs_compared(history, _read(root / "gan-nores" / "history.json")) + ").", ""]
     else:
         lines += ["## Ablation: no residual blocks", "",
                   "Not run for this bundle yet (`python -m purifyd_train gan --no-residual`, then evaluate).", ""]
