@@ -110,6 +110,9 @@ def write_card(ds, results: dict, out: Path) -> None:
               f"- Generator: U-Net, {g['parameters']:,} parameters, {g['config']} (residual blocks per encoder level; "
               f"{sum(g['config']['res_blocks'])} in all), trained {g['epoch']} epochs over {g['pairs']:,} pairs drawn at random from the set below; BatchNorm in eval mode and no "
               "dropout at inference, so outputs are deterministic.",
+              *(["- Output: the generator's Tanh output is a correction added to its input and clipped to [0, 1] "
+                 "(a global skip, `--residual-output`; the paper's generator outputs the image itself)."]
+                if g["config"].get("residual_output") else []),
               "- Discriminator: conditional PatchGAN with two residual blocks. " + loss_line(g.get("loss_weights", PAPER_LOSS_WEIGHTS)),
               "- Perceptual features: a VGG-style network (`FeatureNet`) trained here on the same training set, "
               "separate from every evaluated classifier. It stands in for ImageNet VGG19, whose weights cannot be "
