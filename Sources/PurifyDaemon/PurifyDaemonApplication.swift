@@ -122,9 +122,7 @@ struct ReloadOnHangupService: Service {
         for await _ in await UnixSignalsSequence(trapping: .sighup).cancelOnGracefulShutdown() {
             logger.info("SIGHUP: reloading the configuration and models")
             // The reload logs its own outcome, whoever asked for it.
-            if let outcome = try? await pipeline.reload() {
-                InboxService.applyReloaded(outcome.configuration, to: inboxes)
-            }
+            _ = try? await pipeline.reload(applyingTo: inboxes)
         }
     }
 }

@@ -31,6 +31,13 @@ struct InboxSpoolTests {
             try FileManager.default.contentsOfDirectory(atPath: directory).sorted()
         }
 
+        /// Recovers the spool and claims "1.png", "2.png", … until it is full; returns the claims.
+        @discardableResult
+        func fill() throws -> [ClaimedFile] {
+            _ = try spool.recover()
+            return try (1...spool.configuration.queueCapacity).map { try claim("\($0).png") }
+        }
+
         func claim(_ name: String, contents: String = "image bytes") throws -> ClaimedFile {
             try writeFile(inbox + "/" + name, contents)
             guard case .claimed(let file) = try spool.claim(name) else {
@@ -218,9 +225,7 @@ struct InboxSpoolTests {
     @Test("waitForCapacity holds the claim loop while the queue is full")
     func backpressure() async throws {
         let fixture = try Fixture(capacity: 2)
-        _ = try fixture.spool.recover()
-        let first = try fixture.claim("1.png")
-        _ = try fixture.claim("2.png")
+        let first = try fixture.fill()[0]
         let resumed = Mutex(false)
         let spool = fixture.spool
         let waiter = Task {
@@ -239,8 +244,7 @@ struct InboxSpoolTests {
     @Test("a larger capacity (a reload) lets a waiting claim go on; a smaller one holds the next")
     func capacityChange() async throws {
         let fixture = try Fixture(capacity: 1)
-        _ = try fixture.spool.recover()
-        _ = try fixture.claim("1.png")
+        try fixture.fill()
         let spool = fixture.spool
         let waiter = await spool.taskWaitingForCapacity()
         spool.setCapacity(2)
@@ -257,8 +261,7 @@ struct InboxSpoolTests {
     @Test("waitForCapacity returns when its task is cancelled")
     func backpressureCancelled() async throws {
         let fixture = try Fixture(capacity: 1)
-        _ = try fixture.spool.recover()
-        _ = try fixture.claim("1.png")
+        try fixture.fill()
         let spool = fixture.spool
         let waiter = await spool.taskWaitingForCapacity()
         waiter.cancel()

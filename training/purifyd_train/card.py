@@ -22,7 +22,7 @@ def loss_line(weights: dict) -> str:
     if weights.get("guidance"):
         text += (f" + {weights['guidance']:g}·guidance (L1 between the seen classifier's logits on purified and clean "
                  "images: the high-level guidance of Liao et al., CVPR 2018)")
-    if weights["perceptual"] == PAPER_LOSS_WEIGHTS["perceptual"] and not weights.get("guidance"):
+    if weights == PAPER_LOSS_WEIGHTS:
         return text + " (the paper's weights)."
     return text + " — the paper's weights are 100·L1 + 1·perceptual and no guidance term; see training/README.md for why."
 

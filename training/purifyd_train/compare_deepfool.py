@@ -9,7 +9,7 @@ import time
 
 import torchattacks
 
-from .attacks import BoxDeepFool
+from .attacks import BoxDeepFool, evaluation_attacks
 from .common import command_parser, log, predict, setup
 from .data import spec, test_subset
 from .make_pairs import load_classifier
@@ -23,10 +23,11 @@ def main(argv: list[str] | None = None) -> None:
     setup(args.seed, args.threads)
     ds = spec(args.dataset)
     x, y = test_subset(ds, args.n, seed=args.seed, root=args.data)
+    params = next(a for a in evaluation_attacks(ds.name, ds.eps) if a.name == "DeepFool").params
     for name in classifier_zoo(ds.name, ds.channels, ds.size):
         _, model = load_classifier(ds.name, name)
-        for label, attack in (("torchattacks.DeepFool", torchattacks.DeepFool(model, steps=50, overshoot=0.02)),
-                              ("BoxDeepFool", BoxDeepFool(model, steps=50, overshoot=0.02))):
+        for label, attack in (("torchattacks.DeepFool", torchattacks.DeepFool(model, **params)),
+                              ("BoxDeepFool", BoxDeepFool(model, **params))):
             start = time.time()
             adv = attack(x, y)
             seconds = time.time() - start

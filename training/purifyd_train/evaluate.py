@@ -24,7 +24,7 @@ from .common import REPO_ROOT, batched, command_parser, log, predict, run_dir, s
 from .data import load_split, shuffled, spec, test_subset
 from .make_pairs import load_classifier
 from .models import Purifier, classifier_zoo
-from .train_gan import PAPER_LOSS_WEIGHTS, load_generator
+from .train_gan import load_generator
 
 
 def acc_record(pred: torch.Tensor, y: torch.Tensor) -> dict:
@@ -86,7 +86,7 @@ def evaluate(args) -> dict:
                      "baselines": {k: v[1] for k, v in defenses.items() if k not in ("none", "purifier", "purifier-no-residual")},
                      "baseline_tuning": tuning,
                      "generator": {"config": gen_state["config"], "epoch": gen_state["epoch"], "pairs": gen_state["pairs"],
-                                   "loss_weights": gen_state.get("loss_weights", PAPER_LOSS_WEIGHTS),
+                                   "loss_weights": gen_state["loss_weights"],
                                    "parameters": sum(p.numel() for p in generator.parameters())},
                      "clean": {}, "oblivious": {}, "adaptive": {}, "quality": {}, "sweep": {}}
     t0 = time.time()

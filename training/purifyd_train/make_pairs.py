@@ -6,7 +6,6 @@ random-sign noise at the attack budgets (no classifier involved).
 """
 from __future__ import annotations
 
-
 import torch
 
 from .attacks import run_attack, training_attacks

@@ -32,6 +32,7 @@ def load_generator(path) -> tuple[UNetGenerator, dict]:
     state = torch.load(path)
     g = UNetGenerator(state["channels"], **{k: (tuple(v) if k == "res_blocks" else v) for k, v in state["config"].items()})
     g.load_state_dict(state["generator"])
+    state.setdefault("loss_weights", PAPER_LOSS_WEIGHTS)  # files from before the option existed
     return freeze(g), state
 
 
@@ -47,8 +48,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-residual", action="store_true", help="ablation: the same U-Net without residual blocks")
     p.add_argument("--limit", type=int, default=None, help="use only this many pairs (tests)")
     p.add_argument("--val-n", type=int, default=500, help="test images for the per-epoch PGD check")
-    p.add_argument("--perceptual-weight", type=float, default=1.0, help="weight of the perceptual term (paper: 1)")
-    p.add_argument("--guidance-weight", type=float, default=0.0,
+    p.add_argument("--perceptual-weight", type=float, default=PAPER_LOSS_WEIGHTS["perceptual"],
+                   help="weight of the perceptual term (paper: 1)")
+    p.add_argument("--guidance-weight", type=float, default=PAPER_LOSS_WEIGHTS["guidance"],
                    help="weight of the L1 between the seen classifier's logits on purified and clean images (paper: 0)")
     p.add_argument("--residual-output", action="store_true",
                    help="the generator outputs a correction added to its input (a global skip; paper: no)")
@@ -79,19 +81,19 @@ def main(argv: list[str] | None = None) -> None:
     opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
     checkpoint = out / "checkpoint.pt"
+    resuming = checkpoint.exists()
+    start = checkpoint if resuming else (root / args.init / "checkpoint.pt" if args.init else None)
     epoch, history = 0, []
-    if checkpoint.exists():
-        state = torch.load(checkpoint)
+    if start:
+        # Resuming restores the optimisers too; a fine-tune (--init) starts them afresh.
+        state = torch.load(start)
         g.load_state_dict(state["generator"]); d.load_state_dict(state["discriminator"])
-        opt_g.load_state_dict(state["opt_g"]); opt_d.load_state_dict(state["opt_d"])
         epoch, history = state["epoch"], state["history"]
-        log(f"resumed at epoch {epoch}")
-    elif args.init:
-        state = torch.load(root / args.init / "checkpoint.pt")
-        g.load_state_dict(state["generator"]); d.load_state_dict(state["discriminator"])
-        history = [{"run": args.init, **h} for h in state["history"]]
-        epoch = state["epoch"]
-        log(f"initialised from {args.init} at epoch {epoch}")
+        if resuming:
+            opt_g.load_state_dict(state["opt_g"]); opt_d.load_state_dict(state["opt_d"])
+        else:
+            history = [{"run": args.init, **h} for h in history]
+        log(f"{'resumed' if resuming else f'initialised from {args.init}'} at epoch {epoch}")
     # A fixed validation set: PGD at the protocol budget on test images, against the seen classifier.
     xv, yv = test_subset(ds, args.val_n, seed=99, root=args.data)
     pgd = AttackConfig("PGD", dict(eps=ds.eps, alpha=ds.eps / 4, steps=10, random_start=True)).build(seen, 99)
@@ -100,6 +102,8 @@ def main(argv: list[str] | None = None) -> None:
     # Forward and backward under bfloat16 autocast when asked; losses, weights and Adam stay float32.
     autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16)
     log(f"{ds.name}: generator {sum(p.numel() for p in g.parameters())} parameters, {config}; {len(adv)} pairs; loss weights {weights}")
+    # The L1 column's yardstick: what passing every input through unchanged would score.
+    log(f"{ds.name}: L1 of the identity on these pairs {F.l1_loss(adv.float() * 2 - 1, clean.float() * 2 - 1).item():.4f}")
     started = time.time()
     while epoch < args.epochs:
         g.train(); d.train()

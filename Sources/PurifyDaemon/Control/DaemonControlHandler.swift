@@ -15,7 +15,7 @@ public protocol PipelineControl: Sendable {
 }
 
 /// A reload that succeeded: the fields of its reply, and the configuration now in force (the
-/// inboxes apply their part of it, ``InboxService/applyReloaded(_:to:)``).
+/// inboxes apply their part of it, ``PipelineControl/reload(applyingTo:)``).
 public struct ReloadOutcome: Sendable {
     public var reply: [String: JSONValue]
     public var configuration: DaemonConfiguration
@@ -23,6 +23,17 @@ public struct ReloadOutcome: Sendable {
     public init(reply: [String: JSONValue], configuration: DaemonConfiguration) {
         self.reply = reply
         self.configuration = configuration
+    }
+}
+
+extension PipelineControl {
+    /// Reloads, then has the running inboxes apply their part of the new configuration
+    /// (``InboxService/applyReloaded(_:to:)``); returns the reply's fields. Every reload the
+    /// daemon does, by command or by SIGHUP, goes through here.
+    func reload(applyingTo inboxes: [InboxService]) async throws(ControlError) -> [String: JSONValue] {
+        let outcome = try await reload()
+        InboxService.applyReloaded(outcome.configuration, to: inboxes)
+        return outcome.reply
     }
 }
 
@@ -102,9 +113,7 @@ public struct DaemonControlHandler: ControlCommandHandler {
             return await pipeline.statistics()
         case .reload:
             guard let pipeline else { throw Self.noPipeline(request.command) }
-            let outcome = try await pipeline.reload()
-            InboxService.applyReloaded(outcome.configuration, to: inboxes)
-            return outcome.reply
+            return try await pipeline.reload(applyingTo: inboxes)
         }
     }
 

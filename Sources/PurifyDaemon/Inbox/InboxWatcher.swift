@@ -205,14 +205,9 @@ public final class InboxWatcher: Service, Sendable {
                 _ = read(wakeFD, &counter, MemoryLayout<UInt64>.size)
             }
             if descriptors[0].revents != 0 {
-                let linked = readEvents(buffer: &buffer, watch: &watch, rescanNeeded: &rescanNeeded)
-                if !linked.isEmpty {
-                    let fresh = reportSettled(linked)
-                    if !fresh.isEmpty {
-                        unsettled.formUnion(fresh)
-                        unsettledDue = unsettledDue ?? nextDue(unsettled)
-                    }
-                }
+                // Hard links raise no close: like a rescan's finds, they are reported once settled.
+                unsettled.formUnion(reportSettled(readEvents(buffer: &buffer, watch: &watch, rescanNeeded: &rescanNeeded)))
+                unsettledDue = unsettledDue ?? nextDue(unsettled)
             }
             if let due = unsettledDue, FileSystem.wallClockNow() >= due {
                 unsettled = reportSettled(unsettled)
