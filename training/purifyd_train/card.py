@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .attacks import L2_ATTACKS, PAPER_ATTACKS
 from .common import run_dir
-from .train_gan import PAPER_LOSS_WEIGHTS
+from .train_gan import PAPER_LOSS_WEIGHTS, run_folder
 
 PAPER = ("Zhang, Yao, Sakurai, Saitoh, \"Leveraging Generalizability of Image-to-Image Translation for "
          "Enhanced Adversarial Defense\", arXiv 2504.01399")
@@ -35,16 +35,38 @@ def epochs_compared(history: list, ablation_history: list) -> str:
     return f"{a} epochs each" if a == b else f"{a} epochs with residual blocks, {b} without"
 
 
+def trained_epochs(generator: dict, history: list) -> str:
+    """How long the shipped generator trained, and which epoch it is when validation chose one."""
+    if not generator.get("selection") or not history:
+        return f"{generator['epoch']} epochs"
+    return (f"{history[-1]['epoch']} epochs, of which these are the weights after epoch {generator['epoch']}: "
+            f"{generator['selection']} on the held-out validation images")
+
+
 def pct(record: dict) -> str:
     lo, hi = record["ci95"]
     return f"{100 * record['acc']:.1f} ({100 * lo:.1f}–{100 * hi:.1f})"
+
+
+def validation_sets(history: list[dict]) -> str:
+    """Which images each run validated on; entries without `val_images` predate held-out validation."""
+    runs: dict[tuple, list[str]] = {}
+    for h in history:
+        runs.setdefault((h.get("val_images", "test"), h.get("val_n", 500)), []).append(h.get("run", "gan"))
+    def describe(kind: str, n: int) -> str:
+        if kind == "test":
+            return f"{n} test images (seed 99; the runs before validation moved to held-out training images)"
+        return f"{n} held-out training images (the last of the permutation the pairs were drawn from; no pair holds them)"
+    if len(runs) == 1:
+        return describe(*next(iter(runs)))
+    return "; ".join(f"{describe(*k)} for {', '.join(dict.fromkeys(v))}" for k, v in runs.items())
 
 
 def write_card(ds, results: dict, out: Path) -> None:
     root = run_dir(ds.name)
     metrics = _read(root / "classifiers" / "metrics.json")
     pairs = _read(root / "pairs.json")
-    history = _read(root / "gan" / "history.json")
+    history = _read(run_folder(ds.name) / "history.json")
     export = _read(root / "export.json")
     seen = results["seen"]
     cmd = results["command"]
@@ -101,14 +123,14 @@ def write_card(ds, results: dict, out: Path) -> None:
         lines += ["## Ablation: no residual blocks", "",
                   f"Mean purified accuracy over the 7 paper attacks (seen): with residual blocks {100 * s['mean_purified']:.1f}%, "
                   f"without {100 * s['mean_purified_no_residual']:.1f}% (same pairs and losses; "
-                  + epochs_compared(history, _read(root / "gan-nores" / "history.json")) + ").", ""]
+                  + epochs_compared(history, _read(run_folder(ds.name, ablation=True) / "history.json")) + ").", ""]
     else:
         lines += ["## Ablation: no residual blocks", "",
                   "Not run for this bundle yet (`python -m purifyd_train gan --no-residual`, then evaluate).", ""]
     g = results["generator"]
     lines += ["## Model", "",
               f"- Generator: U-Net, {g['parameters']:,} parameters, {g['config']} (residual blocks per encoder level; "
-              f"{sum(g['config']['res_blocks'])} in all), trained {g['epoch']} epochs over {g['pairs']:,} pairs drawn at random from the set below; BatchNorm in eval mode and no "
+              f"{sum(g['config']['res_blocks'])} in all), trained {trained_epochs(g, history)} over {g['pairs']:,} pairs drawn at random from the set below; BatchNorm in eval mode and no "
               "dropout at inference, so outputs are deterministic.",
               *(["- Output: the generator's Tanh output is a correction added to its input and clipped to [0, 1] "
                  "(a global skip, `--residual-output`; the paper's generator outputs the image itself)."]
@@ -132,7 +154,8 @@ def write_card(ds, results: dict, out: Path) -> None:
     if history:
         lines += ["", "## GAN training history", "",
                   "Losses are per-pair means of the unweighted terms; the validation columns are the seen classifier's "
-                  "accuracy on purified PGD and purified clean test images (a fixed set of 500, seed 99).", "",
+                  "accuracy on a fixed set of purified PGD and purified clean images: "
+                  + validation_sets(history) + ".", "",
                   "| run | epoch | D loss | cGAN | L1 | perceptual | guidance | val PGD purified acc | val clean purified acc |",
                   "|---|---|---|---|---|---|---|---|---|"]
         lines += [f"| {h.get('run', 'gan')} | {h['epoch']} | {h['d']:.3f} | {h['gan']:.3f} | {h['l1']:.4f} | {h['perc']:.4f} | "

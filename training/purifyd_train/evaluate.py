@@ -24,7 +24,7 @@ from .common import REPO_ROOT, batched, command_parser, log, predict, run_dir, s
 from .data import load_split, shuffled, spec, test_subset
 from .make_pairs import load_classifier
 from .models import Purifier, classifier_zoo
-from .train_gan import load_generator
+from .train_gan import load_generator, run_folder
 
 
 def acc_record(pred: torch.Tensor, y: torch.Tensor) -> dict:
@@ -63,12 +63,11 @@ def evaluate(args) -> dict:
     ds = spec(args.dataset)
     setup(args.seed, args.threads)
     x, y = test_subset(ds, args.n, seed=args.seed, root=args.data)
-    root = run_dir(ds.name)
-    generator, gen_state = load_generator(root / "gan" / "generator.pt")
+    generator, gen_state = load_generator(run_folder(ds.name) / "generator.pt")
     purifier = Purifier(generator).eval()
     purify = lambda t: batched(purifier, t, 250)
     defenses = {"none": (lambda t: t, {}), "purifier": (purify, {})}
-    ablation_path = root / "gan-nores" / "generator.pt"
+    ablation_path = run_folder(ds.name, ablation=True) / "generator.pt"
     if ablation_path.exists():
         ablation = Purifier(load_generator(ablation_path)[0]).eval()
         defenses["purifier-no-residual"] = (lambda t: batched(ablation, t, 250), {})
@@ -86,7 +85,7 @@ def evaluate(args) -> dict:
                      "baselines": {k: v[1] for k, v in defenses.items() if k not in ("none", "purifier", "purifier-no-residual")},
                      "baseline_tuning": tuning,
                      "generator": {"config": gen_state["config"], "epoch": gen_state["epoch"], "pairs": gen_state["pairs"],
-                                   "loss_weights": gen_state["loss_weights"],
+                                   "loss_weights": gen_state["loss_weights"], "selection": gen_state.get("selection"),
                                    "parameters": sum(p.numel() for p in generator.parameters())},
                      "clean": {}, "oblivious": {}, "adaptive": {}, "quality": {}, "sweep": {}}
     t0 = time.time()

@@ -21,7 +21,7 @@ from .attacks import training_attacks
 from .common import REPO_ROOT, log, run_dir, write_json
 from .data import spec
 from .make_pairs import load_classifier
-from .train_gan import load_generator
+from .train_gan import load_generator, run_folder
 
 OPSET = 17
 TOLERANCE = 1e-4
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     ds = spec(args.dataset)
     out = args.out or REPO_ROOT / "models" / ds.name
     out.mkdir(parents=True, exist_ok=True)
-    generator, _ = load_generator(run_dir(ds.name) / "gan" / "generator.pt")
+    generator, _ = load_generator(run_folder(ds.name) / "generator.pt")
     classifier_name, classifier = load_classifier(ds.name)
     m = generator.multiple
     side = -(-ds.size // m) * m

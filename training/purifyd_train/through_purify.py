@@ -16,11 +16,11 @@ import torch
 from PIL import Image
 
 from .attacks import evaluation_attacks, run_attack
-from .common import REPO_ROOT, batched, log, predict, run_dir, write_json
+from .common import REPO_ROOT, batched, log, predict, write_json
 from .data import spec, test_subset
 from .make_pairs import load_classifier
 from .models import Purifier
-from .train_gan import load_generator
+from .train_gan import load_generator, run_folder
 
 TOLERANCE_PP = 0.3
 
@@ -57,7 +57,7 @@ def run(dataset: str, purify: Path, n: int, seed: int, bundle: Path | None = Non
     if missing:
         raise SystemExit(f"purify produced no successful report for {len(missing)} images, e.g. {missing[:3]}")
     purify_pred = torch.tensor([reports[name]["classification"]["purified"][0]["index"] for name in names])
-    purifier = Purifier(load_generator(run_dir(ds.name) / "gan" / "generator.pt")[0]).eval()
+    purifier = Purifier(load_generator(run_folder(ds.name) / "generator.pt")[0]).eval()
     torch_pred = predict(seen, batched(purifier, pixels, 250))
     acc_purify = (purify_pred == y).float().mean().item()
     acc_torch = (torch_pred == y).float().mean().item()

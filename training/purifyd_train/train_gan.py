@@ -4,21 +4,32 @@ The weights are the paper's by default. `--perceptual-weight` scales the percept
 `--guidance-weight` adds the high-level guidance of Liao et al. (HGD, CVPR 2018): the L1 distance
 between the seen classifier's logits on the purified and on the clean image. Both are recorded
 in the generator file, and the model card reads them from there.
+
+Every epoch is validated on held-out training images; `generator.pt` keeps the best epoch's weights
+and `checkpoint.pt` the last epoch's, from which `--init` and resuming continue.
 """
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from .attacks import AttackConfig, run_attack
 from .common import command_parser, freeze, log, predict, run_dir, setup, write_json
-from .data import spec, test_subset
+from .data import load_split, shuffled, spec
 from .make_pairs import load_classifier
 from .models import FeatureNet, PatchDiscriminator, Purifier, UNetGenerator, reflect_pad_to
 
+# The run folders under training/runs/D that the export, evaluation and card read.
+SHIPPED_RUN, ABLATION_RUN = "gan", "gan-nores"
 PAPER_LOSS_WEIGHTS = {"l1": 100.0, "perceptual": 1.0, "guidance": 0.0}
+# Recorded in each history entry: runs before this set validated on 500 test images (seed 99).
+VALIDATION_IMAGES = "held-out training"
+# generator.pt keeps the weights of the run's best epoch on that validation set (checkpoint.pt the last).
+SELECTION = "the best sum of validation PGD and clean purified accuracy"
 DEFAULT_WIDTHS = {"mnist": (16, 64), "fashion-mnist": (16, 64), "cifar10": (32, 128)}
 
 
@@ -28,12 +39,33 @@ def generator_config(dataset: str, residual: bool, residual_output: bool) -> dic
             "residual_output": residual_output}
 
 
+def run_folder(dataset: str, ablation: bool = False) -> Path:
+    """The shipped generator's run folder, or the no-residual ablation's."""
+    return run_dir(dataset) / (ABLATION_RUN if ablation else SHIPPED_RUN)
+
+
 def load_generator(path) -> tuple[UNetGenerator, dict]:
     state = torch.load(path)
     g = UNetGenerator(state["channels"], **{k: (tuple(v) if k == "res_blocks" else v) for k, v in state["config"].items()})
     g.load_state_dict(state["generator"])
     state.setdefault("loss_weights", PAPER_LOSS_WEIGHTS)  # files from before the option existed
     return freeze(g), state
+
+
+def held_out_images(ds, root, used: int, n: int, data) -> tuple[torch.Tensor, torch.Tensor]:
+    """The last n images of the permutation the pairs were drawn from; the pairs took the first `used`."""
+    seed = json.loads((root / "pairs.json").read_text())["seed"]
+    x, y = shuffled(*load_split(ds, "train", data), seed)
+    if used + n > len(x):
+        raise SystemExit(f"{ds.name}: the pairs use {used} of {len(x)} training images, leaving fewer than --val-n {n} "
+                         "held out for validation; lower --val-n or make fewer pairs")
+    return x[-n:], y[-n:]
+
+
+def best_epoch(history: list[dict], run: str) -> dict:
+    """This run's epoch with the highest SELECTION score; epochs validated on test images never count."""
+    eligible = [h for h in history if h.get("run") == run and h.get("val_images") == VALIDATION_IMAGES]
+    return max(eligible, key=lambda h: h["val_pgd_purified_acc"] + h["val_clean_purified_acc"])
 
 
 def perceptual(features: FeatureNet, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
@@ -47,14 +79,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--no-residual", action="store_true", help="ablation: the same U-Net without residual blocks")
     p.add_argument("--limit", type=int, default=None, help="use only this many pairs (tests)")
-    p.add_argument("--val-n", type=int, default=500, help="test images for the per-epoch PGD check")
+    p.add_argument("--val-n", type=int, default=500,
+                   help="held-out training images (none of them in a pair) for the per-epoch PGD check")
     p.add_argument("--perceptual-weight", type=float, default=PAPER_LOSS_WEIGHTS["perceptual"],
                    help="weight of the perceptual term (paper: 1)")
     p.add_argument("--guidance-weight", type=float, default=PAPER_LOSS_WEIGHTS["guidance"],
                    help="weight of the L1 between the seen classifier's logits on purified and clean images (paper: 0)")
     p.add_argument("--residual-output", action="store_true",
                    help="the generator outputs a correction added to its input (a global skip; paper: no)")
-    p.add_argument("--name", default=None, help="run folder under training/runs/D (default gan, or gan-nores)")
+    p.add_argument("--name", default=None,
+                   help=f"run folder under training/runs/D (default {SHIPPED_RUN}, or {ABLATION_RUN} with --no-residual)")
     p.add_argument("--init", default=None,
                    help="start the generator and discriminator from this run folder's last epoch (a fine-tune)")
     p.add_argument("--bf16", action="store_true",
@@ -63,11 +97,12 @@ def main(argv: list[str] | None = None) -> None:
     setup(args.seed, args.threads)
     ds = spec(args.dataset)
     root = run_dir(ds.name)
-    out = root / (args.name or ("gan-nores" if args.no_residual else "gan"))
+    out = root / args.name if args.name else run_folder(ds.name, ablation=args.no_residual)
     out.mkdir(exist_ok=True)
     weights = {**PAPER_LOSS_WEIGHTS, "perceptual": args.perceptual_weight, "guidance": args.guidance_weight}
     pairs = torch.load(root / "pairs.pt")
     adv, clean = pairs["adv"], pairs["clean"]
+    xv, yv = held_out_images(ds, root, len(adv), args.val_n, args.data)
     if args.limit:
         perm = torch.randperm(len(adv))[:args.limit]
         adv, clean = adv[perm], clean[perm]
@@ -94,8 +129,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             history = [{"run": args.init, **h} for h in history]
         log(f"{'resumed' if resuming else f'initialised from {args.init}'} at epoch {epoch}")
-    # A fixed validation set: PGD at the protocol budget on test images, against the seen classifier.
-    xv, yv = test_subset(ds, args.val_n, seed=99, root=args.data)
+    # A fixed validation set: PGD at the protocol budget on held-out images, against the seen classifier.
     pgd = AttackConfig("PGD", dict(eps=ds.eps, alpha=ds.eps / 4, steps=10, random_start=True)).build(seen, 99)
     xv_adv = run_attack(pgd, xv, yv)
     multiple = g.multiple
@@ -138,14 +172,16 @@ def main(argv: list[str] | None = None) -> None:
         val_adv = (predict(seen, predict_purified(purifier, xv_adv)) == yv).float().mean().item()
         val_clean = (predict(seen, predict_purified(purifier, xv)) == yv).float().mean().item()
         record = {"epoch": epoch, "run": out.name, **{k: v / len(adv) for k, v in sums.items()},
-                  "val_pgd_purified_acc": val_adv, "val_clean_purified_acc": val_clean,
+                  "val_images": VALIDATION_IMAGES, "val_n": len(xv), "val_pgd_purified_acc": val_adv, "val_clean_purified_acc": val_clean,
                   "minutes": (time.time() - started) / 60}
         history.append(record)
-        log(f"{ds.name}: epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in record.items() if k not in ("epoch", "run")))
+        log(f"{ds.name}: epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in record.items() if isinstance(v, float)))
         torch.save({"generator": g.state_dict(), "discriminator": d.state_dict(), "opt_g": opt_g.state_dict(),
                     "opt_d": opt_d.state_dict(), "epoch": epoch, "history": history}, checkpoint)
-        torch.save({"generator": g.state_dict(), "config": config, "channels": ds.channels, "epoch": epoch,
-                    "history": history, "pairs": len(adv), "loss_weights": weights}, out / "generator.pt")
+        if record is best_epoch(history, out.name):
+            torch.save({"generator": g.state_dict(), "config": config, "channels": ds.channels, "epoch": epoch,
+                        "selection": SELECTION, "history": history, "pairs": len(adv), "loss_weights": weights},
+                       out / "generator.pt")
         write_json(out / "history.json", history)
         if args.minutes and (time.time() - started) / 60 >= args.minutes:
             log("time budget reached")

@@ -47,6 +47,16 @@ def test_gan_checkpoint_resumes_where_it_stopped(runs):
     history = json.loads((runs / "mnist" / "gan" / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2]
     assert all(math.isfinite(h[k]) for h in history for k in ("d", "gan", "l1", "perc"))
+    assert all(h["val_images"] == "held-out training" and h["val_n"] == 16 for h in history)
+    best = max(history, key=lambda h: h["val_pgd_purified_acc"] + h["val_clean_purified_acc"])
+    assert torch.load(runs / "mnist" / "gan" / "generator.pt")["epoch"] == best["epoch"]
+
+
+def test_gan_refuses_validation_images_that_the_pairs_used(runs):
+    train_images = 60000
+    with pytest.raises(SystemExit, match="held out for validation"):
+        train_gan.main(["--dataset", "mnist", "--name", "gan-overlap", "--epochs", "1", "--limit", "16",
+                        "--val-n", str(train_images)])
 
 
 def test_gan_fine_tune_with_guidance_starts_from_another_run_and_records_its_weights(runs):
