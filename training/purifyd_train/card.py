@@ -36,11 +36,15 @@ def epochs_compared(history: list, ablation_history: list) -> str:
 
 
 def trained_epochs(generator: dict, history: list) -> str:
-    """How long the shipped generator trained, and which epoch it is when validation chose one."""
-    if not generator.get("selection") or not history:
-        return f"{generator['epoch']} epochs"
-    return (f"{history[-1]['epoch']} epochs, of which these are the weights after epoch {generator['epoch']}: "
-            f"{generator['selection']} on the held-out validation images")
+    """How long the shipped generator's run trained."""
+    return f"{history[-1]['epoch'] if generator.get('selection') and history else generator['epoch']} epochs"
+
+
+def selected_epoch(generator: dict, history: list) -> str:
+    """Which epoch's weights ship, when validation chose one."""
+    if not generator.get("selection"):
+        return ""
+    return f" (the weights after epoch {generator['epoch']}, {generator['selection']} on the validation images below)"
 
 
 def pct(record: dict) -> str:
@@ -123,14 +127,15 @@ def write_card(ds, results: dict, out: Path) -> None:
         lines += ["## Ablation: no residual blocks", "",
                   f"Mean purified accuracy over the 7 paper attacks (seen): with residual blocks {100 * s['mean_purified']:.1f}%, "
                   f"without {100 * s['mean_purified_no_residual']:.1f}% (same pairs and losses; "
-                  + epochs_compared(history, _read(run_folder(ds.name, ablation=True) / "history.json")) + ").", ""]
+                  + epochs_compared(history, _read(run_folder(ds.name, ablation=True) / "history.json"))
+                  + ("; each keeps its best epoch on validation" if results["generator"].get("selection") else "") + ").", ""]
     else:
         lines += ["## Ablation: no residual blocks", "",
                   "Not run for this bundle yet (`python -m purifyd_train gan --no-residual`, then evaluate).", ""]
     g = results["generator"]
     lines += ["## Model", "",
               f"- Generator: U-Net, {g['parameters']:,} parameters, {g['config']} (residual blocks per encoder level; "
-              f"{sum(g['config']['res_blocks'])} in all), trained {trained_epochs(g, history)} over {g['pairs']:,} pairs drawn at random from the set below; BatchNorm in eval mode and no "
+              f"{sum(g['config']['res_blocks'])} in all), trained {trained_epochs(g, history)} over {g['pairs']:,} pairs drawn at random from the set below{selected_epoch(g, history)}; BatchNorm in eval mode and no "
               "dropout at inference, so outputs are deterministic.",
               *(["- Output: the generator's Tanh output is a correction added to its input and clipped to [0, 1] "
                  "(a global skip, `--residual-output`; the paper's generator outputs the image itself)."]
