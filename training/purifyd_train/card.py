@@ -40,7 +40,7 @@ def trained_epochs(generator: dict, history: list) -> str:
     return f"{history[-1]['epoch'] if generator.get('selection') and history else generator['epoch']} epochs"
 
 
-def selected_epoch(generator: dict, history: list) -> str:
+def selected_epoch(generator: dict) -> str:
     """Which epoch's weights ship, when validation chose one."""
     if not generator.get("selection"):
         return ""
@@ -135,7 +135,7 @@ def write_card(ds, results: dict, out: Path) -> None:
     g = results["generator"]
     lines += ["## Model", "",
               f"- Generator: U-Net, {g['parameters']:,} parameters, {g['config']} (residual blocks per encoder level; "
-              f"{sum(g['config']['res_blocks'])} in all), trained {trained_epochs(g, history)} over {g['pairs']:,} pairs drawn at random from the set below{selected_epoch(g, history)}; BatchNorm in eval mode and no "
+              f"{sum(g['config']['res_blocks'])} in all), trained {trained_epochs(g, history)} over {g['pairs']:,} pairs drawn at random from the set below{selected_epoch(g)}; BatchNorm in eval mode and no "
               "dropout at inference, so outputs are deterministic.",
               *(["- Output: the generator's Tanh output is a correction added to its input and clipped to [0, 1] "
                  "(a global skip, `--residual-output`; the paper's generator outputs the image itself)."]
