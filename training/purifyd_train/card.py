@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .attacks import L2_ATTACKS, PAPER_ATTACKS
 from .common import run_dir
-from .train_gan import PAPER_LOSS_WEIGHTS, run_folder
+from .train_gan import PAPER_LOSS_WEIGHTS, VALIDATION_IMAGES, run_folder
 
 PAPER = ("Zhang, Yao, Sakurai, Saitoh, \"Leveraging Generalizability of Image-to-Image Translation for "
          "Enhanced Adversarial Defense\", arXiv 2504.01399")
@@ -37,7 +37,7 @@ def epochs_compared(history: list, ablation_history: list) -> str:
 
 def trained_epochs(generator: dict, history: list) -> str:
     """How long the shipped generator's run trained."""
-    return f"{history[-1]['epoch'] if generator.get('selection') and history else generator['epoch']} epochs"
+    return f"{history[-1]['epoch'] if history else generator['epoch']} epochs"
 
 
 def selected_epoch(generator: dict) -> str:
@@ -52,18 +52,20 @@ def pct(record: dict) -> str:
     return f"{100 * record['acc']:.1f} ({100 * lo:.1f}–{100 * hi:.1f})"
 
 
+def validation_images(kind: str, n: int) -> str:
+    if kind != VALIDATION_IMAGES:
+        return f"{n} test images (seed 99; the runs before validation moved to held-out training images)"
+    return f"{n} held-out training images (the last of the permutation the pairs were drawn from; no pair holds them)"
+
+
 def validation_sets(history: list[dict]) -> str:
     """Which images each run validated on; entries without `val_images` predate held-out validation."""
     runs: dict[tuple, list[str]] = {}
     for h in history:
         runs.setdefault((h.get("val_images", "test"), h.get("val_n", 500)), []).append(h.get("run", "gan"))
-    def describe(kind: str, n: int) -> str:
-        if kind == "test":
-            return f"{n} test images (seed 99; the runs before validation moved to held-out training images)"
-        return f"{n} held-out training images (the last of the permutation the pairs were drawn from; no pair holds them)"
     if len(runs) == 1:
-        return describe(*next(iter(runs)))
-    return "; ".join(f"{describe(*k)} for {', '.join(dict.fromkeys(v))}" for k, v in runs.items())
+        return validation_images(*next(iter(runs)))
+    return "; ".join(f"{validation_images(*k)} for {', '.join(dict.fromkeys(v))}" for k, v in runs.items())
 
 
 def write_card(ds, results: dict, out: Path) -> None:

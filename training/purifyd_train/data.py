@@ -61,6 +61,15 @@ def shuffled(x: torch.Tensor, y: torch.Tensor, seed: int) -> tuple[torch.Tensor,
     return x[perm], y[perm]
 
 
+def train_tail(ds: DatasetSpec, n: int, seed: int, root: Path = DEFAULT_DATA_ROOT,
+               after: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The last n images of a seeded permutation of the training set; ValueError if they reach into its first `after`."""
+    x, y = shuffled(*load_split(ds, "train", root), seed)
+    if after + n > len(x):
+        raise ValueError(f"the first {after} of {len(x)} training images leave fewer than {n} after them")
+    return x[-n:], y[-n:]
+
+
 def test_subset(ds: DatasetSpec, n: int, seed: int, root: Path = DEFAULT_DATA_ROOT) -> tuple[torch.Tensor, torch.Tensor]:
     """The first n images of a seeded permutation of the test set (class-balanced in expectation)."""
     x, y = shuffled(*load_split(ds, "test", root), seed)

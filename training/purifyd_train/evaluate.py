@@ -21,7 +21,7 @@ from torch import nn
 from .attacks import L2_ATTACKS, PAPER_ATTACKS, AttackConfig, evaluation_attacks, run_attack
 from .baselines import baselines, tune
 from .common import REPO_ROOT, batched, command_parser, log, predict, run_dir, setup, wilson, write_json
-from .data import load_split, shuffled, spec, test_subset
+from .data import spec, test_subset, train_tail
 from .make_pairs import load_classifier
 from .models import Purifier, classifier_zoo
 from .train_gan import load_generator, run_folder
@@ -75,8 +75,7 @@ def evaluate(args) -> dict:
     classifiers = {name: load_classifier(ds.name, name)[1] for name in zoo}
     seen = next(iter(zoo))
     # The baselines' strengths are chosen on training images, never on the test images they are scored on.
-    xv, yv = shuffled(*load_split(ds, "train", args.data), args.seed)
-    tuning = tune(classifiers[seen], xv[-args.val_n:], yv[-args.val_n:], ds.eps, args.seed)
+    tuning = tune(classifiers[seen], *train_tail(ds, args.val_n, args.seed, args.data), ds.eps, args.seed)
     log(f"baselines tuned on {args.val_n} validation images: bits {tuning['bits']}, TV weight {tuning['tv_weight']}")
     defenses.update(baselines(tuning))
     attacks = evaluation_attacks(ds.name, ds.eps, quick=args.quick)

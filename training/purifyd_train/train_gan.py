@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from .attacks import AttackConfig, run_attack
 from .common import command_parser, freeze, log, predict, run_dir, setup, write_json
-from .data import load_split, shuffled, spec
+from .data import spec, train_tail
 from .make_pairs import load_classifier
 from .models import FeatureNet, PatchDiscriminator, Purifier, UNetGenerator, reflect_pad_to
 
@@ -55,11 +55,11 @@ def load_generator(path) -> tuple[UNetGenerator, dict]:
 def held_out_images(ds, root, used: int, n: int, data) -> tuple[torch.Tensor, torch.Tensor]:
     """The last n images of the permutation the pairs were drawn from; the pairs took the first `used`."""
     seed = json.loads((root / "pairs.json").read_text())["seed"]
-    x, y = shuffled(*load_split(ds, "train", data), seed)
-    if used + n > len(x):
-        raise SystemExit(f"{ds.name}: the pairs use {used} of {len(x)} training images, leaving fewer than --val-n {n} "
-                         "held out for validation; lower --val-n or make fewer pairs")
-    return x[-n:], y[-n:]
+    try:
+        return train_tail(ds, n, seed, data, after=used)
+    except ValueError as error:
+        raise SystemExit(f"{ds.name}: {error}: the pairs use them, so fewer than --val-n {n} are held out "
+                         "for validation; lower --val-n or make fewer pairs") from None
 
 
 def best_epoch(history: list[dict], run: str) -> dict:
