@@ -38,7 +38,7 @@ public final class InboxWatcher: Service, Sendable {
     public struct Statistics: Sendable, Equatable {
         /// Whether the inbox folder is currently watched (false while it is missing).
         public var isWatching = false
-        /// How many times the folder was listed.
+        /// How many listings of the folder have completed (each counted once its finds are reported).
         public var rescans = 0
         /// How many IN_Q_OVERFLOW events arrived.
         public var overflows = 0
@@ -261,7 +261,7 @@ public final class InboxWatcher: Service, Sendable {
     /// Lists the folder and reports every entry that may be ready. Returns the regular files
     /// too fresh to report yet.
     private func rescan() -> Set<String> {
-        shared.withLock { $0.statistics.rescans += 1 }
+        defer { shared.withLock { $0.statistics.rescans += 1 } }
         let names: [String]
         do {
             names = try FileSystem.contentsOfDirectory(path)
