@@ -47,6 +47,28 @@ def selected_epoch(generator: dict) -> str:
     return f" (the weights after epoch {generator['epoch']}, {generator['selection']} on the validation images below)"
 
 
+def kept_epochs(generator: dict, ablation: dict | None) -> str:
+    """Which epoch each of the compared generators keeps, when validation chose them."""
+    if not generator.get("selection"):
+        return ""
+    if not ablation:
+        return "; each keeps its best epoch on validation"
+    return f"; each keeps its best epoch on validation: {generator['epoch']} with residual blocks, {ablation['epoch']} without"
+
+
+def noise_pairs(pairs: dict) -> str:
+    """The pairs.json's random-sign noise pairs, independent and spatially correlated, as card text."""
+    def budgets(entry: dict) -> str:
+        return "{" + ", ".join(f"{e:.4g}" for e in entry["eps"]) + "}"
+    text = f"; random-sign noise at ε ∈ {budgets(pairs['noise'])}: n={pairs['noise']['n']}" if "noise" in pairs else ""
+    correlated = pairs.get("correlated_noise", {"n": 0})
+    if correlated["n"]:
+        low, high = correlated["sigma"]
+        text += (f"; spatially correlated random-sign noise (the sign of Gaussian noise blurred with σ uniform in "
+                 f"[{low:g}, {high:g}] px) at ε ∈ {budgets(correlated)}: n={correlated['n']}")
+    return text
+
+
 def pct(record: dict) -> str:
     lo, hi = record["ci95"]
     return f"{100 * record['acc']:.1f} ({100 * lo:.1f}–{100 * hi:.1f})"
@@ -130,7 +152,7 @@ def write_card(ds, results: dict, out: Path) -> None:
                   f"Mean purified accuracy over the 7 paper attacks (seen): with residual blocks {100 * s['mean_purified']:.1f}%, "
                   f"without {100 * s['mean_purified_no_residual']:.1f}% (same pairs and losses; "
                   + epochs_compared(history, _read(run_folder(ds.name, ablation=True) / "history.json"))
-                  + ("; each keeps its best epoch on validation" if results["generator"].get("selection") else "") + ").", ""]
+                  + kept_epochs(results["generator"], results.get("ablation_generator")) + ").", ""]
     else:
         lines += ["## Ablation: no residual blocks", "",
                   "Not run for this bundle yet (`python -m purifyd_train gan --no-residual`, then evaluate).", ""]
@@ -149,8 +171,7 @@ def write_card(ds, results: dict, out: Path) -> None:
               f"- Training pairs (adversarial against `{pairs.get('classifier', seen)}` on training images only, "
               "seeded): " + "; ".join(f"{k}: n={v['n']}, seen accuracy {100 * v['seen_accuracy']:.1f}%"
                                       for k, v in pairs.get("attacks", {}).items())
-              + (f"; random-sign noise at ε ∈ {{{', '.join(f'{e:.4g}' for e in pairs['noise']['eps'])}}}: n={pairs['noise']['n']}"
-                 if "noise" in pairs else "") + f"; clean pairs: {pairs.get('clean', 0)}.",
+              + noise_pairs(pairs) + f"; clean pairs: {pairs.get('clean', 0)}.",
               "- Input: NCHW float32 in [0,1]; reflect-padded (centred) to a multiple of "
               f"{2 ** len(g['config']['res_blocks'])} and cropped back.",
               f"- ONNX (opset 17) vs PyTorch, max |error|: {export.get('max_abs_error', 'not exported yet')}.", "",

@@ -59,6 +59,13 @@ def perturbation_norms(adv: torch.Tensor, x: torch.Tensor) -> dict:
     return {"median_l2": float(d.norm(dim=1).median()), "max_linf": float(d.abs().max(dim=1).values.max())}
 
 
+def generator_record(generator: nn.Module, state: dict) -> dict:
+    """What results.json says about a generator: its shape, the epoch it keeps and how it was trained."""
+    return {"config": state["config"], "epoch": state["epoch"], "pairs": state["pairs"],
+            "loss_weights": state["loss_weights"], "selection": state.get("selection"),
+            "parameters": sum(p.numel() for p in generator.parameters())}
+
+
 def evaluate(args) -> dict:
     ds = spec(args.dataset)
     setup(args.seed, args.threads)
@@ -68,8 +75,10 @@ def evaluate(args) -> dict:
     purify = lambda t: batched(purifier, t, 250)
     defenses = {"none": (lambda t: t, {}), "purifier": (purify, {})}
     ablation_path = run_folder(ds.name, ablation=True) / "generator.pt"
+    ablation_state = None
     if ablation_path.exists():
-        ablation = Purifier(load_generator(ablation_path)[0]).eval()
+        ablation_generator, ablation_state = load_generator(ablation_path)
+        ablation = Purifier(ablation_generator).eval()
         defenses["purifier-no-residual"] = (lambda t: batched(ablation, t, 250), {})
     zoo = classifier_zoo(ds.name, ds.channels, ds.size)
     classifiers = {name: load_classifier(ds.name, name)[1] for name in zoo}
@@ -83,9 +92,8 @@ def evaluate(args) -> dict:
                      "seen": seen, "attacks": {a.name: a.params for a in attacks},
                      "baselines": {k: v[1] for k, v in defenses.items() if k not in ("none", "purifier", "purifier-no-residual")},
                      "baseline_tuning": tuning,
-                     "generator": {"config": gen_state["config"], "epoch": gen_state["epoch"], "pairs": gen_state["pairs"],
-                                   "loss_weights": gen_state["loss_weights"], "selection": gen_state.get("selection"),
-                                   "parameters": sum(p.numel() for p in generator.parameters())},
+                     "generator": generator_record(generator, gen_state),
+                     "ablation_generator": ablation_state and generator_record(ablation_generator, ablation_state),
                      "clean": {}, "oblivious": {}, "adaptive": {}, "quality": {}, "sweep": {}}
     t0 = time.time()
     defended_clean = {name: fn(x) for name, (fn, _) in defenses.items()}

@@ -2,11 +2,13 @@
 
 Adversarial examples are made against the seen classifier only. A share of clean images is kept
 as (clean, clean) pairs so the purifier learns to leave clean inputs alone, and a share gets
-random-sign noise at the attack budgets (no classifier involved).
+random-sign noise at the attack budgets (no classifier involved): independent per pixel, and
+optionally spatially correlated (the sign of blurred Gaussian noise).
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from .attacks import run_attack, training_attacks
 from .common import command_parser, freeze, log, predict, run_dir, setup, write_json
@@ -24,10 +26,44 @@ def load_classifier(dataset: str, name: str | None = None) -> tuple[str, torch.n
     return name, freeze(model)
 
 
+NOISE_BUDGETS = (0.5, 0.75, 1.0)
+"""Random-sign noise budgets, as fractions of the dataset's ε (the training attacks' budgets)."""
+CORRELATION_SIGMAS = (0.5, 3.0)
+"""Range of the Gaussian blur (pixels) that sets how far correlated noise's signs extend."""
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of an NCHW batch, reflect-padded so the size is kept."""
+    radius = max(1, int(3 * sigma))
+    t = torch.arange(-radius, radius + 1, dtype=x.dtype)
+    kernel = torch.exp(-t ** 2 / (2 * sigma ** 2))
+    kernel = (kernel / kernel.sum()).repeat(x.shape[1], 1, 1, 1)
+    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="reflect"), kernel.view(x.shape[1], 1, 1, -1), groups=x.shape[1])
+    return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="reflect"), kernel.view(x.shape[1], 1, -1, 1), groups=x.shape[1])
+
+
+def sign_noise(x: torch.Tensor, eps: float, correlated: bool) -> torch.Tensor:
+    """x plus ±budget per pixel, the budget drawn per image from NOISE_BUDGETS·eps, clipped to [0, 1].
+
+    Correlated noise takes the sign of Gaussian noise blurred with a per-image σ drawn uniformly
+    from CORRELATION_SIGMAS: blobs of one sign a few pixels wide, like the perturbations that
+    models other than the seen one produce.
+    """
+    budgets = eps * torch.tensor(NOISE_BUDGETS)[torch.randint(0, len(NOISE_BUDGETS), (len(x),))].view(-1, 1, 1, 1)
+    if correlated:
+        sigmas = torch.empty(len(x)).uniform_(*CORRELATION_SIGMAS)
+        signs = torch.cat([gaussian_blur(torch.randn(1, *x.shape[1:]), s.item()) for s in sigmas]).sign()
+    else:
+        signs = torch.randint(0, 2, x.shape).float().mul_(2).sub_(1)
+    return (x + budgets * signs).clamp_(0, 1)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = command_parser(__doc__, seed=1)
     p.add_argument("--per-attack", type=int, default=4000, help="images per attack configuration")
     p.add_argument("--noise", type=int, default=4000, help="(random-sign noise at the budgets, clean) pairs")
+    p.add_argument("--correlated-noise", type=int, default=0,
+                   help="(spatially correlated random-sign noise at the budgets, clean) pairs")
     p.add_argument("--clean", type=int, default=8000, help="(clean, clean) pairs")
     args = p.parse_args(argv)
     setup(args.seed, args.threads)
@@ -51,20 +87,26 @@ def main(argv: list[str] | None = None) -> None:
         kinds += [label] * n
     # Random-sign noise at the training budgets: no classifier involved, it teaches the purifier to
     # remove dense perturbations whatever model they were made against (the unseen MLP's are dense).
-    xn = x[start:start + args.noise]
-    start = (start + args.noise) % len(x)
-    budgets = ds.eps * torch.tensor([0.5, 0.75, 1.0])[torch.randint(0, 3, (len(xn),))].view(-1, 1, 1, 1)
-    advs.append((xn + budgets * torch.randint(0, 2, xn.shape).float().mul_(2).sub_(1)).clamp_(0, 1).half())
-    cleans.append(xn.half())
-    kinds += ["noise"] * len(xn)
+    noise = {"noise": args.noise, "correlated-noise": args.correlated_noise}
+    for kind, n in noise.items():
+        if n == 0:
+            continue
+        xn = x[start:start + n]
+        start = (start + n) % len(x)
+        advs.append(sign_noise(xn, ds.eps, kind == "correlated-noise").half())
+        cleans.append(xn.half())
+        kinds += [kind] * len(xn)
     xc = x[start:start + args.clean]
     advs.append(xc.half())
     cleans.append(xc.half())
     kinds += ["clean"] * len(xc)
     out = run_dir(ds.name)
     torch.save({"adv": torch.cat(advs), "clean": torch.cat(cleans), "kind": kinds}, out / "pairs.pt")
+    budgets = [ds.eps * f for f in NOISE_BUDGETS]
     write_json(out / "pairs.json", {"classifier": name, "seed": args.seed, "attacks": stats, "clean": len(xc),
-                                       "noise": {"n": len(xn), "eps": [ds.eps * f for f in (0.5, 0.75, 1.0)]}})
+                                       "noise": {"n": noise["noise"], "eps": budgets},
+                                       "correlated_noise": {"n": noise["correlated-noise"], "eps": budgets,
+                                                            "sigma": list(CORRELATION_SIGMAS)}})
     log(f"{ds.name}: wrote {sum(len(a) for a in advs)} pairs")
 
 

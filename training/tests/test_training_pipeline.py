@@ -20,7 +20,7 @@ def runs(tmp_path_factory):
     mp.setenv("PURIFYD_RUNS", str(root))
     torch.set_num_threads(2)
     train_classifiers.main(["--dataset", "mnist", "--epochs", "1", "--limit", "256"])
-    make_pairs.main(["--dataset", "mnist", "--per-attack", "8", "--noise", "8", "--clean", "16"])
+    make_pairs.main(["--dataset", "mnist", "--per-attack", "8", "--noise", "8", "--correlated-noise", "8", "--clean", "16"])
     train_gan.main(["--dataset", "mnist", "--epochs", "1", "--limit", "48", "--batch", "16", "--val-n", "16"])
     yield root
     mp.undo()
@@ -38,6 +38,21 @@ def test_pairs_hold_every_training_attack_and_clean_pairs(runs):
     assert len(noise) == 8
     delta = (pairs["adv"][noise].float() - pairs["clean"][noise].float()).abs().flatten(1).amax(1)
     assert ((delta > 0.14) & (delta <= 0.301)).all()
+    assert pairs["kind"].count("correlated-noise") == 8
+    recorded = json.loads((runs / "mnist" / "pairs.json").read_text())
+    assert recorded["noise"]["n"] == 8 and recorded["correlated_noise"]["n"] == 8 and recorded["clean"] == 16
+
+
+@pytest.mark.parametrize("correlated", [False, True])
+def test_sign_noise_sits_at_a_budget_and_correlates_only_when_asked(correlated):
+    torch.manual_seed(0)
+    x = torch.full((64, 1, 28, 28), 0.5)
+    delta = make_pairs.sign_noise(x, 0.1, correlated) - x
+    budgets = delta.abs().flatten(1)
+    assert torch.allclose(budgets, budgets[:, :1].expand_as(budgets))
+    assert all(any(math.isclose(b, 0.1 * f, rel_tol=1e-5) for f in make_pairs.NOISE_BUDGETS) for b in budgets[:, 0].tolist())
+    same_sign = (delta[..., 1:].sign() == delta[..., :-1].sign()).float().mean().item()
+    assert same_sign > 0.75 if correlated else abs(same_sign - 0.5) < 0.02
 
 
 def test_gan_checkpoint_resumes_where_it_stopped(runs):
