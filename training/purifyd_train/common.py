@@ -81,6 +81,12 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+def gaussian_kernel(radius: int, sigma: float) -> torch.Tensor:
+    """A normalised 1-D Gaussian of 2·radius + 1 taps."""
+    g = torch.exp(-((torch.arange(2 * radius + 1) - float(radius)) ** 2) / (2 * sigma ** 2))
+    return g / g.sum()
+
+
 def freeze(model: nn.Module) -> nn.Module:
     model.eval()
     for p in model.parameters():

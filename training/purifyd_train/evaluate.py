@@ -20,7 +20,7 @@ from torch import nn
 
 from .attacks import L2_ATTACKS, PAPER_ATTACKS, AttackConfig, evaluation_attacks, run_attack
 from .baselines import baselines, tune
-from .common import REPO_ROOT, batched, command_parser, log, predict, run_dir, setup, wilson, write_json
+from .common import REPO_ROOT, batched, command_parser, gaussian_kernel, log, predict, run_dir, setup, wilson, write_json
 from .data import spec, test_subset, train_tail
 from .make_pairs import load_classifier
 from .models import Purifier, classifier_zoo
@@ -41,8 +41,7 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 def ssim(a: torch.Tensor, b: torch.Tensor) -> float:
     """Mean SSIM (Wang et al. 2004): 11x11 Gaussian window, σ=1.5, per channel, valid region."""
     c = a.shape[1]
-    g = torch.exp(-((torch.arange(11) - 5.0) ** 2) / (2 * 1.5 ** 2))
-    g = (g / g.sum())
+    g = gaussian_kernel(5, 1.5)
     window = (g[:, None] * g[None, :]).expand(c, 1, 11, 11).contiguous()
     conv = lambda t: F.conv2d(t, window, groups=c)
     mu_a, mu_b = conv(a), conv(b)

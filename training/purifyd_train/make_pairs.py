@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from .attacks import run_attack, training_attacks
-from .common import command_parser, freeze, log, predict, run_dir, setup, write_json
+from .common import command_parser, freeze, gaussian_kernel, log, predict, run_dir, setup, write_json
 from .data import load_split, shuffled, spec
 from .models import classifier_zoo
 
@@ -34,20 +34,18 @@ CORRELATION_SIGMAS = (0.5, 3.0)
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """Separable Gaussian blur of an NCHW batch, reflect-padded so the size is kept."""
-    radius = max(1, int(3 * sigma))
-    t = torch.arange(-radius, radius + 1, dtype=x.dtype)
-    kernel = torch.exp(-t ** 2 / (2 * sigma ** 2))
-    kernel = (kernel / kernel.sum()).repeat(x.shape[1], 1, 1, 1)
-    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="reflect"), kernel.view(x.shape[1], 1, 1, -1), groups=x.shape[1])
-    return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="reflect"), kernel.view(x.shape[1], 1, -1, 1), groups=x.shape[1])
+    radius, c = max(1, int(3 * sigma)), x.shape[1]
+    kernel = gaussian_kernel(radius, sigma).repeat(c, 1, 1, 1)
+    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="reflect"), kernel.view(c, 1, 1, -1), groups=c)
+    return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="reflect"), kernel.view(c, 1, -1, 1), groups=c)
 
 
 def sign_noise(x: torch.Tensor, eps: float, correlated: bool) -> torch.Tensor:
     """x plus ±budget per pixel, the budget drawn per image from NOISE_BUDGETS·eps, clipped to [0, 1].
 
     Correlated noise takes the sign of Gaussian noise blurred with a per-image σ drawn uniformly
-    from CORRELATION_SIGMAS: blobs of one sign a few pixels wide, like the perturbations that
-    models other than the seen one produce.
+    from CORRELATION_SIGMAS: blobs of one sign a few pixels wide, a shape that independent
+    per-pixel noise never takes.
     """
     budgets = eps * torch.tensor(NOISE_BUDGETS)[torch.randint(0, len(NOISE_BUDGETS), (len(x),))].view(-1, 1, 1, 1)
     if correlated:
@@ -87,13 +85,12 @@ def main(argv: list[str] | None = None) -> None:
         kinds += [label] * n
     # Random-sign noise at the training budgets: no classifier involved, it teaches the purifier to
     # remove dense perturbations whatever model they were made against (the unseen MLP's are dense).
-    noise = {"noise": args.noise, "correlated-noise": args.correlated_noise}
-    for kind, n in noise.items():
+    for kind, n, correlated in (("noise", args.noise, False), ("correlated-noise", args.correlated_noise, True)):
         if n == 0:
             continue
         xn = x[start:start + n]
         start = (start + n) % len(x)
-        advs.append(sign_noise(xn, ds.eps, kind == "correlated-noise").half())
+        advs.append(sign_noise(xn, ds.eps, correlated).half())
         cleans.append(xn.half())
         kinds += [kind] * len(xn)
     xc = x[start:start + args.clean]
@@ -104,8 +101,8 @@ def main(argv: list[str] | None = None) -> None:
     torch.save({"adv": torch.cat(advs), "clean": torch.cat(cleans), "kind": kinds}, out / "pairs.pt")
     budgets = [ds.eps * f for f in NOISE_BUDGETS]
     write_json(out / "pairs.json", {"classifier": name, "seed": args.seed, "attacks": stats, "clean": len(xc),
-                                       "noise": {"n": noise["noise"], "eps": budgets},
-                                       "correlated_noise": {"n": noise["correlated-noise"], "eps": budgets,
+                                       "noise": {"n": args.noise, "eps": budgets},
+                                       "correlated_noise": {"n": args.correlated_noise, "eps": budgets,
                                                             "sigma": list(CORRELATION_SIGMAS)}})
     log(f"{ds.name}: wrote {sum(len(a) for a in advs)} pairs")
 
