@@ -90,12 +90,22 @@ def validation_sets(history: list[dict]) -> str:
     return "; ".join(f"{validation_images(*k)} for {', '.join(dict.fromkeys(v))}" for k, v in runs.items())
 
 
+def training_records(dataset: str) -> dict:
+    """The run folder's records the card cites: classifier metrics, pairs, both GANs' histories, the export check.
+
+    The evaluation keeps them in results.json, so `--card-only` rewrites a card once the run folder is gone.
+    """
+    root = run_dir(dataset)
+    return {"metrics": _read(root / "classifiers" / "metrics.json"), "pairs": _read(root / "pairs.json"),
+            "history": _read(run_folder(dataset) / "history.json"),
+            "ablation_history": _read(run_folder(dataset, ablation=True) / "history.json"),
+            "export": _read(root / "export.json")}
+
+
 def write_card(ds, results: dict, out: Path) -> None:
-    root = run_dir(ds.name)
-    metrics = _read(root / "classifiers" / "metrics.json")
-    pairs = _read(root / "pairs.json")
-    history = _read(run_folder(ds.name) / "history.json")
-    export = _read(root / "export.json")
+    """Writes card.md from results.json (and, for results written before it kept them, the run folder's records)."""
+    records = results.get("training_records") or training_records(ds.name)
+    metrics, pairs, history, export = (records[k] for k in ("metrics", "pairs", "history", "export"))
     seen = results["seen"]
     cmd = results["command"]
     summ = results["summary"]
@@ -142,7 +152,7 @@ def write_card(ds, results: dict, out: Path) -> None:
     if check:
         lines += ["## The same images through `purify` (purifyd's Swift engine and pipeline)", "",
                   f"PGD examples (n = {check['n']}, seed {check['seed']}) saved as 8-bit PNGs and run through the `purify` CLI: "
-                  f"accuracy read from its reports {100 * check['accuracy_purify']:.2f}%, PyTorch on the same pixels "
+                  f"accuracy read from its reports {100 * check['accuracy_purify']:.2f}%, PyTorch running this bundle's ONNX graphs on the same pixels "
                   f"{100 * check['accuracy_pytorch']:.2f}% ({check['difference_pp']:+.2f} pp; per-image agreement "
                   f"{100 * check['prediction_agreement']:.2f}%; tolerance ±{check['tolerance_pp']} pp). Command: "
                   f"`PYTHONPATH=training python -m purifyd_train evaluate --dataset {ds.name} --n {check['n']} "
@@ -151,7 +161,7 @@ def write_card(ds, results: dict, out: Path) -> None:
         lines += ["## Ablation: no residual blocks", "",
                   f"Mean purified accuracy over the 7 paper attacks (seen): with residual blocks {100 * s['mean_purified']:.1f}%, "
                   f"without {100 * s['mean_purified_no_residual']:.1f}% (same pairs and losses; "
-                  + epochs_compared(history, _read(run_folder(ds.name, ablation=True) / "history.json"))
+                  + epochs_compared(history, records["ablation_history"])
                   + kept_epochs(results["generator"], results.get("ablation_generator")) + ").", ""]
     else:
         lines += ["## Ablation: no residual blocks", "",

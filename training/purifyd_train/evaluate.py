@@ -231,8 +231,9 @@ def main(argv: list[str] | None = None) -> None:
     args.figures = out / "figures"
     results = evaluate(args)
     results["command"] = " ".join(["python -m purifyd_train evaluate", *(argv if argv is not None else sys.argv[1:])])
+    from .card import training_records, write_card
+    results["training_records"] = training_records(ds.name)
     write_json(out / "results.json", results)
-    from .card import write_card
     write_card(ds, results, out)
     log(f"{ds.name}: wrote {out / 'results.json'} and card.md ({results['minutes']:.1f} min)")
 

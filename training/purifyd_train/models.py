@@ -218,14 +218,19 @@ def reflect_pad_to(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[
 
 
 class Purifier(nn.Module):
-    """The generator at any image size: centred reflect padding, generate, crop back."""
+    """The generator at any image size: centred reflect padding, generate, crop back.
 
-    def __init__(self, generator: UNetGenerator):
+    `multiple` is the side multiple the generator needs (a `UNetGenerator` knows its own; an exported
+    graph's comes from its bundle).
+    """
+
+    def __init__(self, generator: nn.Module, multiple: int | None = None):
         super().__init__()
         self.generator = generator
+        self.multiple = multiple or generator.multiple
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        padded, (left, right, top, bottom) = reflect_pad_to(x, self.generator.multiple)
+        padded, (left, right, top, bottom) = reflect_pad_to(x, self.multiple)
         y = self.generator(padded)
         return y[..., top:top + x.shape[-2], left:left + x.shape[-1]]
 

@@ -1,15 +1,17 @@
 """The evaluation's end-to-end mode: an adversarial test set as PNG files, through the `purify` CLI.
 
-Writes PGD examples (against the seen classifier, the oblivious setting) as 8-bit PNGs, runs
-`purify --bundle models/<dataset>` over them, reads the purified top-1 from each JSON report, and
-compares that accuracy with PyTorch's purifier + classifier on the very same PNG pixels. The two
-must agree within 0.3 percentage points.
+Writes PGD examples (against the bundle's seen classifier, the oblivious setting) as 8-bit PNGs,
+runs `purify --bundle models/<dataset>` over them, reads the purified top-1 from each JSON report,
+and compares that accuracy with PyTorch running the bundle's own ONNX graphs (purifier, then
+classifier; `OnnxGraph`) on the very same PNG pixels. The two must agree within 0.3 percentage
+points. Only the bundle is read, so the check runs on a fresh clone, without a training run.
 """
 from __future__ import annotations
 
 import json
 import subprocess
 import tempfile
+import tomllib
 from pathlib import Path
 
 import torch
@@ -18,9 +20,8 @@ from PIL import Image
 from .attacks import evaluation_attacks, run_attack
 from .common import REPO_ROOT, batched, log, predict, write_json
 from .data import spec, test_subset
-from .make_pairs import load_classifier
 from .models import Purifier
-from .train_gan import load_generator, run_folder
+from .onnx_graph import OnnxGraph
 
 TOLERANCE_PP = 0.3
 
@@ -40,8 +41,10 @@ def read_reports(folder: Path) -> dict[str, dict]:
 def run(dataset: str, purify: Path, n: int, seed: int, bundle: Path | None = None) -> dict:
     ds = spec(dataset)
     bundle = bundle or REPO_ROOT / "models" / ds.name
+    manifest = tomllib.loads((bundle / "bundle.toml").read_text())
+    seen = OnnxGraph(bundle / manifest["classifier"]["file"], logits=True)
+    purifier = Purifier(OnnxGraph(bundle / manifest["purifier"]["file"]), manifest["purifier"]["size_multiple"])
     x, y = test_subset(ds, n, seed=seed)
-    _, seen = load_classifier(ds.name)
     pgd = next(a for a in evaluation_attacks(ds.name, ds.eps) if a.name == "PGD")
     adv = run_attack(pgd.build(seen, seed), x, y)
     with tempfile.TemporaryDirectory(prefix="purify-check-") as tmp:
@@ -57,7 +60,6 @@ def run(dataset: str, purify: Path, n: int, seed: int, bundle: Path | None = Non
     if missing:
         raise SystemExit(f"purify produced no successful report for {len(missing)} images, e.g. {missing[:3]}")
     purify_pred = torch.tensor([reports[name]["classification"]["purified"][0]["index"] for name in names])
-    purifier = Purifier(load_generator(run_folder(ds.name) / "generator.pt")[0]).eval()
     torch_pred = predict(seen, batched(purifier, pixels, 250))
     acc_purify = (purify_pred == y).float().mean().item()
     acc_torch = (torch_pred == y).float().mean().item()

@@ -7,8 +7,10 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from purifyd_train import compare_deepfool, evaluate, export, make_pairs, train_classifiers, train_gan
-from purifyd_train.data import DEFAULT_DATA_ROOT
+from purifyd_train import card, compare_deepfool, evaluate, export, make_pairs, train_classifiers, train_gan
+from purifyd_train.data import DEFAULT_DATA_ROOT, spec
+from purifyd_train.models import Purifier
+from purifyd_train.onnx_graph import OnnxGraph
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +102,21 @@ def test_export_writes_a_bundle_that_onnx_runtime_runs_like_pytorch(runs, tmp_pa
     assert probs.shape == (3, 10) and np.allclose(probs.sum(1), 1, atol=1e-5)
 
 
-def test_quick_evaluation_writes_results_and_card(runs):
+def test_onnx_graph_runs_the_exported_bundle_like_the_trained_models(runs, tmp_path):
+    export.main(["--dataset", "mnist", "--out", str(tmp_path)])
+    x = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    generator, _ = train_gan.load_generator(runs / "mnist" / "gan" / "generator.pt")
+    graph_purifier = Purifier(OnnxGraph(tmp_path / "purifier.onnx"), 16)
+    with torch.no_grad():
+        assert (graph_purifier(x) - Purifier(generator.eval())(x)).abs().max() <= 1e-5
+    _, classifier = make_pairs.load_classifier("mnist")
+    logits = OnnxGraph(tmp_path / "classifier.onnx", logits=True)(x)
+    assert (logits - classifier(x)).abs().max() <= 1e-4
+    logits.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_quick_evaluation_writes_results_and_card(runs, tmp_path):
     evaluate.main(["--dataset", "mnist", "--quick", "--n", "12", "--adaptive-n", "6", "--sweep-n", "6", "--val-n", "12"])
     out = runs / "mnist" / "eval-quick"
     results = json.loads((out / "results.json").read_text())
@@ -110,10 +126,15 @@ def test_quick_evaluation_writes_results_and_card(runs):
     tuning = results["baseline_tuning"]
     assert tuning["bits"] in (1, 2, 3, 4, 5, 6) and f"bitdepth{tuning['bits']}" in results["baselines"]
     assert results["baselines"]["tv"]["weight"] == tuning["tv_weight"]
-    card = (out / "card.md").read_text()
-    assert "Adaptive white-box" in card and "jpeg75" in card
+    text = (out / "card.md").read_text()
+    assert "Adaptive white-box" in text and "jpeg75" in text
     assert (out / "figures" / "contact_sheet.png").stat().st_size > 1000
     assert (out / "figures" / "accuracy_vs_eps.png").stat().st_size > 1000
+    assert results["training_records"]["history"] and results["training_records"]["pairs"]["clean"] == 16
+    with pytest.MonkeyPatch.context() as mp:  # the card again, from results.json alone: no run folder
+        mp.setenv("PURIFYD_RUNS", str(tmp_path / "empty"))
+        card.write_card(spec("mnist"), results, tmp_path)
+    assert (tmp_path / "card.md").read_text() == text
 
 
 def test_compare_deepfool_reports_both_versions_per_classifier(runs, capsys):

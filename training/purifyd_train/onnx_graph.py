@@ -1,0 +1,127 @@
+"""A shipped ONNX model as a differentiable PyTorch module, so a bundle alone can be attacked and checked.
+
+`export` writes small graphs (convolutions, BatchNorm, pooling, Gemm and element-wise operators);
+`OnnxGraph` runs exactly those with torch operators, in the graph's node order, from the file's
+own weights. It needs no training run: `evaluate --through-purify` scores a bundle from models/
+against `purify` on a fresh clone. An operator outside that set is a clear error, never a guess.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+import torch.nn.functional as F
+from onnx import numpy_helper
+from torch import nn
+
+
+def _padding(node: onnx.NodeProto, attrs: dict) -> list[int]:
+    """ONNX explicit pads [begin..., end...] as torch's per-side padding; automatic or asymmetric padding is refused."""
+    if attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
+        raise ValueError(f"{node.op_type} node {node.name!r}: auto_pad {attrs['auto_pad']} is not supported")
+    pads = attrs.get("pads", [0, 0, 0, 0])
+    half = len(pads) // 2
+    if pads[:half] != pads[half:]:
+        raise ValueError(f"{node.op_type} node {node.name!r}: asymmetric pads {pads} are not supported")
+    return pads[:half]
+
+
+def _conv(node, attrs, x, w, b=None):
+    return F.conv2d(x, w, b, stride=attrs.get("strides", 1), padding=_padding(node, attrs),
+                    dilation=attrs.get("dilations", 1), groups=attrs.get("group", 1))
+
+
+def _conv_transpose(node, attrs, x, w, b=None):
+    if "output_shape" in attrs:
+        raise ValueError(f"ConvTranspose node {node.name!r}: output_shape is not supported")
+    return F.conv_transpose2d(x, w, b, stride=attrs.get("strides", 1), padding=_padding(node, attrs),
+                              output_padding=attrs.get("output_padding", 0), groups=attrs.get("group", 1),
+                              dilation=attrs.get("dilations", 1))
+
+
+def _max_pool(node, attrs, x):
+    if attrs.get("ceil_mode", 0):
+        raise ValueError(f"MaxPool node {node.name!r}: ceil_mode is not supported")
+    return F.max_pool2d(x, attrs["kernel_shape"], stride=attrs.get("strides", 1),
+                        padding=_padding(node, attrs), dilation=attrs.get("dilations", 1))
+
+
+def _gemm(node, attrs, a, b, c=None):
+    a = a.t() if attrs.get("transA", 0) else a
+    b = b.t() if attrs.get("transB", 0) else b
+    y = attrs.get("alpha", 1.0) * (a @ b)
+    return y if c is None else y + attrs.get("beta", 1.0) * c
+
+
+def _clip(node, attrs, x, low=None, high=None):
+    return torch.clamp(x, None if low is None else low.item(), None if high is None else high.item())
+
+
+OPERATORS = {
+    "Constant": lambda node, attrs: torch.from_numpy(np.asarray(attrs["value"]).copy()),
+    "Identity": lambda node, attrs, x: x,
+    "Add": lambda node, attrs, a, b: a + b,
+    "Sub": lambda node, attrs, a, b: a - b,
+    "Mul": lambda node, attrs, a, b: a * b,
+    "Div": lambda node, attrs, a, b: a / b,
+    "Relu": lambda node, attrs, x: F.relu(x),
+    "LeakyRelu": lambda node, attrs, x: F.leaky_relu(x, attrs.get("alpha", 0.01)),
+    "Tanh": lambda node, attrs, x: torch.tanh(x),
+    "Softmax": lambda node, attrs, x: F.softmax(x, dim=attrs.get("axis", -1)),
+    "Concat": lambda node, attrs, *xs: torch.cat(xs, dim=attrs["axis"]),
+    "Flatten": lambda node, attrs, x: torch.flatten(x, attrs.get("axis", 1)),
+    "GlobalAveragePool": lambda node, attrs, x: x.mean(dim=(2, 3), keepdim=True),
+    "BatchNormalization": lambda node, attrs, x, scale, bias, mean, var: F.batch_norm(
+        x, mean, var, scale, bias, training=False, eps=attrs.get("epsilon", 1e-5)),
+    "Conv": _conv,
+    "ConvTranspose": _conv_transpose,
+    "MaxPool": _max_pool,
+    "Gemm": _gemm,
+    "Clip": _clip,
+}
+
+
+def _attributes(node: onnx.NodeProto) -> dict:
+    attrs = {}
+    for a in node.attribute:
+        value = onnx.helper.get_attribute_value(a)
+        attrs[a.name] = numpy_helper.to_array(value) if isinstance(value, onnx.TensorProto) else value
+        if isinstance(attrs[a.name], bytes):
+            attrs[a.name] = attrs[a.name].decode()
+    return attrs
+
+
+class OnnxGraph(nn.Module):
+    """Runs an ONNX file's graph with torch operators; gradients flow to the input.
+
+    `logits=True` stops before a final Softmax, so attacks see what the PyTorch classifier returned.
+    """
+
+    def __init__(self, path: Path, logits: bool = False):
+        super().__init__()
+        model = onnx.load(str(path))
+        graph = model.graph
+        self.weights = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in graph.initializer}
+        self.input_name = next(i.name for i in graph.input if i.name not in self.weights)
+        self.output_name = graph.output[0].name
+        self.nodes = [(n, _attributes(n)) for n in graph.node]
+        unsupported = sorted({n.op_type for n, _ in self.nodes if n.op_type not in OPERATORS})
+        if unsupported:
+            raise ValueError(f"{path}: operators {unsupported} are not supported by OnnxGraph")
+        if logits:
+            last = self.nodes[-1][0]
+            if last.op_type != "Softmax" or last.output[0] != self.output_name:
+                raise ValueError(f"{path}: logits asked for, but the graph does not end in a Softmax")
+            self.nodes = self.nodes[:-1]
+            self.output_name = last.input[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        values: dict[str, torch.Tensor] = {**self.weights, self.input_name: x}
+        for node, attrs in self.nodes:
+            inputs = [values[name] if name else None for name in node.input]
+            while inputs and inputs[-1] is None:
+                inputs.pop()
+            values[node.output[0]] = OPERATORS[node.op_type](node, attrs, *inputs)
+        return values[self.output_name]
