@@ -102,6 +102,17 @@ def training_records(dataset: str) -> dict:
             "export": _read(root / "export.json")}
 
 
+def through_purify_paragraph(dataset: str, check: dict) -> str:
+    """The card's paragraph on `evaluate --through-purify`, from its through_purify.json."""
+    return (f"PGD examples (n = {check['n']}, seed {check['seed']}) saved as 8-bit PNGs and run through the `purify` CLI: "
+            f"accuracy read from its reports {100 * check['accuracy_purify']:.2f}%, PyTorch running this bundle's ONNX "
+            "graphs on the same pixels (the purified image rounded to 8 bits between them, as purify does) "
+            f"{100 * check['accuracy_pytorch']:.2f}% ({check['difference_pp']:+.2f} pp; per-image agreement "
+            f"{100 * check['prediction_agreement']:.2f}%; tolerance ±{check['tolerance_pp']} pp). Command: "
+            f"`PYTHONPATH=training python -m purifyd_train evaluate --dataset {dataset} --n {check['n']} "
+            "--through-purify .build/debug/purify` (or `make evaluate-purify`).")
+
+
 def write_card(ds, results: dict, out: Path) -> None:
     """Writes card.md from results.json (and, for results written before it kept them, the run folder's records)."""
     records = results.get("training_records") or training_records(ds.name)
@@ -151,12 +162,7 @@ def write_card(ds, results: dict, out: Path) -> None:
     check = _read(out / "through_purify.json")
     if check:
         lines += ["## The same images through `purify` (purifyd's Swift engine and pipeline)", "",
-                  f"PGD examples (n = {check['n']}, seed {check['seed']}) saved as 8-bit PNGs and run through the `purify` CLI: "
-                  f"accuracy read from its reports {100 * check['accuracy_purify']:.2f}%, PyTorch running this bundle's ONNX graphs on the same pixels "
-                  f"{100 * check['accuracy_pytorch']:.2f}% ({check['difference_pp']:+.2f} pp; per-image agreement "
-                  f"{100 * check['prediction_agreement']:.2f}%; tolerance ±{check['tolerance_pp']} pp). Command: "
-                  f"`PYTHONPATH=training python -m purifyd_train evaluate --dataset {ds.name} --n {check['n']} "
-                  "--through-purify .build/debug/purify` (or `make evaluate-purify`).", ""]
+                  through_purify_paragraph(ds.name, check), ""]
     if "mean_purified_no_residual" in s:
         lines += ["## Ablation: no residual blocks", "",
                   f"Mean purified accuracy over the 7 paper attacks (seen): with residual blocks {100 * s['mean_purified']:.1f}%, "

@@ -67,7 +67,6 @@ def generator_record(generator: nn.Module, state: dict) -> dict:
 
 def evaluate(args) -> dict:
     ds = spec(args.dataset)
-    setup(args.seed, args.threads)
     x, y = test_subset(ds, args.n, seed=args.seed, root=args.data)
     generator, gen_state = load_generator(run_folder(ds.name) / "generator.pt")
     purifier = Purifier(generator).eval()
@@ -218,6 +217,7 @@ def main(argv: list[str] | None = None) -> None:
     args.adaptive_n = min(args.n, args.adaptive_n or (100 if args.quick else 500))
     args.sweep_n = min(args.n, args.sweep_n or (100 if args.quick else 1000))
     args.val_n = args.val_n or (200 if args.quick else 1000)
+    setup(args.seed, args.threads)
     ds = spec(args.dataset)
     out = run_dir(ds.name) / "eval-quick" if args.quick else REPO_ROOT / "models" / ds.name
     if args.through_purify:

@@ -3,8 +3,8 @@
 Writes PGD examples (against the bundle's seen classifier, the oblivious setting) as 8-bit PNGs,
 runs `purify --bundle models/<dataset>` over them, reads the purified top-1 from each JSON report,
 and compares that accuracy with PyTorch running the bundle's own ONNX graphs (purifier, then
-classifier; `OnnxGraph`) on the very same PNG pixels. The two must agree within 0.3 percentage
-points. Only the bundle is read, so the check runs on a fresh clone, without a training run.
+classifier; `OnnxGraph`) on the very same PNG pixels, the purified image rounded to 8 bits between
+them as purify rounds it before classifying. The two must agree within 0.3 percentage points. Only the bundle is read, so the check runs on a fresh clone, without a training run.
 """
 from __future__ import annotations
 
@@ -34,6 +34,11 @@ def write_pngs(x: torch.Tensor, y: torch.Tensor, folder: Path) -> torch.Tensor:
     return quantised.float() / 255
 
 
+def as_8bit(x: torch.Tensor) -> torch.Tensor:
+    """A purified image as purify keeps it: clamped to [0, 1], scaled to 0–255 and rounded half up."""
+    return torch.floor(x.clamp(0, 1) * 255 + 0.5) / 255
+
+
 def read_reports(folder: Path) -> dict[str, dict]:
     return {r["input"]["name"]: r for r in (json.loads(p.read_text()) for p in folder.glob("*.json"))}
 
@@ -60,7 +65,7 @@ def run(dataset: str, purify: Path, n: int, seed: int, bundle: Path | None = Non
     if missing:
         raise SystemExit(f"purify produced no successful report for {len(missing)} images, e.g. {missing[:3]}")
     purify_pred = torch.tensor([reports[name]["classification"]["purified"][0]["index"] for name in names])
-    torch_pred = predict(seen, batched(purifier, pixels, 250))
+    torch_pred = predict(seen, as_8bit(batched(purifier, pixels, 250)))
     acc_purify = (purify_pred == y).float().mean().item()
     acc_torch = (torch_pred == y).float().mean().item()
     result = {"dataset": ds.name, "n": n, "seed": seed, "attack": pgd.describe(),
