@@ -28,52 +28,47 @@ def _padding(node: onnx.NodeProto, attrs: dict) -> list[int]:
     return pads[:half]
 
 
-def _conv(node, attrs, x, w, b=None):
-    return F.conv2d(x, w, b, stride=attrs.get("strides", 1), padding=_padding(node, attrs),
+def _conv(attrs, x, w, b=None):
+    return F.conv2d(x, w, b, stride=attrs.get("strides", 1), padding=attrs["padding"],
                     dilation=attrs.get("dilations", 1), groups=attrs.get("group", 1))
 
 
-def _conv_transpose(node, attrs, x, w, b=None):
-    if "output_shape" in attrs:
-        raise ValueError(f"ConvTranspose node {node.name!r}: output_shape is not supported")
-    return F.conv_transpose2d(x, w, b, stride=attrs.get("strides", 1), padding=_padding(node, attrs),
+def _conv_transpose(attrs, x, w, b=None):
+    return F.conv_transpose2d(x, w, b, stride=attrs.get("strides", 1), padding=attrs["padding"],
                               output_padding=attrs.get("output_padding", 0), groups=attrs.get("group", 1),
                               dilation=attrs.get("dilations", 1))
 
 
-def _max_pool(node, attrs, x):
-    if attrs.get("ceil_mode", 0):
-        raise ValueError(f"MaxPool node {node.name!r}: ceil_mode is not supported")
+def _max_pool(attrs, x):
     return F.max_pool2d(x, attrs["kernel_shape"], stride=attrs.get("strides", 1),
-                        padding=_padding(node, attrs), dilation=attrs.get("dilations", 1))
+                        padding=attrs["padding"], dilation=attrs.get("dilations", 1))
 
 
-def _gemm(node, attrs, a, b, c=None):
+def _gemm(attrs, a, b, c=None):
     a = a.t() if attrs.get("transA", 0) else a
     b = b.t() if attrs.get("transB", 0) else b
     y = attrs.get("alpha", 1.0) * (a @ b)
     return y if c is None else y + attrs.get("beta", 1.0) * c
 
 
-def _clip(node, attrs, x, low=None, high=None):
+def _clip(attrs, x, low=None, high=None):
     return torch.clamp(x, None if low is None else low.item(), None if high is None else high.item())
 
 
 OPERATORS = {
-    "Constant": lambda node, attrs: torch.from_numpy(np.asarray(attrs["value"]).copy()),
-    "Identity": lambda node, attrs, x: x,
-    "Add": lambda node, attrs, a, b: a + b,
-    "Sub": lambda node, attrs, a, b: a - b,
-    "Mul": lambda node, attrs, a, b: a * b,
-    "Div": lambda node, attrs, a, b: a / b,
-    "Relu": lambda node, attrs, x: F.relu(x),
-    "LeakyRelu": lambda node, attrs, x: F.leaky_relu(x, attrs.get("alpha", 0.01)),
-    "Tanh": lambda node, attrs, x: torch.tanh(x),
-    "Softmax": lambda node, attrs, x: F.softmax(x, dim=attrs.get("axis", -1)),
-    "Concat": lambda node, attrs, *xs: torch.cat(xs, dim=attrs["axis"]),
-    "Flatten": lambda node, attrs, x: torch.flatten(x, attrs.get("axis", 1)),
-    "GlobalAveragePool": lambda node, attrs, x: x.mean(dim=(2, 3), keepdim=True),
-    "BatchNormalization": lambda node, attrs, x, scale, bias, mean, var: F.batch_norm(
+    "Identity": lambda attrs, x: x,
+    "Add": lambda attrs, a, b: a + b,
+    "Sub": lambda attrs, a, b: a - b,
+    "Mul": lambda attrs, a, b: a * b,
+    "Div": lambda attrs, a, b: a / b,
+    "Relu": lambda attrs, x: F.relu(x),
+    "LeakyRelu": lambda attrs, x: F.leaky_relu(x, attrs.get("alpha", 0.01)),
+    "Tanh": lambda attrs, x: torch.tanh(x),
+    "Softmax": lambda attrs, x: F.softmax(x, dim=attrs.get("axis", -1)),
+    "Concat": lambda attrs, *xs: torch.cat(xs, dim=attrs["axis"]),
+    "Flatten": lambda attrs, x: torch.flatten(x, attrs.get("axis", 1)),
+    "GlobalAveragePool": lambda attrs, x: x.mean(dim=(2, 3), keepdim=True),
+    "BatchNormalization": lambda attrs, x, scale, bias, mean, var: F.batch_norm(
         x, mean, var, scale, bias, training=False, eps=attrs.get("epsilon", 1e-5)),
     "Conv": _conv,
     "ConvTranspose": _conv_transpose,
@@ -81,35 +76,52 @@ OPERATORS = {
     "Gemm": _gemm,
     "Clip": _clip,
 }
+"""Each operator as a function of its attributes (prepared by `_attributes`) and its input tensors."""
+
+PADDED = {"Conv", "ConvTranspose", "MaxPool"}
 
 
 def _attributes(node: onnx.NodeProto) -> dict:
+    """A node's attributes as Python values, checked once at load; padded operators get torch's `padding`."""
     attrs = {}
     for a in node.attribute:
         value = onnx.helper.get_attribute_value(a)
         attrs[a.name] = numpy_helper.to_array(value) if isinstance(value, onnx.TensorProto) else value
         if isinstance(attrs[a.name], bytes):
             attrs[a.name] = attrs[a.name].decode()
+    if node.op_type in PADDED:
+        attrs["padding"] = _padding(node, attrs)
+    if node.op_type == "ConvTranspose" and "output_shape" in attrs:
+        raise ValueError(f"ConvTranspose node {node.name!r}: output_shape is not supported")
+    if node.op_type == "MaxPool" and attrs.get("ceil_mode", 0):
+        raise ValueError(f"MaxPool node {node.name!r}: ceil_mode is not supported")
     return attrs
 
 
 class OnnxGraph(nn.Module):
     """Runs an ONNX file's graph with torch operators; gradients flow to the input.
 
-    `logits=True` stops before a final Softmax, so attacks see what the PyTorch classifier returned.
+    Constants join the weights and every node's attributes are checked when the file is loaded, so
+    a graph this cannot run fails there. `logits=True` stops before a final Softmax, so attacks see
+    what the PyTorch classifier returned.
     """
 
     def __init__(self, path: Path, logits: bool = False):
         super().__init__()
-        model = onnx.load(str(path))
-        graph = model.graph
+        graph = onnx.load(str(path)).graph
         self.weights = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in graph.initializer}
         self.input_name = next(i.name for i in graph.input if i.name not in self.weights)
         self.output_name = graph.output[0].name
-        self.nodes = [(n, _attributes(n)) for n in graph.node]
-        unsupported = sorted({n.op_type for n, _ in self.nodes if n.op_type not in OPERATORS})
+        unsupported = sorted({n.op_type for n in graph.node if n.op_type not in OPERATORS and n.op_type != "Constant"})
         if unsupported:
             raise ValueError(f"{path}: operators {unsupported} are not supported by OnnxGraph")
+        self.nodes = []
+        for node in graph.node:
+            attrs = _attributes(node)
+            if node.op_type == "Constant":
+                self.weights[node.output[0]] = torch.from_numpy(np.asarray(attrs["value"]).copy())
+            else:
+                self.nodes.append((node, attrs))
         if logits:
             last = self.nodes[-1][0]
             if last.op_type != "Softmax" or last.output[0] != self.output_name:
@@ -123,5 +135,5 @@ class OnnxGraph(nn.Module):
             inputs = [values[name] if name else None for name in node.input]
             while inputs and inputs[-1] is None:
                 inputs.pop()
-            values[node.output[0]] = OPERATORS[node.op_type](node, attrs, *inputs)
+            values[node.output[0]] = OPERATORS[node.op_type](attrs, *inputs)
         return values[self.output_name]

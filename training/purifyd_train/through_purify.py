@@ -4,7 +4,8 @@ Writes PGD examples (against the bundle's seen classifier, the oblivious setting
 runs `purify --bundle models/<dataset>` over them, reads the purified top-1 from each JSON report,
 and compares that accuracy with PyTorch running the bundle's own ONNX graphs (purifier, then
 classifier; `OnnxGraph`) on the very same PNG pixels, the purified image rounded to 8 bits between
-them as purify rounds it before classifying. The two must agree within 0.3 percentage points. Only the bundle is read, so the check runs on a fresh clone, without a training run.
+them as purify rounds it before classifying. The two must agree within 0.3 percentage points.
+Only the bundle is read, so the check runs on a fresh clone, without a training run.
 """
 from __future__ import annotations
 

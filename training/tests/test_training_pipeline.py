@@ -86,31 +86,37 @@ def test_gan_fine_tune_with_guidance_starts_from_another_run_and_records_its_wei
     assert state["loss_weights"] == {"l1": 100.0, "perceptual": 5.0, "guidance": 2.0}
 
 
-def test_export_writes_a_bundle_that_onnx_runtime_runs_like_pytorch(runs, tmp_path):
-    export.main(["--dataset", "mnist", "--out", str(tmp_path)])
-    bundle = (tmp_path / "bundle.toml").read_text()
-    assert 'name = "mnist"' in bundle and "size_multiple = 16" in bundle
-    purifier = ort.InferenceSession(str(tmp_path / "purifier.onnx"))
+@pytest.fixture(scope="module")
+def bundle(runs, tmp_path_factory):
+    """The tiny run exported once, for the tests that read its ONNX files."""
+    out = tmp_path_factory.mktemp("bundle")
+    export.main(["--dataset", "mnist", "--out", str(out)])
+    return out
+
+
+def test_export_writes_a_bundle_that_onnx_runtime_runs_like_pytorch(runs, bundle):
+    manifest = (bundle / "bundle.toml").read_text()
+    assert 'name = "mnist"' in manifest and "size_multiple = 16" in manifest
+    purifier = ort.InferenceSession(str(bundle / "purifier.onnx"))
     x = np.random.default_rng(0).random((3, 1, 32, 48), dtype=np.float32)
     y = purifier.run(None, {"image": x})[0]
     assert y.shape == x.shape and y.min() >= 0 and y.max() <= 1
     generator, _ = train_gan.load_generator(runs / "mnist" / "gan" / "generator.pt")
     with torch.no_grad():
         assert np.abs(generator(torch.from_numpy(x)).numpy() - y).max() <= 1e-4
-    classifier = ort.InferenceSession(str(tmp_path / "classifier.onnx"))
+    classifier = ort.InferenceSession(str(bundle / "classifier.onnx"))
     probs = classifier.run(None, {"image": x[:, :, :28, :28].copy()})[0]
     assert probs.shape == (3, 10) and np.allclose(probs.sum(1), 1, atol=1e-5)
 
 
-def test_onnx_graph_runs_the_exported_bundle_like_the_trained_models(runs, tmp_path):
-    export.main(["--dataset", "mnist", "--out", str(tmp_path)])
+def test_onnx_graph_runs_the_exported_bundle_like_the_trained_models(runs, bundle):
     x = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(0), requires_grad=True)
     generator, _ = train_gan.load_generator(runs / "mnist" / "gan" / "generator.pt")
-    graph_purifier = Purifier(OnnxGraph(tmp_path / "purifier.onnx"), 16)
+    graph_purifier = Purifier(OnnxGraph(bundle / "purifier.onnx"), 16)
     with torch.no_grad():
         assert (graph_purifier(x) - Purifier(generator.eval())(x)).abs().max() <= 1e-5
     _, classifier = make_pairs.load_classifier("mnist")
-    logits = OnnxGraph(tmp_path / "classifier.onnx", logits=True)(x)
+    logits = OnnxGraph(bundle / "classifier.onnx", logits=True)(x)
     assert (logits - classifier(x)).abs().max() <= 1e-4
     logits.sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
