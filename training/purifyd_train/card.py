@@ -18,13 +18,24 @@ def _read(path: Path) -> dict:
 
 def loss_line(weights: dict) -> str:
     """The generator's loss as trained, and how it departs from the paper's."""
+    weights = {**PAPER_LOSS_WEIGHTS, **weights}  # records from before a term existed lack it
     text = f"Loss: cGAN + {weights['l1']:g}·L1 + {weights['perceptual']:g}·perceptual"
-    if weights.get("guidance"):
+    if weights["guidance"]:
         text += (f" + {weights['guidance']:g}·guidance (L1 between the seen classifier's logits on purified and clean "
                  "images: the high-level guidance of Liao et al., CVPR 2018)")
+    if weights["feature_guidance"]:
+        text += (f" + {weights['feature_guidance']:g}·feature guidance (the same L1 for the logits of the perceptual "
+                 "feature network)")
     if weights == PAPER_LOSS_WEIGHTS:
         return text + " (the paper's weights)."
     return text + " — the paper's weights are 100·L1 + 1·perceptual and no guidance term; see training/README.md for why."
+
+
+def attack_pairs(label: str, record: dict, seen: str) -> str:
+    """One attack's share of the training pairs and the accuracy it left its target classifier."""
+    target = record.get("classifier", seen)
+    accuracy = record.get("accuracy", record.get("seen_accuracy"))  # the key before feature-network attacks
+    return f"{label}: n={record['n']}, {target} accuracy {100 * accuracy:.1f}%"
 
 
 def epochs_compared(history: list, ablation_history: list) -> str:
@@ -184,9 +195,9 @@ def write_card(ds, results: dict, out: Path) -> None:
               "- Perceptual features: a VGG-style network (`FeatureNet`) trained here on the same training set, "
               "separate from every evaluated classifier. It stands in for ImageNet VGG19, whose weights cannot be "
               "downloaded on this machine; its features are lower-level and dataset-specific.",
-              f"- Training pairs (adversarial against `{pairs.get('classifier', seen)}` on training images only, "
-              "seeded): " + "; ".join(f"{k}: n={v['n']}, seen accuracy {100 * v['seen_accuracy']:.1f}%"
-                                      for k, v in pairs.get("attacks", {}).items())
+              f"- Training pairs (adversarial against `{pairs.get('classifier', seen)}` unless named, on training "
+              "images only, seeded): " + "; ".join(attack_pairs(k, v, pairs.get("classifier", seen))
+                                                   for k, v in pairs.get("attacks", {}).items())
               + noise_pairs(pairs) + f"; clean pairs: {pairs.get('clean', 0)}.",
               "- Input: NCHW float32 in [0,1]; reflect-padded (centred) to a multiple of "
               f"{2 ** len(g['config']['res_blocks'])} and cropped back.",
@@ -200,10 +211,10 @@ def write_card(ds, results: dict, out: Path) -> None:
                   "Losses are per-pair means of the unweighted terms; the validation columns are the seen classifier's "
                   "accuracy on a fixed set of purified PGD and purified clean images: "
                   + validation_sets(history) + ".", "",
-                  "| run | epoch | D loss | cGAN | L1 | perceptual | guidance | val PGD purified acc | val clean purified acc |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| run | epoch | D loss | cGAN | L1 | perceptual | guidance | feature guidance | val PGD purified acc | val clean purified acc |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         lines += [f"| {h.get('run', 'gan')} | {h['epoch']} | {h['d']:.3f} | {h['gan']:.3f} | {h['l1']:.4f} | {h['perc']:.4f} | "
-                  + (f"{h['guide']:.4f}" if "guide" in h else "–")
+                  + " | ".join(f"{h[k]:.4f}" if k in h else "–" for k in ("guide", "fguide"))
                   + f" | {100 * h['val_pgd_purified_acc']:.1f} | {100 * h['val_clean_purified_acc']:.1f} |" for h in history]
     lines += ["", "## Attack parameters (torchattacks 3.5.1, ℓ∞ budget ε = " f"{results['eps']:.4g})", ""]
     lines += [f"- {name}: `{json.dumps(params)}`" for name, params in results["attacks"].items()]

@@ -1,6 +1,8 @@
 """Builds the purifier's training set: (adversarial, clean) pairs from FGSM + PGD + C&W on training images.
 
-Adversarial examples are made against the seen classifier only. A share of clean images is kept
+Adversarial examples are made against the seen classifier and, with `--feature-attacks`, also
+against the feature network the perceptual loss uses (a second architecture the purifier already
+trains with; the unseen classifiers never take part). A share of clean images is kept
 as (clean, clean) pairs so the purifier learns to leave clean inputs alone, and a share gets
 random-sign noise at the attack budgets (no classifier involved): independent per pixel, and
 optionally spatially correlated (the sign of blurred Gaussian noise).
@@ -13,7 +15,7 @@ import torch.nn.functional as F
 from .attacks import run_attack, training_attacks
 from .common import command_parser, freeze, gaussian_kernel, log, predict, run_dir, setup, write_json
 from .data import load_split, shuffled, spec
-from .models import classifier_zoo
+from .models import FeatureNet, classifier_zoo
 
 
 def load_classifier(dataset: str, name: str | None = None) -> tuple[str, torch.nn.Module]:
@@ -24,6 +26,14 @@ def load_classifier(dataset: str, name: str | None = None) -> tuple[str, torch.n
     model = zoo[name]
     model.load_state_dict(torch.load(run_dir(ds.name) / "classifiers" / f"{name}.pt"))
     return name, freeze(model)
+
+
+def load_feature_net(dataset: str) -> FeatureNet:
+    """The trained feature network of the perceptual loss, from the run directory."""
+    ds = spec(dataset)
+    features = FeatureNet(ds.channels, ds.size)
+    features.load_state_dict(torch.load(run_dir(ds.name) / "classifiers" / "features.pt"))
+    return freeze(features)
 
 
 NOISE_BUDGETS = (0.5, 0.75, 1.0)
@@ -62,6 +72,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--noise", type=int, default=4000, help="(random-sign noise at the budgets, clean) pairs")
     p.add_argument("--correlated-noise", type=int, default=0,
                    help="(spatially correlated random-sign noise at the budgets, clean) pairs")
+    p.add_argument("--feature-attacks", type=int, default=0,
+                   help="images per FGSM and PGD budget made against the feature network instead of the seen classifier")
     p.add_argument("--clean", type=int, default=8000, help="(clean, clean) pairs")
     args = p.parse_args(argv)
     setup(args.seed, args.threads)
@@ -69,17 +81,21 @@ def main(argv: list[str] | None = None) -> None:
     name, model = load_classifier(ds.name)
     x, y = shuffled(*load_split(ds, "train", args.data), args.seed)
     configs = training_attacks(ds.name, ds.eps)
+    jobs = [(config, name, model, args.per_attack * (2 if config.name == "CW" else 1)) for config in configs]
+    if args.feature_attacks:
+        features = load_feature_net(ds.name)
+        jobs += [(config, "features", features, args.feature_attacks) for config in configs if config.name != "CW"]
     advs, cleans, kinds, stats = [], [], [], {}
     start = 0
-    for config in configs:
-        n = args.per_attack * (2 if config.name == "CW" else 1)
+    for config, target, victim, n in jobs:
         xb, yb = x[start:start + n], y[start:start + n]
         start = (start + n) % len(x)
-        adv = run_attack(config.build(model, args.seed), xb, yb)
-        acc = (predict(model, adv) == yb).float().mean().item()
+        adv = run_attack(config.build(victim, args.seed), xb, yb)
+        acc = (predict(victim, adv) == yb).float().mean().item()
         label = f"{config.name}(eps={config.params['eps']:.4f})" if "eps" in config.params else config.name
-        log(f"{ds.name}: {label} on {n} training images: seen-classifier accuracy {acc:.4f}")
-        stats[label] = {"n": n, "seen_accuracy": acc, "params": config.params}
+        label += "" if target == name else f" on {target}"
+        log(f"{ds.name}: {label} on {n} training images: {target} accuracy {acc:.4f}")
+        stats[label] = {"n": n, "classifier": target, "accuracy": acc, "params": config.params}
         advs.append(adv.half())
         cleans.append(xb.half())
         kinds += [label] * n

@@ -2,8 +2,9 @@
 
 The weights are the paper's by default. `--perceptual-weight` scales the perceptual term and
 `--guidance-weight` adds the high-level guidance of Liao et al. (HGD, CVPR 2018): the L1 distance
-between the seen classifier's logits on the purified and on the clean image. Both are recorded
-in the generator file, and the model card reads them from there.
+between the seen classifier's logits on the purified and on the clean image;
+`--feature-guidance-weight` the same for the logits of the feature network that gives the
+perceptual features. All are recorded in the generator file, and the model card reads them from there.
 
 Every epoch is validated on held-out training images; `generator.pt` keeps the best epoch's weights
 and `checkpoint.pt` the last epoch's, from which `--init` and resuming continue.
@@ -20,12 +21,12 @@ import torch.nn.functional as F
 from .attacks import AttackConfig, run_attack
 from .common import command_parser, freeze, log, predict, run_dir, setup, write_json
 from .data import spec, train_tail
-from .make_pairs import load_classifier
+from .make_pairs import load_classifier, load_feature_net
 from .models import FeatureNet, PatchDiscriminator, Purifier, UNetGenerator, reflect_pad_to
 
 # The run folders under training/runs/D that the export, evaluation and card read.
 SHIPPED_RUN, ABLATION_RUN = "gan", "gan-nores"
-PAPER_LOSS_WEIGHTS = {"l1": 100.0, "perceptual": 1.0, "guidance": 0.0}
+PAPER_LOSS_WEIGHTS = {"l1": 100.0, "perceptual": 1.0, "guidance": 0.0, "feature_guidance": 0.0}
 # Recorded in each history entry: runs before this set validated on 500 test images (seed 99).
 VALIDATION_IMAGES = "held-out training"
 # generator.pt keeps the weights of the run's best epoch on that validation set (checkpoint.pt the last).
@@ -48,7 +49,8 @@ def load_generator(path) -> tuple[UNetGenerator, dict]:
     state = torch.load(path)
     g = UNetGenerator(state["channels"], **{k: (tuple(v) if k == "res_blocks" else v) for k, v in state["config"].items()})
     g.load_state_dict(state["generator"])
-    state.setdefault("loss_weights", PAPER_LOSS_WEIGHTS)  # files from before the option existed
+    # Files from before the options existed.
+    state["loss_weights"] = {**PAPER_LOSS_WEIGHTS, **state.get("loss_weights", {})}
     return freeze(g), state
 
 
@@ -72,6 +74,11 @@ def perceptual(features: FeatureNet, fake: torch.Tensor, real: torch.Tensor) -> 
     return sum(F.l1_loss(a.float(), b.float()) for a, b in zip(features.features(fake), features.features(real)))
 
 
+def guidance(classifier: torch.nn.Module, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """HGD's high-level guidance: the L1 between a classifier's logits on purified and clean images."""
+    return F.l1_loss(classifier(fake).float(), classifier(real).float())
+
+
 def main(argv: list[str] | None = None) -> None:
     p = command_parser(__doc__, seed=2)
     p.add_argument("--epochs", type=int, default=8)
@@ -85,6 +92,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="weight of the perceptual term (paper: 1)")
     p.add_argument("--guidance-weight", type=float, default=PAPER_LOSS_WEIGHTS["guidance"],
                    help="weight of the L1 between the seen classifier's logits on purified and clean images (paper: 0)")
+    p.add_argument("--feature-guidance-weight", type=float, default=PAPER_LOSS_WEIGHTS["feature_guidance"],
+                   help="weight of the L1 between the feature network's logits on purified and clean images (paper: 0)")
     p.add_argument("--residual-output", action="store_true",
                    help="the generator outputs a correction added to its input (a global skip; paper: no)")
     p.add_argument("--name", default=None,
@@ -99,7 +108,8 @@ def main(argv: list[str] | None = None) -> None:
     root = run_dir(ds.name)
     out = root / args.name if args.name else run_folder(ds.name, ablation=args.no_residual)
     out.mkdir(exist_ok=True)
-    weights = {**PAPER_LOSS_WEIGHTS, "perceptual": args.perceptual_weight, "guidance": args.guidance_weight}
+    weights = {**PAPER_LOSS_WEIGHTS, "perceptual": args.perceptual_weight, "guidance": args.guidance_weight,
+               "feature_guidance": args.feature_guidance_weight}
     pairs = torch.load(root / "pairs.pt")
     adv, clean = pairs["adv"], pairs["clean"]
     xv, yv = held_out_images(ds, root, len(adv), args.val_n, args.data)
@@ -109,9 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     config = generator_config(ds.name, residual=not args.no_residual, residual_output=args.residual_output)
     g = UNetGenerator(ds.channels, config["ngf"], config["cap"], tuple(config["res_blocks"]), config["residual_output"])
     d = PatchDiscriminator(ds.channels)
-    features = FeatureNet(ds.channels, ds.size)
-    features.load_state_dict(torch.load(root / "classifiers" / "features.pt"))
-    freeze(features)
+    features = load_feature_net(ds.name)
     _, seen = load_classifier(ds.name)
     opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
@@ -142,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
     while epoch < args.epochs:
         g.train(); d.train()
         perm = torch.randperm(len(adv))
-        sums = {"d": 0.0, "gan": 0.0, "l1": 0.0, "perc": 0.0, "guide": 0.0}
+        sums = {"d": 0.0, "gan": 0.0, "l1": 0.0, "perc": 0.0, "guide": 0.0, "fguide": 0.0}
         for i in range(0, len(adv), args.batch):
             idx = perm[i:i + args.batch]
             a, (left, _, top, _) = reflect_pad_to(adv[idx].float(), multiple)
@@ -157,15 +165,16 @@ def main(argv: list[str] | None = None) -> None:
             with autocast():
                 score = d(a, fake).float()
                 loss_perc = perceptual(features, fake, c)
-                loss_guide = (F.l1_loss(seen(crop(fake)).float(), seen(crop(c)).float()) if args.guidance_weight
-                              else torch.zeros(()))
+                loss_guide = guidance(seen, crop(fake), crop(c)) if weights["guidance"] else torch.zeros(())
+                loss_fguide = (guidance(features, crop(fake), crop(c)) if weights["feature_guidance"]
+                               else torch.zeros(()))
             loss_gan = F.binary_cross_entropy_with_logits(score, torch.ones_like(score))
             fake = fake.float()
             loss_l1 = F.l1_loss(fake * 2 - 1, c * 2 - 1)
             loss_g = (loss_gan + weights["l1"] * loss_l1 + weights["perceptual"] * loss_perc
-                      + weights["guidance"] * loss_guide)
+                      + weights["guidance"] * loss_guide + weights["feature_guidance"] * loss_fguide)
             opt_g.zero_grad(set_to_none=True); loss_g.backward(); opt_g.step()
-            for k, v in zip(sums, (loss_d, loss_gan, loss_l1, loss_perc, loss_guide)):
+            for k, v in zip(sums, (loss_d, loss_gan, loss_l1, loss_perc, loss_guide, loss_fguide)):
                 sums[k] += v.item() * len(idx)
         epoch += 1
         purifier = Purifier(g).eval()

@@ -1,4 +1,4 @@
-from purifyd_train.card import kept_epochs, noise_pairs, validation_sets
+from purifyd_train.card import attack_pairs, kept_epochs, loss_line, noise_pairs, validation_sets
 
 
 def test_validation_sets_name_the_images_of_each_run():
@@ -25,3 +25,19 @@ def test_noise_pairs_name_correlated_noise_only_when_the_pairs_hold_some():
     both = noise_pairs({**independent, "correlated_noise": {"n": 8000, "eps": budgets, "sigma": [0.5, 3.0]}})
     assert both.endswith("blurred with σ uniform in [0.5, 3] px) at ε ∈ {0.05, 0.075, 0.1}: n=8000")
     assert noise_pairs({}) == ""
+
+
+def test_attack_pairs_name_the_attacked_classifier_in_old_and_new_records():
+    old = {"n": 4000, "seen_accuracy": 0.0285, "params": {}}
+    assert attack_pairs("PGD(eps=0.0500)", old, "cnn") == "PGD(eps=0.0500): n=4000, cnn accuracy 2.9%"
+    new = {"n": 1500, "classifier": "features", "accuracy": 0.125, "params": {}}
+    assert attack_pairs("PGD(eps=0.0500) on features", new, "cnn") == "PGD(eps=0.0500) on features: n=1500, features accuracy 12.5%"
+
+
+def test_loss_line_names_each_guidance_term_and_reads_records_without_them():
+    paper = loss_line({"l1": 100.0, "perceptual": 1.0, "guidance": 0.0})
+    assert paper == "Loss: cGAN + 100·L1 + 1·perceptual (the paper's weights)."
+    seen_only = loss_line({"l1": 100.0, "perceptual": 1.0, "guidance": 10.0})
+    assert "10·guidance" in seen_only and "feature guidance" not in seen_only
+    both = loss_line({"l1": 100.0, "perceptual": 1.0, "guidance": 10.0, "feature_guidance": 5.0})
+    assert "10·guidance" in both and "5·feature guidance" in both and both.endswith("see training/README.md for why.")

@@ -22,7 +22,8 @@ def runs(tmp_path_factory):
     mp.setenv("PURIFYD_RUNS", str(root))
     torch.set_num_threads(2)
     train_classifiers.main(["--dataset", "mnist", "--epochs", "1", "--limit", "256"])
-    make_pairs.main(["--dataset", "mnist", "--per-attack", "8", "--noise", "8", "--correlated-noise", "8", "--clean", "16"])
+    make_pairs.main(["--dataset", "mnist", "--per-attack", "8", "--noise", "8", "--correlated-noise", "8", "--clean", "16",
+                     "--feature-attacks", "4"])
     train_gan.main(["--dataset", "mnist", "--epochs", "1", "--limit", "48", "--batch", "16", "--val-n", "16"])
     yield root
     mp.undo()
@@ -43,6 +44,13 @@ def test_pairs_hold_every_training_attack_and_clean_pairs(runs):
     assert pairs["kind"].count("correlated-noise") == 8
     recorded = json.loads((runs / "mnist" / "pairs.json").read_text())
     assert recorded["noise"]["n"] == 8 and recorded["correlated_noise"]["n"] == 8 and recorded["clean"] == 16
+    on_features = {k: v for k, v in recorded["attacks"].items() if v["classifier"] == "features"}
+    assert sorted(on_features) == sorted(f"{k} on features" for k, v in recorded["attacks"].items()
+                                         if v["classifier"] == "cnn" and not k.startswith("CW"))
+    assert all(v["n"] == 4 and pairs["kind"].count(k) == 4 for k, v in on_features.items())
+    pgd = [i for i, k in enumerate(pairs["kind"]) if k == "PGD(eps=0.3000) on features"]
+    delta = (pairs["adv"][pgd].float() - pairs["clean"][pgd].float()).abs().amax()
+    assert 0.29 < float(delta) <= 0.301
 
 
 @pytest.mark.parametrize("correlated", [False, True])
@@ -78,12 +86,14 @@ def test_gan_refuses_validation_images_that_the_pairs_used(runs):
 
 def test_gan_fine_tune_with_guidance_starts_from_another_run_and_records_its_weights(runs):
     train_gan.main(["--dataset", "mnist", "--init", "gan", "--name", "gan-guided", "--epochs", "3", "--limit", "48",
-                    "--batch", "16", "--val-n", "16", "--perceptual-weight", "5", "--guidance-weight", "2"])
+                    "--batch", "16", "--val-n", "16", "--perceptual-weight", "5", "--guidance-weight", "2",
+                    "--feature-guidance-weight", "3"])
     history = json.loads((runs / "mnist" / "gan-guided" / "history.json").read_text())
     assert [(h["run"], h["epoch"]) for h in history] == [("gan", 1), ("gan", 2), ("gan-guided", 3)]
-    assert history[-1]["guide"] > 0 and math.isfinite(history[-1]["guide"])
+    assert all(history[-1][k] > 0 and math.isfinite(history[-1][k]) for k in ("guide", "fguide"))
+    assert history[0]["fguide"] == 0
     state = torch.load(runs / "mnist" / "gan-guided" / "generator.pt")
-    assert state["loss_weights"] == {"l1": 100.0, "perceptual": 5.0, "guidance": 2.0}
+    assert state["loss_weights"] == {"l1": 100.0, "perceptual": 5.0, "guidance": 2.0, "feature_guidance": 3.0}
 
 
 @pytest.fixture(scope="module")
