@@ -27,17 +27,22 @@ from .onnx_graph import OnnxGraph
 TOLERANCE_PP = 0.3
 
 
-def write_pngs(x: torch.Tensor, y: torch.Tensor, folder: Path) -> torch.Tensor:
-    """Saves each image as an 8-bit PNG named <index>_<label>.png; returns the quantised tensor."""
-    quantised = (x.clamp(0, 1) * 255).round().byte()
-    for i, (img, label) in enumerate(zip(quantised.permute(0, 2, 3, 1).numpy(), y.tolist())):
-        Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(folder / f"{i:05d}_{label}.png")
-    return quantised.float() / 255
+def to_bytes(x: torch.Tensor) -> torch.Tensor:
+    """8-bit pixels as purify makes them: clamped to [0, 1], scaled to 0–255 and rounded half up."""
+    return torch.floor(x.clamp(0, 1) * 255 + 0.5).byte()
 
 
 def as_8bit(x: torch.Tensor) -> torch.Tensor:
-    """A purified image as purify keeps it: clamped to [0, 1], scaled to 0–255 and rounded half up."""
-    return torch.floor(x.clamp(0, 1) * 255 + 0.5) / 255
+    """An image as purify keeps it: its 8-bit pixels (`to_bytes`) back in [0, 1]."""
+    return to_bytes(x).float() / 255
+
+
+def write_pngs(x: torch.Tensor, y: torch.Tensor, folder: Path) -> torch.Tensor:
+    """Saves each image as an 8-bit PNG named <index>_<label>.png; returns the quantised tensor."""
+    quantised = to_bytes(x)
+    for i, (img, label) in enumerate(zip(quantised.permute(0, 2, 3, 1).numpy(), y.tolist())):
+        Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(folder / f"{i:05d}_{label}.png")
+    return quantised.float() / 255
 
 
 def read_reports(folder: Path) -> dict[str, dict]:
