@@ -38,6 +38,16 @@ def attack_pairs(label: str, record: dict, seen: str) -> str:
     return f"{label}: n={record['n']}, {target} accuracy {100 * accuracy:.1f}%"
 
 
+def feature_net_role(generator: dict, pairs: dict) -> str:
+    """What the purifier's training took from the feature network, for the card's classifier list."""
+    uses = ["perceptual features"]
+    if generator.get("loss_weights", {}).get("feature_guidance"):
+        uses.append("feature guidance")
+    if any(v.get("classifier") == "features" for v in pairs.get("attacks", {}).values()):
+        uses.append("training attacks")
+    return ", ".join(uses) + ("; never evaluated" if len(uses) > 1 else " only")
+
+
 def epochs_compared(history: list, ablation_history: list) -> str:
     """How many epochs each generator trained, from the runs' training records."""
     if not history or not ablation_history:
@@ -204,7 +214,7 @@ def write_card(ds, results: dict, out: Path) -> None:
               f"- ONNX (opset 17) vs PyTorch, max |error|: {export.get('max_abs_error', 'not exported yet')}.", "",
               "## Classifiers (clean test accuracy on the full test set, from training)", ""]
     for name, m in metrics.items():
-        role = "seen" if name == seen else ("perceptual features only" if name == "features" else "unseen")
+        role = "seen" if name == seen else (feature_net_role(g, pairs) if name == "features" else "unseen")
         lines.append(f"- `{name}` ({role}): {100 * m['test_accuracy']:.2f}% ({m['epochs']} epochs, {m['train_images']} training images)")
     if history:
         lines += ["", "## GAN training history", "",

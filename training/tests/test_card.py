@@ -1,4 +1,4 @@
-from purifyd_train.card import attack_pairs, kept_epochs, loss_line, noise_pairs, validation_sets
+from purifyd_train.card import attack_pairs, feature_net_role, kept_epochs, loss_line, noise_pairs, validation_sets
 
 
 def test_validation_sets_name_the_images_of_each_run():
@@ -41,3 +41,10 @@ def test_loss_line_names_each_guidance_term_and_reads_records_without_them():
     assert "10·guidance" in seen_only and "feature guidance" not in seen_only
     both = loss_line({"l1": 100.0, "perceptual": 1.0, "guidance": 10.0, "feature_guidance": 5.0})
     assert "10·guidance" in both and "5·feature guidance" in both and both.endswith("see training/README.md for why.")
+
+
+def test_feature_net_role_lists_what_the_purifier_took_from_it():
+    assert feature_net_role({"loss_weights": {"guidance": 10.0}}, {"attacks": {"CW": {"n": 8}}}) == "perceptual features only"
+    both = feature_net_role({"loss_weights": {"feature_guidance": 10.0}},
+                            {"attacks": {"PGD(eps=0.1000) on features": {"classifier": "features"}}})
+    assert both == "perceptual features, feature guidance, training attacks; never evaluated"
