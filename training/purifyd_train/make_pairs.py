@@ -85,11 +85,16 @@ def main(argv: list[str] | None = None) -> None:
     if args.feature_attacks:
         features = load_feature_net(ds.name)
         jobs += [(config, "features", features, args.feature_attacks) for config in configs if config.name != "CW"]
+    # Every pair takes its own training image; the GAN validates on the images after the last one.
+    wanted = sum(n for *_, n in jobs) + args.noise + args.correlated_noise + args.clean
+    if wanted > len(x):
+        raise SystemExit(f"{ds.name}: {wanted} pairs asked for, but the training set has {len(x)} images "
+                         "and each pair needs its own; ask for fewer")
     advs, cleans, kinds, stats = [], [], [], {}
     start = 0
     for config, target, victim, n in jobs:
         xb, yb = x[start:start + n], y[start:start + n]
-        start = (start + n) % len(x)
+        start += n
         adv = run_attack(config.build(victim, args.seed), xb, yb)
         acc = (predict(victim, adv) == yb).float().mean().item()
         label = f"{config.name}(eps={config.params['eps']:.4f})" if "eps" in config.params else config.name
@@ -105,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
         if n == 0:
             continue
         xn = x[start:start + n]
-        start = (start + n) % len(x)
+        start += n
         advs.append(sign_noise(xn, ds.eps, correlated).half())
         cleans.append(xn.half())
         kinds += [kind] * len(xn)

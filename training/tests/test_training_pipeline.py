@@ -53,6 +53,13 @@ def test_pairs_hold_every_training_attack_and_clean_pairs(runs):
     assert 0.29 < float(delta) <= 0.301
 
 
+def test_pairs_refuse_more_pairs_than_training_images(runs):
+    before = (runs / "mnist" / "pairs.pt").stat().st_mtime_ns
+    with pytest.raises(SystemExit, match="60016 pairs asked for, but the training set has 60000 images"):
+        make_pairs.main(["--dataset", "mnist", "--per-attack", "1", "--noise", "0", "--clean", "60008"])
+    assert (runs / "mnist" / "pairs.pt").stat().st_mtime_ns == before
+
+
 @pytest.mark.parametrize("correlated", [False, True])
 def test_sign_noise_sits_at_a_budget_and_correlates_only_when_asked(correlated):
     torch.manual_seed(0)
