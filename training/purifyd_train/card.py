@@ -194,6 +194,7 @@ def write_card(ds, results: dict, out: Path) -> None:
         lines += ["## Ablation: no residual blocks", "",
                   "Not run for this bundle yet (`python -m purifyd_train gan --no-residual`, then evaluate).", ""]
     g = results["generator"]
+    attacked = pairs.get("classifier", seen)  # the pairs' default target
     lines += ["## Model", "",
               f"- Generator: U-Net, {g['parameters']:,} parameters, {g['config']} (residual blocks per encoder level; "
               f"{sum(g['config']['res_blocks'])} in all), trained {trained_epochs(g, history)} over {g['pairs']:,} pairs drawn at random from the set below{selected_epoch(g)}; BatchNorm in eval mode and no "
@@ -205,8 +206,8 @@ def write_card(ds, results: dict, out: Path) -> None:
               "- Perceptual features: a VGG-style network (`FeatureNet`) trained here on the same training set, "
               "separate from every evaluated classifier. It stands in for ImageNet VGG19, whose weights cannot be "
               "downloaded on this machine; its features are lower-level and dataset-specific.",
-              f"- Training pairs (adversarial against `{pairs.get('classifier', seen)}` unless named, on training "
-              "images only, seeded): " + "; ".join(attack_pairs(k, v, pairs.get("classifier", seen))
+              f"- Training pairs (adversarial against `{attacked}` unless named, on training "
+              "images only, seeded): " + "; ".join(attack_pairs(k, v, attacked)
                                                    for k, v in pairs.get("attacks", {}).items())
               + noise_pairs(pairs) + f"; clean pairs: {pairs.get('clean', 0)}.",
               "- Input: NCHW float32 in [0,1]; reflect-padded (centred) to a multiple of "
