@@ -38,12 +38,12 @@ def attack_pairs(label: str, record: dict, seen: str) -> str:
     return f"{label}: n={record['n']}, {target} accuracy {100 * accuracy:.1f}%"
 
 
-def feature_net_role(generator: dict, pairs: dict) -> str:
-    """What the purifier's training took from the feature network, for the card's classifier list."""
-    uses = ["perceptual features"]
-    if generator.get("loss_weights", {}).get("feature_guidance"):
+def source_role(name: str, generator: dict, pairs: dict) -> str:
+    """What the purifier's training took from a source network (`features`, `fc`), for the card's list."""
+    uses = ["perceptual features"] if name == "features" else []
+    if name == "features" and generator.get("loss_weights", {}).get("feature_guidance"):
         uses.append("feature guidance")
-    if any(v.get("classifier") == "features" for v in pairs.get("attacks", {}).values()):
+    if any(v.get("classifier") == name for v in pairs.get("attacks", {}).values()):
         uses.append("training attacks")
     return ", ".join(uses) + ("; never evaluated" if len(uses) > 1 else " only")
 
@@ -206,6 +206,10 @@ def write_card(ds, results: dict, out: Path) -> None:
               "- Perceptual features: a VGG-style network (`FeatureNet`) trained here on the same training set, "
               "separate from every evaluated classifier. It stands in for ImageNet VGG19, whose weights cannot be "
               "downloaded on this machine; its features are lower-level and dataset-specific.",
+              *(["- Fully connected source network (`fc`): one hidden layer of 1,024 units, trained here on the same "
+                 "training set only to make training pairs (FGSM and PGD, named `on fc` below), never evaluated; the "
+                 "unseen MLP is a separate network with two hidden layers (512, 256), trained from another seed."]
+                if "fc" in metrics else []),
               f"- Training pairs (adversarial against `{attacked}` unless named, on training "
               "images only, seeded): " + "; ".join(attack_pairs(k, v, attacked)
                                                    for k, v in pairs.get("attacks", {}).items())
@@ -215,7 +219,7 @@ def write_card(ds, results: dict, out: Path) -> None:
               f"- ONNX (opset 17) vs PyTorch, max |error|: {export.get('max_abs_error', 'not exported yet')}.", "",
               "## Classifiers (clean test accuracy on the full test set, from training)", ""]
     for name, m in metrics.items():
-        role = "seen" if name == seen else (feature_net_role(g, pairs) if name == "features" else "unseen")
+        role = "seen" if name == seen else ("unseen" if name in summ else source_role(name, g, pairs))
         lines.append(f"- `{name}` ({role}): {100 * m['test_accuracy']:.2f}% ({m['epochs']} epochs, {m['train_images']} training images)")
     if history:
         lines += ["", "## GAN training history", "",

@@ -1,8 +1,8 @@
 """Builds the purifier's training set: (adversarial, clean) pairs from FGSM + PGD + C&W on training images.
 
-Adversarial examples are made against the seen classifier and, with `--feature-attacks`, also
-against the feature network the perceptual loss uses (a second architecture the purifier already
-trains with; the unseen classifiers never take part). A share of clean images is kept
+Adversarial examples are made against the seen classifier and, with `--feature-attacks` and
+`--fc-attacks`, also against the source networks: the feature network the perceptual loss uses and
+a fully connected network trained for this alone (the unseen classifiers never take part). A share of clean images is kept
 as (clean, clean) pairs so the purifier learns to leave clean inputs alone, and a share gets
 random-sign noise at the attack budgets (no classifier involved): independent per pixel, and
 optionally spatially correlated (the sign of blurred Gaussian noise).
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from .attacks import run_attack, training_attacks
 from .common import command_parser, freeze, gaussian_kernel, log, predict, run_dir, setup, write_json
 from .data import load_split, shuffled, spec
-from .models import FeatureNet, classifier_zoo
+from .models import classifier_zoo, source_networks
 
 
 def load_classifier(dataset: str, name: str | None = None) -> tuple[str, torch.nn.Module]:
@@ -28,12 +28,12 @@ def load_classifier(dataset: str, name: str | None = None) -> tuple[str, torch.n
     return name, freeze(model)
 
 
-def load_feature_net(dataset: str) -> FeatureNet:
-    """The trained feature network of the perceptual loss, from the run directory."""
+def load_source_network(dataset: str, name: str) -> torch.nn.Module:
+    """A trained source network (`features` or `fc`, see `source_networks`) from the run directory."""
     ds = spec(dataset)
-    features = FeatureNet(ds.channels, ds.size)
-    features.load_state_dict(torch.load(run_dir(ds.name) / "classifiers" / "features.pt"))
-    return freeze(features)
+    network = source_networks(ds.channels, ds.size)[name]
+    network.load_state_dict(torch.load(run_dir(ds.name) / "classifiers" / f"{name}.pt"))
+    return freeze(network)
 
 
 NOISE_BUDGETS = (0.5, 0.75, 1.0)
@@ -74,6 +74,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="(spatially correlated random-sign noise at the budgets, clean) pairs")
     p.add_argument("--feature-attacks", type=int, default=0,
                    help="images per FGSM and PGD budget made against the feature network instead of the seen classifier")
+    p.add_argument("--fc-attacks", type=int, default=0,
+                   help="images per FGSM and PGD budget made against the fully connected source network `fc`")
     p.add_argument("--clean", type=int, default=8000, help="(clean, clean) pairs")
     args = p.parse_args(argv)
     setup(args.seed, args.threads)
@@ -82,9 +84,10 @@ def main(argv: list[str] | None = None) -> None:
     x, y = shuffled(*load_split(ds, "train", args.data), args.seed)
     configs = training_attacks(ds.name, ds.eps)
     jobs = [(config, name, model, args.per_attack * (2 if config.name == "CW" else 1)) for config in configs]
-    if args.feature_attacks:
-        features = load_feature_net(ds.name)
-        jobs += [(config, "features", features, args.feature_attacks) for config in configs if config.name != "CW"]
+    for source, n in (("features", args.feature_attacks), ("fc", args.fc_attacks)):
+        if n:
+            network = load_source_network(ds.name, source)
+            jobs += [(config, source, network, n) for config in configs if config.name != "CW"]
     # Every pair takes its own training image; the GAN validates on the images after the last one.
     wanted = sum(n for *_, n in jobs) + args.noise + args.correlated_noise + args.clean
     if wanted > len(x):

@@ -89,13 +89,19 @@ class ResNetSmall(nn.Module):
 
 
 class MLP(nn.Module):
-    """A fully connected classifier: an "unseen" architecture with no convolutions at all."""
+    """A fully connected classifier: an "unseen" architecture with no convolutions at all.
 
-    def __init__(self, channels: int, size: int, classes: int = 10, hidden: int = 512):
+    `hidden` gives the width of each hidden layer; dropout follows the first.
+    """
+
+    def __init__(self, channels: int, size: int, classes: int = 10, hidden: tuple[int, ...] = (512, 256)):
         super().__init__()
-        self.net = nn.Sequential(Normalize(*_stats(channels)), nn.Flatten(),
-                                 nn.Linear(channels * size * size, hidden), nn.ReLU(inplace=True), nn.Dropout(0.2),
-                                 nn.Linear(hidden, hidden // 2), nn.ReLU(inplace=True), nn.Linear(hidden // 2, classes))
+        layers: list[nn.Module] = [Normalize(*_stats(channels)), nn.Flatten()]
+        width = channels * size * size
+        for i, h in enumerate(hidden):
+            layers += [nn.Linear(width, h), nn.ReLU(inplace=True)] + ([nn.Dropout(0.2)] if i == 0 else [])
+            width = h
+        self.net = nn.Sequential(*layers, nn.Linear(width, classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -133,8 +139,15 @@ def classifier_zoo(dataset: str, channels: int, size: int) -> dict[str, nn.Modul
     """The seen classifier first, then the unseen ones (other architectures), per dataset."""
     if dataset == "cifar10":
         return {"resnet": ResNetSmall(channels, width=32, blocks=(2, 2, 2)),
-                "vgg": PlainCNN(channels, size, width=48), "mlp": MLP(channels, size, hidden=1024)}
+                "vgg": PlainCNN(channels, size, width=48), "mlp": MLP(channels, size, hidden=(1024, 512))}
     return {"cnn": PlainCNN(channels, size), "resnet": ResNetSmall(channels, width=16), "mlp": MLP(channels, size)}
+
+
+def source_networks(channels: int, size: int) -> dict[str, nn.Module]:
+    """Networks trained here only to train the purifier, never evaluated: the perceptual feature network,
+    and a fully connected network with one hidden layer (the unseen MLP has two) whose attacks give
+    training pairs from a second architecture family."""
+    return {"features": FeatureNet(channels, size), "fc": MLP(channels, size, hidden=(1024,))}
 
 
 # ---- the purifier GAN (Zhang et al., arXiv 2504.01399) -------------------------------------

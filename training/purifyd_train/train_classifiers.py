@@ -1,4 +1,4 @@
-"""Trains the seen classifier, the unseen ones and the perceptual feature network of a dataset."""
+"""Trains the seen classifier, the unseen ones and the source networks (perceptual features, `fc`) of a dataset."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ from torch import nn
 
 from .common import accuracy, command_parser, log, run_dir, setup, write_json
 from .data import load_split, shuffled, spec
-from .models import FeatureNet, classifier_zoo
+from .models import MLP, classifier_zoo, source_networks
 
 
 def augment(x: torch.Tensor, flips: bool) -> torch.Tensor:
@@ -50,9 +50,9 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, batch
 def main(argv: list[str] | None = None) -> None:
     p = command_parser(__doc__, seed=0)
     p.add_argument("--epochs", type=int, default=None, help="default: 4 MNIST, 10 Fashion-MNIST, 30 CIFAR-10")
-    p.add_argument("--only", nargs="*", help="train only these (names from the zoo, or 'features')")
+    p.add_argument("--only", nargs="*", help="train only these (names from the zoo, or 'features', 'fc')")
     p.add_argument("--limit", type=int, default=None, help="use only this many training images (tests)")
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 0.05, MLP 0.02)")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 0.05, fully connected 0.02)")
     p.add_argument("--bf16", action="store_true", help="train under bfloat16 autocast (evaluation stays float32)")
     args = p.parse_args(argv)
     setup(args.seed, args.threads)
@@ -65,14 +65,13 @@ def main(argv: list[str] | None = None) -> None:
         x, y, xt, yt = x[:args.limit], y[:args.limit], xt[:args.limit], yt[:args.limit]
     cifar = ds.channels == 3
     epochs = args.epochs or {"mnist": 4, "fashion-mnist": 10}.get(ds.name, 30)
-    models = dict(classifier_zoo(ds.name, ds.channels, ds.size))
-    models["features"] = FeatureNet(ds.channels, ds.size)
+    models = classifier_zoo(ds.name, ds.channels, ds.size) | source_networks(ds.channels, ds.size)
     path = out / "metrics.json"
     for name, model in models.items():
         if args.only and name not in args.only:
             continue
         log(f"{ds.name}: training {name} ({sum(p.numel() for p in model.parameters())} parameters)")
-        lr = args.lr or (0.05 if name != "mlp" else 0.02)
+        lr = args.lr or (0.02 if isinstance(model, MLP) else 0.05)
         train(model, x, y, epochs, 128, lr, flips=cifar, bf16=args.bf16)
         acc = accuracy(model, xt, yt)
         log(f"{ds.name}: {name} clean test accuracy {acc:.4f}")

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from .attacks import AttackConfig, run_attack
 from .common import command_parser, freeze, log, predict, run_dir, setup, write_json
 from .data import spec, train_tail
-from .make_pairs import load_classifier, load_feature_net
+from .make_pairs import load_classifier, load_source_network
 from .models import FeatureNet, PatchDiscriminator, Purifier, UNetGenerator, reflect_pad_to
 
 # The run folders under training/runs/D that the export, evaluation and card read.
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     config = generator_config(ds.name, residual=not args.no_residual, residual_output=args.residual_output)
     g = UNetGenerator(ds.channels, config["ngf"], config["cap"], tuple(config["res_blocks"]), config["residual_output"])
     d = PatchDiscriminator(ds.channels)
-    features = load_feature_net(ds.name)
+    features = load_source_network(ds.name, "features")
     _, seen = load_classifier(ds.name)
     opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))

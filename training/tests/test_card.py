@@ -1,4 +1,4 @@
-from purifyd_train.card import attack_pairs, feature_net_role, kept_epochs, loss_line, noise_pairs, validation_sets
+from purifyd_train.card import attack_pairs, kept_epochs, loss_line, noise_pairs, source_role, validation_sets
 
 
 def test_validation_sets_name_the_images_of_each_run():
@@ -43,8 +43,9 @@ def test_loss_line_names_each_guidance_term_and_reads_records_without_them():
     assert "10·guidance" in both and "5·feature guidance" in both and both.endswith("see training/README.md for why.")
 
 
-def test_feature_net_role_lists_what_the_purifier_took_from_it():
-    assert feature_net_role({"loss_weights": {"guidance": 10.0}}, {"attacks": {"CW": {"n": 8}}}) == "perceptual features only"
-    both = feature_net_role({"loss_weights": {"feature_guidance": 10.0}},
-                            {"attacks": {"PGD(eps=0.1000) on features": {"classifier": "features"}}})
+def test_source_role_lists_what_the_purifier_took_from_it():
+    assert source_role("features", {"loss_weights": {"guidance": 10.0}}, {"attacks": {"CW": {"n": 8}}}) == "perceptual features only"
+    pairs = {"attacks": {"PGD(eps=0.1000) on features": {"classifier": "features"}, "FGSM(eps=0.1000) on fc": {"classifier": "fc"}}}
+    both = source_role("features", {"loss_weights": {"feature_guidance": 10.0}}, pairs)
     assert both == "perceptual features, feature guidance, training attacks; never evaluated"
+    assert source_role("fc", {"loss_weights": {"feature_guidance": 10.0}}, pairs) == "training attacks only"

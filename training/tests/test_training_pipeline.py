@@ -23,7 +23,7 @@ def runs(tmp_path_factory):
     torch.set_num_threads(2)
     train_classifiers.main(["--dataset", "mnist", "--epochs", "1", "--limit", "256"])
     make_pairs.main(["--dataset", "mnist", "--per-attack", "8", "--noise", "8", "--correlated-noise", "8", "--clean", "16",
-                     "--feature-attacks", "4"])
+                     "--feature-attacks", "4", "--fc-attacks", "2"])
     train_gan.main(["--dataset", "mnist", "--epochs", "1", "--limit", "48", "--batch", "16", "--val-n", "16"])
     yield root
     mp.undo()
@@ -44,10 +44,11 @@ def test_pairs_hold_every_training_attack_and_clean_pairs(runs):
     assert pairs["kind"].count("correlated-noise") == 8
     recorded = json.loads((runs / "mnist" / "pairs.json").read_text())
     assert recorded["noise"]["n"] == 8 and recorded["correlated_noise"]["n"] == 8 and recorded["clean"] == 16
-    on_features = {k: v for k, v in recorded["attacks"].items() if v["classifier"] == "features"}
-    assert sorted(on_features) == sorted(f"{k} on features" for k, v in recorded["attacks"].items()
-                                         if v["classifier"] == "cnn" and not k.startswith("CW"))
-    assert all(v["n"] == 4 and pairs["kind"].count(k) == 4 for k, v in on_features.items())
+    on_seen = [k for k, v in recorded["attacks"].items() if v["classifier"] == "cnn" and not k.startswith("CW")]
+    for source, n in (("features", 4), ("fc", 2)):
+        on_source = {k: v for k, v in recorded["attacks"].items() if v["classifier"] == source}
+        assert sorted(on_source) == sorted(f"{k} on {source}" for k in on_seen)
+        assert all(v["n"] == n and pairs["kind"].count(k) == n for k, v in on_source.items())
     pgd = [i for i, k in enumerate(pairs["kind"]) if k == "PGD(eps=0.3000) on features"]
     delta = (pairs["adv"][pgd].float() - pairs["clean"][pgd].float()).abs().amax()
     assert 0.29 < float(delta) <= 0.301
@@ -151,6 +152,7 @@ def test_quick_evaluation_writes_results_and_card(runs, tmp_path):
     assert results["baselines"]["tv"]["weight"] == tuning["tv_weight"]
     text = (out / "card.md").read_text()
     assert "Adaptive white-box" in text and "jpeg75" in text
+    assert "- `fc` (training attacks only)" in text and "- `features` (perceptual features, training attacks; never evaluated)" in text
     assert (out / "figures" / "contact_sheet.png").stat().st_size > 1000
     assert (out / "figures" / "accuracy_vs_eps.png").stat().st_size > 1000
     assert results["training_records"]["history"] and results["training_records"]["pairs"]["clean"] == 16
