@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .attacks import L2_ATTACKS, PAPER_ATTACKS
 from .common import run_dir
+from .models import classifier_zoo, source_networks
 from .train_gan import PAPER_LOSS_WEIGHTS, VALIDATION_IMAGES, run_folder
 
 PAPER = ("Zhang, Yao, Sakurai, Saitoh, \"Leveraging Generalizability of Image-to-Image Translation for "
@@ -46,6 +47,15 @@ def source_role(name: str, generator: dict, pairs: dict) -> str:
     if any(v.get("classifier") == name for v in pairs.get("attacks", {}).values()):
         uses.append("training attacks")
     return ", ".join(uses) + ("; never evaluated" if len(uses) > 1 else " only")
+
+
+def fc_source_line(ds, metrics: dict) -> str:
+    """The card's account of the fully connected source network beside the unseen MLP it must not be."""
+    fc = source_networks(ds.channels, ds.size)["fc"].hidden
+    mlp = classifier_zoo(ds.name, ds.channels, ds.size)["mlp"].hidden
+    return (f"- Fully connected source network (`fc`): hidden layers {list(fc)}, seed {metrics['fc']['seed']}, trained here "
+            "on the same training set only to make training pairs (FGSM and PGD, named `on fc` below), never evaluated; "
+            f"the unseen `mlp` is a separate network: hidden layers {list(mlp)}, seed {metrics['mlp']['seed']}.")
 
 
 def epochs_compared(history: list, ablation_history: list) -> str:
@@ -206,10 +216,7 @@ def write_card(ds, results: dict, out: Path) -> None:
               "- Perceptual features: a VGG-style network (`FeatureNet`) trained here on the same training set, "
               "separate from every evaluated classifier. It stands in for ImageNet VGG19, whose weights cannot be "
               "downloaded on this machine; its features are lower-level and dataset-specific.",
-              *(["- Fully connected source network (`fc`): one hidden layer of 1,024 units, trained here on the same "
-                 "training set only to make training pairs (FGSM and PGD, named `on fc` below), never evaluated; the "
-                 "unseen MLP is a separate network with two hidden layers (512, 256), trained from another seed."]
-                if "fc" in metrics else []),
+              *([fc_source_line(ds, metrics)] if "fc" in metrics else []),
               f"- Training pairs (adversarial against `{attacked}` unless named, on training "
               "images only, seeded): " + "; ".join(attack_pairs(k, v, attacked)
                                                    for k, v in pairs.get("attacks", {}).items())

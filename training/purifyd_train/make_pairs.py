@@ -2,10 +2,10 @@
 
 Adversarial examples are made against the seen classifier and, with `--feature-attacks` and
 `--fc-attacks`, also against the source networks: the feature network the perceptual loss uses and
-a fully connected network trained for this alone (the unseen classifiers never take part). A share of clean images is kept
-as (clean, clean) pairs so the purifier learns to leave clean inputs alone, and a share gets
-random-sign noise at the attack budgets (no classifier involved): independent per pixel, and
-optionally spatially correlated (the sign of blurred Gaussian noise).
+a fully connected network trained for this alone (the unseen classifiers never take part). A share
+of clean images is kept as (clean, clean) pairs so the purifier learns to leave clean inputs alone,
+and a share gets random-sign noise at the attack budgets (no classifier involved): independent per
+pixel, and optionally spatially correlated (the sign of blurred Gaussian noise).
 """
 from __future__ import annotations
 

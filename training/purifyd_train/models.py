@@ -96,6 +96,7 @@ class MLP(nn.Module):
 
     def __init__(self, channels: int, size: int, classes: int = 10, hidden: tuple[int, ...] = (512, 256)):
         super().__init__()
+        self.hidden = hidden
         layers: list[nn.Module] = [Normalize(*_stats(channels)), nn.Flatten()]
         width = channels * size * size
         for i, h in enumerate(hidden):

@@ -153,6 +153,7 @@ def test_quick_evaluation_writes_results_and_card(runs, tmp_path):
     text = (out / "card.md").read_text()
     assert "Adaptive white-box" in text and "jpeg75" in text
     assert "- `fc` (training attacks only)" in text and "- `features` (perceptual features, training attacks; never evaluated)" in text
+    assert "(`fc`): hidden layers [1024], seed 0" in text and "the unseen `mlp` is a separate network: hidden layers [512, 256]" in text
     assert (out / "figures" / "contact_sheet.png").stat().st_size > 1000
     assert (out / "figures" / "accuracy_vs_eps.png").stat().st_size > 1000
     assert results["training_records"]["history"] and results["training_records"]["pairs"]["clean"] == 16
