@@ -41,9 +41,11 @@ def attack_pairs(label: str, record: dict, seen: str) -> str:
 
 def source_role(name: str, generator: dict, pairs: dict) -> str:
     """What the purifier's training took from a source network (`features`, `fc`), for the card's list."""
-    uses = ["perceptual features"] if name == "features" else []
-    if name == "features" and generator.get("loss_weights", {}).get("feature_guidance"):
-        uses.append("feature guidance")
+    uses = []
+    if name == "features":
+        uses.append("perceptual features")
+        if generator.get("loss_weights", {}).get("feature_guidance"):
+            uses.append("feature guidance")
     if any(v.get("classifier") == name for v in pairs.get("attacks", {}).values()):
         uses.append("training attacks")
     return ", ".join(uses) + ("; never evaluated" if len(uses) > 1 else " only")
