@@ -37,12 +37,10 @@ def as_8bit(x: torch.Tensor) -> torch.Tensor:
     return to_bytes(x).float() / 255
 
 
-def write_pngs(x: torch.Tensor, y: torch.Tensor, folder: Path) -> torch.Tensor:
-    """Saves each image as an 8-bit PNG named <index>_<label>.png; returns the quantised tensor."""
-    quantised = to_bytes(x)
-    for i, (img, label) in enumerate(zip(quantised.permute(0, 2, 3, 1).numpy(), y.tolist())):
+def write_pngs(x: torch.Tensor, y: torch.Tensor, folder: Path) -> None:
+    """Saves each image as an 8-bit PNG (`to_bytes`) named <index>_<label>.png."""
+    for i, (img, label) in enumerate(zip(to_bytes(x).permute(0, 2, 3, 1).numpy(), y.tolist())):
         Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(folder / f"{i:05d}_{label}.png")
-    return quantised.float() / 255
 
 
 def read_reports(folder: Path) -> dict[str, dict]:
@@ -61,7 +59,7 @@ def run(dataset: str, purify: Path, n: int, seed: int, bundle: Path | None = Non
     with tempfile.TemporaryDirectory(prefix="purify-check-") as tmp:
         inbox, outbox = Path(tmp) / "in", Path(tmp) / "out"
         inbox.mkdir()
-        pixels = write_pngs(adv, y, inbox)
+        write_pngs(adv, y, inbox)
         log(f"{ds.name}: running {purify} over {n} PGD PNGs")
         subprocess.run([str(purify), "--bundle", str(bundle), str(inbox), "--out", str(outbox), "--json"],
                        check=True, stdout=subprocess.DEVNULL)
@@ -71,7 +69,7 @@ def run(dataset: str, purify: Path, n: int, seed: int, bundle: Path | None = Non
     if missing:
         raise SystemExit(f"purify produced no successful report for {len(missing)} images, e.g. {missing[:3]}")
     purify_pred = torch.tensor([reports[name]["classification"]["purified"][0]["index"] for name in names])
-    torch_pred = predict(seen, as_8bit(batched(purifier, pixels, 250)))
+    torch_pred = predict(seen, as_8bit(batched(purifier, as_8bit(adv), 250)))
     acc_purify = (purify_pred == y).float().mean().item()
     acc_torch = (torch_pred == y).float().mean().item()
     result = {"dataset": ds.name, "n": n, "seed": seed, "attack": pgd.describe(),

@@ -16,6 +16,5 @@ def test_purified_images_are_clamped_and_rounded_to_8_bits_like_purify():
 
 def test_attacked_images_are_saved_with_the_same_rounding(tmp_path):
     x = torch.tensor(VALUES).view(1, 1, 1, -1)
-    returned = write_pngs(x, torch.tensor([7]), tmp_path)
-    saved = np.asarray(Image.open(tmp_path / "00000_7.png")).flatten().tolist()
-    assert saved == PIXELS and (returned * 255).round().flatten().tolist() == PIXELS
+    write_pngs(x, torch.tensor([7]), tmp_path)
+    assert np.asarray(Image.open(tmp_path / "00000_7.png")).flatten().tolist() == PIXELS
