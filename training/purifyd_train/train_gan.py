@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--minutes", type=float, default=None, help="stop after the epoch that crosses this budget")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--no-residual", action="store_true", help="ablation: the same U-Net without residual blocks")
-    p.add_argument("--limit", type=int, default=None, help="use only this many pairs (tests)")
+    p.add_argument("--limit", type=int, default=None, help="train on a random subset of this many pairs")
     p.add_argument("--val-n", type=int, default=500,
                    help="held-out training images (none of them in a pair) for the per-epoch PGD check")
     p.add_argument("--perceptual-weight", type=float, default=PAPER_LOSS_WEIGHTS["perceptual"],
