@@ -1,6 +1,7 @@
 """Attack configurations (torchattacks), one place for every parameter the model cards report."""
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -67,10 +68,15 @@ def training_attacks(dataset: str, eps: float) -> list[AttackConfig]:
 
 
 def run_attack(attack: Attack, x: torch.Tensor, y: torch.Tensor, batch: int = 250) -> torch.Tensor:
-    """Runs an attack in batches; returns adversarial images clamped to [0,1]."""
+    """Runs an attack in batches; returns adversarial images clamped to [0,1].
+
+    torchattacks places its own tensors explicitly and keeps some bookkeeping on the CPU, so it runs
+    with the CPU as the default device whatever `setup` chose (its images follow the model's device).
+    """
     out = []
-    for i in range(0, len(x), batch):
-        out.append(attack(x[i:i + batch], y[i:i + batch]).detach().clamp_(0, 1))
+    with torch.device("cpu") if x.device.type != "cpu" else contextlib.nullcontext():
+        for i in range(0, len(x), batch):
+            out.append(attack(x[i:i + batch], y[i:i + batch]).detach().clamp_(0, 1))
     return torch.cat(out)
 
 

@@ -16,13 +16,13 @@ from .common import predict
 def jpeg(x: torch.Tensor, quality: int = 75) -> torch.Tensor:
     """JPEG re-encoding (Pillow, 4:2:0 for colour) at the given quality."""
     out = []
-    for img in (x.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy():
+    for img in (x.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy():
         pil = Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img)
         buf = io.BytesIO()
         pil.save(buf, format="JPEG", quality=quality)
         dec = np.asarray(Image.open(io.BytesIO(buf.getvalue())))
         out.append(dec.reshape(img.shape))
-    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float() / 255
+    return torch.from_numpy(np.stack(out)).to(x.device).permute(0, 3, 1, 2).float() / 255
 
 
 def bit_depth(x: torch.Tensor, bits: int) -> torch.Tensor:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import math
 import os
@@ -21,21 +22,35 @@ RUNS_ROOT = REPO_ROOT / "training" / "runs"
 
 
 def command_parser(description: str | None, seed: int) -> argparse.ArgumentParser:
-    """A parser with the options every training command takes: --dataset, --data, --seed, --threads."""
+    """A parser with the options every training command takes: --dataset, --data, --seed, --threads, --device."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--dataset", required=True)
     p.add_argument("--data", default=DEFAULT_DATA_ROOT)
     p.add_argument("--seed", type=int, default=seed)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    p.add_argument("--device", default="cpu", help="torch device for data, networks and attacks (e.g. cuda)")
     return p
 
 
-def setup(seed: int, threads: int | None = None) -> None:
-    """Seeds every generator and sets torch's intra-op threads (default: all cores)."""
+def setup(seed: int, threads: int | None = None, device: str = "cpu") -> None:
+    """Seeds every generator, sets torch's intra-op threads (default: all cores) and makes `device`
+    the default for new tensors and networks; data and saved weights are loaded onto it too."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
     torch.set_num_threads(threads or os.cpu_count() or 1)
+    if torch.device(device).type != "cpu":  # the default-device mode costs a little on every op: only when needed
+        torch.set_default_device(device)
+
+
+def device() -> torch.device:
+    """The device `setup` chose (where data, networks and saved weights go)."""
+    return torch.get_default_device()
+
+
+def autocast(enabled: bool) -> torch.autocast:
+    """bfloat16 autocast on the default device when enabled (weights and optimizer state stay float32)."""
+    return torch.autocast(device().type, dtype=torch.bfloat16, enabled=enabled)
 
 
 def run_dir(dataset: str) -> Path:
@@ -53,6 +68,18 @@ def write_json(path: Path, value: object) -> None:
     tmp = Path(str(path) + ".tmp")
     tmp.write_text(json.dumps(value, indent=2) + "\n")
     tmp.replace(path)
+
+
+def update_json(path: Path, key: str, value: object) -> None:
+    """Sets one key of the JSON object in path; a lock on its folder keeps parallel commands' updates."""
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        data = json.loads(path.read_text()) if path.exists() else {}
+        data[key] = value
+        write_json(path, data)
+    finally:
+        os.close(folder)
 
 
 @torch.no_grad()

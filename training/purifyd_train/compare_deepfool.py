@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> None:
     p = command_parser(__doc__, seed=0)
     p.add_argument("--n", type=int, default=200, help="test images (a seeded subset)")
     args = p.parse_args(argv)
-    setup(args.seed, args.threads)
+    setup(args.seed, args.threads, args.device)
     ds = spec(args.dataset)
     x, y = test_subset(ds, args.n, seed=args.seed, root=args.data)
     params = next(a for a in evaluation_attacks(ds.name, ds.eps) if a.name == "DeepFool").params

@@ -45,13 +45,14 @@ def spec(name: str) -> DatasetSpec:
 
 
 def load_split(ds: DatasetSpec, split: str, root: Path = DEFAULT_DATA_ROOT) -> tuple[torch.Tensor, torch.Tensor]:
-    """Returns (images N,C,H,W float32 in [0,1], labels N int64), in the file's order."""
+    """Returns (images N,C,H,W float32 in [0,1], labels N int64) on the default device, in the file's order."""
     folder = "train" if split == "train" else "test"
     file = Path(root) / ds.folder / f"{ds.train_split if folder == 'train' else 'test'}.npz"
     with np.load(file) as archive:
         images, labels = archive["images"], archive["labels"]
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
-    y = torch.from_numpy(labels.astype(np.int64))
+    target = torch.get_default_device()
+    x = torch.from_numpy(images).to(target).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
+    y = torch.from_numpy(labels.astype(np.int64)).to(target)
     return x, y
 
 

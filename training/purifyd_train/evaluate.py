@@ -172,7 +172,7 @@ def contact_sheet(clean, adv, purified, path: Path, title: str) -> None:
     for r, (label, images) in enumerate(rows):
         for c, img in enumerate(images):
             ax = axes[r, c]
-            arr = img.permute(1, 2, 0).numpy()
+            arr = img.permute(1, 2, 0).cpu().numpy()
             ax.imshow(arr[..., 0] if arr.shape[-1] == 1 else arr, cmap="gray", vmin=0, vmax=1)
             ax.set_xticks([]); ax.set_yticks([])
             if c == 0:
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> None:
     args.adaptive_n = min(args.n, args.adaptive_n or (100 if args.quick else 500))
     args.sweep_n = min(args.n, args.sweep_n or (100 if args.quick else 1000))
     args.val_n = args.val_n or (200 if args.quick else 1000)
-    setup(args.seed, args.threads)
+    setup(args.seed, args.threads, args.device)
     ds = spec(args.dataset)
     out = run_dir(ds.name) / "eval-quick" if args.quick else REPO_ROOT / "models" / ds.name
     if args.through_purify:

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .attacks import AttackConfig, run_attack
-from .common import command_parser, freeze, log, predict, run_dir, setup, write_json
+from .common import autocast, command_parser, device, freeze, log, predict, run_dir, setup, write_json
 from .data import spec, train_tail
 from .make_pairs import load_classifier, load_source_network
 from .models import FeatureNet, PatchDiscriminator, Purifier, UNetGenerator, reflect_pad_to
@@ -46,7 +46,7 @@ def run_folder(dataset: str, ablation: bool = False) -> Path:
 
 
 def load_generator(path) -> tuple[UNetGenerator, dict]:
-    state = torch.load(path)
+    state = torch.load(path, map_location=device())
     g = UNetGenerator(state["channels"], **{k: (tuple(v) if k == "res_blocks" else v) for k, v in state["config"].items()})
     g.load_state_dict(state["generator"])
     # Files from before the options existed.
@@ -101,16 +101,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--init", default=None,
                    help="start the generator and discriminator from this run folder's last epoch (a fine-tune)")
     p.add_argument("--bf16", action="store_true",
-                   help="bfloat16 autocast for the networks (faster on CPUs with AVX-512 BF16); losses stay float32")
+                   help="bfloat16 autocast for the networks (faster on GPUs and on CPUs with AVX-512 BF16); losses, weights and Adam stay float32")
     args = p.parse_args(argv)
-    setup(args.seed, args.threads)
+    setup(args.seed, args.threads, args.device)
     ds = spec(args.dataset)
     root = run_dir(ds.name)
     out = root / args.name if args.name else run_folder(ds.name, ablation=args.no_residual)
     out.mkdir(exist_ok=True)
     weights = {**PAPER_LOSS_WEIGHTS, "perceptual": args.perceptual_weight, "guidance": args.guidance_weight,
                "feature_guidance": args.feature_guidance_weight}
-    pairs = torch.load(root / "pairs.pt")
+    pairs = torch.load(root / "pairs.pt", map_location=device())
     adv, clean = pairs["adv"], pairs["clean"]
     xv, yv = held_out_images(ds, root, len(adv), args.val_n, args.data)
     if args.limit:
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     epoch, history = 0, []
     if start:
         # Resuming restores the optimisers too; a fine-tune (--init) starts them afresh.
-        state = torch.load(start)
+        state = torch.load(start, map_location=device())
         g.load_state_dict(state["generator"]); d.load_state_dict(state["discriminator"])
         epoch, history = state["epoch"], state["history"]
         if resuming:
@@ -141,8 +141,6 @@ def main(argv: list[str] | None = None) -> None:
     pgd = AttackConfig("PGD", dict(eps=ds.eps, alpha=ds.eps / 4, steps=10, random_start=True)).build(seen, 99)
     xv_adv = run_attack(pgd, xv, yv)
     multiple = g.multiple
-    # Forward and backward under bfloat16 autocast when asked; losses, weights and Adam stay float32.
-    autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16)
     log(f"{ds.name}: generator {sum(p.numel() for p in g.parameters())} parameters, {config}; {len(adv)} pairs; loss weights {weights}")
     # The L1 column's yardstick: what passing every input through unchanged would score.
     log(f"{ds.name}: L1 of the identity on these pairs {F.l1_loss(adv.float() * 2 - 1, clean.float() * 2 - 1).item():.4f}")
@@ -156,13 +154,13 @@ def main(argv: list[str] | None = None) -> None:
             a, (left, _, top, _) = reflect_pad_to(adv[idx].float(), multiple)
             c = reflect_pad_to(clean[idx].float(), multiple)[0]
             crop = lambda x: x[..., top:top + adv.shape[-2], left:left + adv.shape[-1]]
-            with autocast():
+            with autocast(args.bf16):
                 fake = g(a)
                 real_score, fake_score = d(a, c).float(), d(a, fake.detach()).float()
             loss_d = 0.5 * (F.binary_cross_entropy_with_logits(real_score, torch.ones_like(real_score))
                             + F.binary_cross_entropy_with_logits(fake_score, torch.zeros_like(fake_score)))
             opt_d.zero_grad(set_to_none=True); loss_d.backward(); opt_d.step()
-            with autocast():
+            with autocast(args.bf16):
                 score = d(a, fake).float()
                 loss_perc = perceptual(features, fake, c)
                 loss_guide = guidance(seen, crop(fake), crop(c)) if weights["guidance"] else torch.zeros(())
