@@ -148,7 +148,9 @@ enum FileSystem {
         }
         try retrying("fsync", path: path) { fsync(fd) }
         closed = true
-        try retrying("close", path: path) { close(fd) }
+        // Linux frees the descriptor even when close fails with EINTR: a retry could close a
+        // descriptor another thread has just been given, so EINTR is not retried (nor an error).
+        if close(fd) == -1, Glibc.errno != EINTR { throw DaemonError.systemCall("close", path: path, errno: Glibc.errno) }
     }
 
     /// The wall-clock time in seconds since the epoch (the clock file modification times use).
