@@ -52,12 +52,13 @@ say "GANs done"; grep -h "epoch" /tmp/logs/gan-*.log | tail -40
 CHOICE=$($PY - "$R" <<'EOF'
 import json, sys
 from pathlib import Path
+from purifyd_train.train_gan import best_epoch
 root = Path(sys.argv[1])
 score = {}
 for g in ("g10", "g30"):
     if all((root / f"{run}-{g}" / "generator.pt").exists() for run in ("gan", "gan-nores")):
-        h = [e for e in json.loads((root / f"gan-{g}" / "history.json").read_text()) if e["run"] == f"gan-{g}"]
-        score[g] = max(e["val_pgd_purified_acc"] + e["val_clean_purified_acc"] for e in h)
+        best = best_epoch(json.loads((root / f"gan-{g}" / "history.json").read_text()), f"gan-{g}")
+        score[g] = best["val_pgd_purified_acc"] + best["val_clean_purified_acc"]
 print(max(score, key=score.get)); print(score, file=sys.stderr)
 EOF
 ) || { pack_logs; exit 1; }

@@ -74,7 +74,7 @@ def run_attack(attack: Attack, x: torch.Tensor, y: torch.Tensor, batch: int = 25
     with the CPU as the default device whatever `setup` chose (its images follow the model's device).
     """
     out = []
-    with torch.device("cpu") if x.device.type != "cpu" else contextlib.nullcontext():
+    with torch.device("cpu") if torch.get_default_device().type != "cpu" else contextlib.nullcontext():
         for i in range(0, len(x), batch):
             out.append(attack(x[i:i + batch], y[i:i + batch]).detach().clamp_(0, 1))
     return torch.cat(out)

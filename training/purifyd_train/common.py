@@ -43,14 +43,14 @@ def setup(seed: int, threads: int | None = None, device: str = "cpu") -> None:
         torch.set_default_device(device)
 
 
-def device() -> torch.device:
-    """The device `setup` chose (where data, networks and saved weights go)."""
-    return torch.get_default_device()
+def load(path: Path) -> object:
+    """torch.load onto the device `setup` chose, wherever the file was written."""
+    return torch.load(path, map_location=torch.get_default_device())
 
 
 def autocast(enabled: bool) -> torch.autocast:
     """bfloat16 autocast on the default device when enabled (weights and optimizer state stay float32)."""
-    return torch.autocast(device().type, dtype=torch.bfloat16, enabled=enabled)
+    return torch.autocast(torch.get_default_device().type, dtype=torch.bfloat16, enabled=enabled)
 
 
 def run_dir(dataset: str) -> Path:

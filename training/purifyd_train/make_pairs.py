@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .attacks import run_attack, training_attacks
-from .common import command_parser, device, freeze, gaussian_kernel, log, predict, run_dir, setup, write_json
+from .common import command_parser, freeze, gaussian_kernel, load, log, predict, run_dir, setup, write_json
 from .data import load_split, shuffled, spec
 from .models import classifier_zoo, source_networks
 
@@ -24,7 +24,7 @@ def load_classifier(dataset: str, name: str | None = None) -> tuple[str, torch.n
     zoo = classifier_zoo(ds.name, ds.channels, ds.size)
     name = name or next(iter(zoo))
     model = zoo[name]
-    model.load_state_dict(torch.load(run_dir(ds.name) / "classifiers" / f"{name}.pt", map_location=device()))
+    model.load_state_dict(load(run_dir(ds.name) / "classifiers" / f"{name}.pt"))
     return name, freeze(model)
 
 
@@ -32,7 +32,7 @@ def load_source_network(dataset: str, name: str) -> torch.nn.Module:
     """A trained source network (`features` or `fc`, see `source_networks`) from the run directory."""
     ds = spec(dataset)
     network = source_networks(ds.channels, ds.size)[name]
-    network.load_state_dict(torch.load(run_dir(ds.name) / "classifiers" / f"{name}.pt", map_location=device()))
+    network.load_state_dict(load(run_dir(ds.name) / "classifiers" / f"{name}.pt"))
     return freeze(network)
 
 

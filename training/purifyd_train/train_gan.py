@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .attacks import AttackConfig, run_attack
-from .common import autocast, command_parser, device, freeze, log, predict, run_dir, setup, write_json
+from .common import autocast, command_parser, freeze, load, log, predict, run_dir, setup, write_json
 from .data import spec, train_tail
 from .make_pairs import load_classifier, load_source_network
 from .models import FeatureNet, PatchDiscriminator, Purifier, UNetGenerator, reflect_pad_to
@@ -46,7 +46,7 @@ def run_folder(dataset: str, ablation: bool = False) -> Path:
 
 
 def load_generator(path) -> tuple[UNetGenerator, dict]:
-    state = torch.load(path, map_location=device())
+    state = load(path)
     g = UNetGenerator(state["channels"], **{k: (tuple(v) if k == "res_blocks" else v) for k, v in state["config"].items()})
     g.load_state_dict(state["generator"])
     # Files from before the options existed.
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     out.mkdir(exist_ok=True)
     weights = {**PAPER_LOSS_WEIGHTS, "perceptual": args.perceptual_weight, "guidance": args.guidance_weight,
                "feature_guidance": args.feature_guidance_weight}
-    pairs = torch.load(root / "pairs.pt", map_location=device())
+    pairs = load(root / "pairs.pt")
     adv, clean = pairs["adv"], pairs["clean"]
     xv, yv = held_out_images(ds, root, len(adv), args.val_n, args.data)
     if args.limit:
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     epoch, history = 0, []
     if start:
         # Resuming restores the optimisers too; a fine-tune (--init) starts them afresh.
-        state = torch.load(start, map_location=device())
+        state = load(start)
         g.load_state_dict(state["generator"]); d.load_state_dict(state["discriminator"])
         epoch, history = state["epoch"], state["history"]
         if resuming:
