@@ -32,6 +32,19 @@ def loss_line(weights: dict) -> str:
     return text + " — the paper's weights are 100·L1 + 1·perceptual and no guidance term; see training/README.md for why."
 
 
+def schedule_line(schedule: dict | None) -> str:
+    """The optimiser and what the shipped weights are: the last step's, or an average of the steps."""
+    schedule = schedule or {}
+    text = "- Optimiser: Adam, learning rate 2·10⁻⁴, β = (0.5, 0.999) for both networks"
+    if schedule.get("decay_from") is not None:
+        text += (f", held for the first {100 * schedule['decay_from']:g}% of the run (by epochs or by the time budget, "
+                 "whichever ran out first) and then lowered linearly to zero")
+    if schedule.get("weight_average"):
+        text += (f"; the generator that is validated and shipped is an exponential moving average of its weights and "
+                 f"BatchNorm statistics (decay {schedule['weight_average']:g} per step), not the last step's")
+    return text + "."
+
+
 def attack_pairs(label: str, record: dict, seen: str) -> str:
     """One attack's share of the training pairs and the accuracy it left its target classifier."""
     target = record.get("classifier", seen)
@@ -215,6 +228,7 @@ def write_card(ds, results: dict, out: Path) -> None:
                  "(a global skip, `--residual-output`; the paper's generator outputs the image itself)."]
                 if g["config"].get("residual_output") else []),
               "- Discriminator: conditional PatchGAN with two residual blocks. " + loss_line(g.get("loss_weights", PAPER_LOSS_WEIGHTS)),
+              schedule_line(g.get("schedule")),
               "- Perceptual features: a VGG-style network (`FeatureNet`) trained here on the same training set, "
               "separate from every evaluated classifier. It stands in for ImageNet VGG19, whose weights cannot be "
               "downloaded on this machine; its features are lower-level and dataset-specific.",

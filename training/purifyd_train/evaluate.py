@@ -61,7 +61,7 @@ def perturbation_norms(adv: torch.Tensor, x: torch.Tensor) -> dict:
 def generator_record(generator: nn.Module, state: dict) -> dict:
     """What results.json says about a generator: its shape, the epoch it keeps and how it was trained."""
     return {"config": state["config"], "epoch": state["epoch"], "pairs": state["pairs"],
-            "loss_weights": state["loss_weights"], "selection": state.get("selection"),
+            "loss_weights": state["loss_weights"], "selection": state.get("selection"), "schedule": state.get("schedule"),
             "parameters": sum(p.numel() for p in generator.parameters())}
 
 

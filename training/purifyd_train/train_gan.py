@@ -6,11 +6,16 @@ between the seen classifier's logits on the purified and on the clean image;
 `--feature-guidance-weight` the same for the logits of the feature network that gives the
 perceptual features. All are recorded in the generator file, and the model card reads them from there.
 
+`--decay-from` holds the learning rates until that fraction of the run and then lowers them linearly
+to zero at its end (pix2pix: half of the run); `--weight-average` validates and ships an exponential
+moving average of the generator's weights and BatchNorm statistics instead of the last step's.
+
 Every epoch is validated on held-out training images; `generator.pt` keeps the best epoch's weights
 and `checkpoint.pt` the last epoch's, from which `--init` and resuming continue.
 """
 from __future__ import annotations
 
+import copy
 import json
 import time
 from pathlib import Path
@@ -70,6 +75,42 @@ def best_epoch(history: list[dict], run: str) -> dict:
     return max(eligible, key=lambda h: h["val_pgd_purified_acc"] + h["val_clean_purified_acc"])
 
 
+def run_progress(epochs_done: float, epochs: int, seconds: float, minutes: float | None) -> float:
+    """How far the run is, 0 to 1: by epochs, or by the time budget when that runs out first."""
+    progress = epochs_done / epochs
+    if minutes:
+        progress = max(progress, seconds / (60 * minutes))
+    return min(progress, 1.0)
+
+
+def learning_rate_factor(progress: float, decay_from: float | None) -> float:
+    """1 until `decay_from`, then falling linearly to 0 at the end of the run."""
+    if decay_from is None or progress <= decay_from:
+        return 1.0
+    return max(0.0, (1.0 - progress) / (1.0 - decay_from))
+
+
+class WeightAverage:
+    """An exponential moving average of a network's parameters and BatchNorm statistics.
+
+    The decay warms up as (1 + n) / (10 + n) over the first updates, so that the average does not
+    keep the random initialisation for thousands of steps.
+    """
+
+    def __init__(self, net: torch.nn.Module, decay: float, updates: int = 0):
+        self.net, self.decay, self.updates = freeze(copy.deepcopy(net)), decay, updates
+
+    @torch.no_grad()
+    def update(self, net: torch.nn.Module) -> None:
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for average, current in zip(self.net.state_dict().values(), net.state_dict().values()):
+            if average.is_floating_point():
+                average.lerp_(current, 1.0 - decay)
+            else:
+                average.copy_(current)
+        self.updates += 1
+
+
 def perceptual(features: FeatureNet, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     return sum(F.l1_loss(a.float(), b.float()) for a, b in zip(features.features(fake), features.features(real)))
 
@@ -100,9 +141,19 @@ def main(argv: list[str] | None = None) -> None:
                    help=f"run folder under training/runs/D (default {SHIPPED_RUN}, or {ABLATION_RUN} with --no-residual)")
     p.add_argument("--init", default=None,
                    help="start the generator and discriminator from this run folder's last epoch (a fine-tune)")
+    p.add_argument("--decay-from", type=float, default=None,
+                   help="hold the learning rates until this fraction of the run (of --epochs, or of --minutes if that "
+                        "runs out first), then lower them linearly to zero (pix2pix: 0.5; default: constant)")
+    p.add_argument("--weight-average", type=float, default=None, metavar="DECAY",
+                   help="validate and ship an exponential moving average of the generator with this decay per step "
+                        "(e.g. 0.999; default: the last step's weights)")
     p.add_argument("--bf16", action="store_true",
                    help="bfloat16 autocast for the networks (faster on GPUs and on CPUs with AVX-512 BF16); losses, weights and Adam stay float32")
     args = p.parse_args(argv)
+    if args.decay_from is not None and not 0 <= args.decay_from < 1:
+        p.error("--decay-from must be in [0, 1)")
+    if args.weight_average is not None and not 0 < args.weight_average < 1:
+        p.error("--weight-average must be in (0, 1)")
     setup(args.seed, args.threads, args.device)
     ds = spec(args.dataset)
     root = run_dir(ds.name)
@@ -126,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     checkpoint = out / "checkpoint.pt"
     resuming = checkpoint.exists()
     start = checkpoint if resuming else (root / args.init / "checkpoint.pt" if args.init else None)
-    epoch, history = 0, []
+    epoch, history, state = 0, [], None
     if start:
         # Resuming restores the optimisers too; a fine-tune (--init) starts them afresh.
         state = load(start)
@@ -137,6 +188,12 @@ def main(argv: list[str] | None = None) -> None:
         else:
             history = [{"run": args.init, **h} for h in history]
         log(f"{'resumed' if resuming else f'initialised from {args.init}'} at epoch {epoch}")
+    average = None
+    if args.weight_average:
+        average = WeightAverage(g, args.weight_average)
+        if resuming and "generator_average" in state:
+            average.net.load_state_dict(state["generator_average"]); average.updates = state["average_updates"]
+    schedule = {"decay_from": args.decay_from, "weight_average": args.weight_average}
     # A fixed validation set: PGD at the protocol budget on held-out images, against the seen classifier.
     pgd = AttackConfig("PGD", dict(eps=ds.eps, alpha=ds.eps / 4, steps=10, random_start=True)).build(seen, 99)
     xv_adv = run_attack(pgd, xv, yv)
@@ -150,6 +207,10 @@ def main(argv: list[str] | None = None) -> None:
         perm = torch.randperm(len(adv))
         sums = {"d": 0.0, "gan": 0.0, "l1": 0.0, "perc": 0.0, "guide": 0.0, "fguide": 0.0}
         for i in range(0, len(adv), args.batch):
+            factor = learning_rate_factor(
+                run_progress(epoch + i / len(adv), args.epochs, time.time() - started, args.minutes), args.decay_from)
+            for group in (*opt_g.param_groups, *opt_d.param_groups):
+                group["lr"] = 2e-4 * factor
             idx = perm[i:i + args.batch]
             a, (left, _, top, _) = reflect_pad_to(adv[idx].float(), multiple)
             c = reflect_pad_to(clean[idx].float(), multiple)[0]
@@ -172,22 +233,28 @@ def main(argv: list[str] | None = None) -> None:
             loss_g = (loss_gan + weights["l1"] * loss_l1 + weights["perceptual"] * loss_perc
                       + weights["guidance"] * loss_guide + weights["feature_guidance"] * loss_fguide)
             opt_g.zero_grad(set_to_none=True); loss_g.backward(); opt_g.step()
+            if average:
+                average.update(g)
             for k, v in zip(sums, (loss_d, loss_gan, loss_l1, loss_perc, loss_guide, loss_fguide)):
                 sums[k] += v.item() * len(idx)
         epoch += 1
-        purifier = Purifier(g).eval()
+        shipped = average.net if average else g
+        purifier = Purifier(shipped).eval()
         val_adv = (predict(seen, predict_purified(purifier, xv_adv)) == yv).float().mean().item()
         val_clean = (predict(seen, predict_purified(purifier, xv)) == yv).float().mean().item()
         record = {"epoch": epoch, "run": out.name, **{k: v / len(adv) for k, v in sums.items()},
                   "val_images": VALIDATION_IMAGES, "val_n": len(xv), "val_pgd_purified_acc": val_adv, "val_clean_purified_acc": val_clean,
-                  "minutes": (time.time() - started) / 60}
+                  "lr": opt_g.param_groups[0]["lr"], "minutes": (time.time() - started) / 60}
         history.append(record)
         log(f"{ds.name}: epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in record.items() if isinstance(v, float)))
         torch.save({"generator": g.state_dict(), "discriminator": d.state_dict(), "opt_g": opt_g.state_dict(),
-                    "opt_d": opt_d.state_dict(), "epoch": epoch, "history": history}, checkpoint)
+                    "opt_d": opt_d.state_dict(), "epoch": epoch, "history": history,
+                    **({"generator_average": average.net.state_dict(), "average_updates": average.updates}
+                       if average else {})}, checkpoint)
         if record is best_epoch(history, out.name):
-            torch.save({"generator": g.state_dict(), "config": config, "channels": ds.channels, "epoch": epoch,
-                        "selection": SELECTION, "history": history, "pairs": len(adv), "loss_weights": weights},
+            torch.save({"generator": shipped.state_dict(), "config": config, "channels": ds.channels, "epoch": epoch,
+                        "selection": SELECTION, "history": history, "pairs": len(adv), "loss_weights": weights,
+                        "schedule": schedule},
                        out / "generator.pt")
         write_json(out / "history.json", history)
         if args.minutes and (time.time() - started) / 60 >= args.minutes:

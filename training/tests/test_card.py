@@ -1,4 +1,5 @@
-from purifyd_train.card import attack_pairs, kept_epochs, loss_line, noise_pairs, source_role, validation_sets
+from purifyd_train.card import (attack_pairs, kept_epochs, loss_line, noise_pairs, schedule_line, source_role,
+                                validation_sets)
 
 
 def test_validation_sets_name_the_images_of_each_run():
@@ -49,3 +50,10 @@ def test_source_role_lists_what_the_purifier_took_from_it():
     both = source_role("features", {"loss_weights": {"feature_guidance": 10.0}}, pairs)
     assert both == "perceptual features, feature guidance, training attacks; never evaluated"
     assert source_role("fc", {"loss_weights": {"feature_guidance": 10.0}}, pairs) == "training attacks only"
+
+
+def test_schedule_line_says_what_the_shipped_weights_are():
+    assert schedule_line(None) == "- Optimiser: Adam, learning rate 2·10⁻⁴, β = (0.5, 0.999) for both networks."
+    line = schedule_line({"decay_from": 0.5, "weight_average": 0.999})
+    assert "first 50% of the run" in line and "moving average" in line and "decay 0.999 per step" in line
+    assert "moving average" not in schedule_line({"decay_from": 0.5, "weight_average": None})

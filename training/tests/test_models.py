@@ -52,3 +52,30 @@ def test_classifier_zoo_puts_three_distinct_architectures_first_the_seen_one():
         assert len({type(m) for m in zoo.values()}) == 3
         for model in zoo.values():
             assert model.eval()(torch.rand(2, channels, size, size)).shape == (2, 10)
+
+
+def test_learning_rate_holds_then_falls_linearly_to_zero_by_epochs_or_by_time():
+    from purifyd_train.train_gan import learning_rate_factor, run_progress
+    assert learning_rate_factor(run_progress(3, 10, 0, None), 0.5) == 1.0
+    assert learning_rate_factor(run_progress(7.5, 10, 0, None), 0.5) == 0.5
+    assert learning_rate_factor(run_progress(1, 10, 90, 2.0), 0.5) == 0.5  # 90 s of 2 minutes comes first
+    assert learning_rate_factor(run_progress(12, 10, 0, None), 0.5) == 0.0
+    assert learning_rate_factor(0.99, None) == 1.0
+
+
+def test_weight_average_follows_the_network_and_copies_integer_statistics():
+    from purifyd_train.train_gan import WeightAverage
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    average = WeightAverage(net, decay=0.5, updates=100)
+    start = net[0].weight.detach().clone()
+    with torch.no_grad():
+        net[0].weight.add_(1.0)
+    net[1].num_batches_tracked.fill_(7)
+    average.update(net)
+    assert torch.allclose(average.net[0].weight, start + 0.5)
+    assert int(average.net[1].num_batches_tracked) == 7 and not average.net[0].weight.requires_grad
+    fresh = WeightAverage(net, decay=0.999)
+    with torch.no_grad():
+        net[0].weight.add_(1.0)
+    fresh.update(net)  # the first update's decay is 1/10, not 0.999
+    assert torch.allclose(fresh.net[0].weight, start + 1.0 + 0.9)

@@ -104,6 +104,24 @@ def test_gan_fine_tune_with_guidance_starts_from_another_run_and_records_its_wei
     assert state["loss_weights"] == {"l1": 100.0, "perceptual": 5.0, "guidance": 2.0, "feature_guidance": 3.0}
 
 
+def test_gan_with_decay_and_weight_average_ships_the_average_and_resumes_it(runs):
+    folder = runs / "mnist" / "gan-averaged"
+    common = ["--dataset", "mnist", "--name", "gan-averaged", "--limit", "48", "--batch", "16", "--val-n", "16",
+              "--decay-from", "0.5", "--weight-average", "0.9"]
+    train_gan.main([*common, "--epochs", "1"])
+    last, kept = torch.load(folder / "checkpoint.pt"), torch.load(folder / "generator.pt")
+    assert kept["schedule"] == {"decay_from": 0.5, "weight_average": 0.9} and last["average_updates"] == 3
+    assert all(torch.equal(kept["generator"][k], v) for k, v in last["generator_average"].items())
+    assert any(not torch.equal(last["generator"][k], v) for k, v in last["generator_average"].items())
+    # Three batches: the last one starts at progress 2/3 of one epoch, a third of the way down from 0.5.
+    assert json.loads((folder / "history.json").read_text())[-1]["lr"] == pytest.approx(2e-4 * 2 / 3)
+    train_gan.main([*common, "--epochs", "2"])
+    last = torch.load(folder / "checkpoint.pt")
+    assert last["average_updates"] == 6
+    # Resumed at epoch 1 of 2; the last batch starts at progress (1 + 2/3) / 2.
+    assert json.loads((folder / "history.json").read_text())[-1]["lr"] == pytest.approx(2e-4 / 3)
+
+
 @pytest.fixture(scope="module")
 def bundle(runs, tmp_path_factory):
     """The tiny run exported once, for the tests that read its ONNX files."""
