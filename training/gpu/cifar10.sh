@@ -1,7 +1,7 @@
 #!/bin/bash
 # The CIFAR-10 recipe (training/README.md) on one GPU machine, in one call of under
-# 10 minutes: classifiers, pairs, two GAN recipes with their ablations, the choice between them on
-# held-out training images, export, evaluation. What is worth keeping is packed into $OUT as soon
+# 10 minutes: classifiers, pairs, two GAN recipes (RECIPE_A, RECIPE_B) with their ablations, the
+# choice between them on held-out training images, export, evaluation. What is worth keeping is packed into $OUT as soon
 # as it exists, in files under 16 MiB. Prepared on this machine (the GPU machine reaches no network):
 #   python training/gpu/pack_data.py pack ../shared/data/cifar10 .gpu-data
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
@@ -16,8 +16,10 @@ GAN_END=${GAN_END:-395}      # seconds after start by which the GANs stop
 HARD_END=${HARD_END:-580}    # seconds after start by which everything is packed
 CLS_RESNET=${CLS_RESNET:-"--epochs 50 --lr 0.1"}; CLS_OTHER=${CLS_OTHER:-"--epochs 30"}
 CLS_FEAT=${CLS_FEAT:-"--epochs 15"}; CLS_FC=${CLS_FC:-"--epochs 30"}
-PAIRS=${PAIRS:-"--per-attack 1750 --feature-attacks 600 --fc-attacks 500 --noise 800 --correlated-noise 800 --clean 2000"}
-GAN=${GAN:-"--epochs 60 --decay-from 0.5 --weight-average 0.999"}
+PAIRS=${PAIRS:-"--per-attack 1750 --feature-attacks 600 --fc-attacks 500 --noise 800 --correlated-noise 800 --clean 2000 --rounds 3"}
+GAN=${GAN:-"--residual-output --feature-guidance-weight 10 --epochs 60 --decay-from 0.5 --weight-average 0.999 --bf16"}
+# The two recipes trained side by side (each with its no-residual ablation); validation chooses one.
+RECIPE_A=${RECIPE_A:-"--guidance-weight 10"}; RECIPE_B=${RECIPE_B:-"--guidance-weight 10 --flip"}
 EVAL=${EVAL:-"--n 2000 --adaptive-n 500 --sweep-n 1000"}  # "none": evaluate elsewhere (80 min on two CPU cores)
 VERSION=${VERSION:-3.0.0}
 export PYTHONUNBUFFERED=1
@@ -43,9 +45,11 @@ cmd pairs $PAIRS > /tmp/logs/pairs.log 2>&1 || { say "pairs failed"; tail -30 /t
 say "pairs done"; grep -h "accuracy\|wrote" /tmp/logs/pairs.log
 MIN=$(awk -v s=$(elapsed) -v e=$GAN_END 'BEGIN { m = (e - s) / 60; if (m < 1) m = 1; printf "%.2f", m }')
 say "GANs for $MIN minutes"
-for g in 10 30; do
-  cmd gan --residual-output --guidance-weight $g --feature-guidance-weight 10 $GAN --minutes $MIN --bf16 --name gan-g$g > /tmp/logs/gan-g$g.log 2>&1 &
-  cmd gan --residual-output --guidance-weight $g --feature-guidance-weight 10 $GAN --minutes $MIN --bf16 --no-residual --name gan-nores-g$g > /tmp/logs/gan-nores-g$g.log 2>&1 &
+say "recipe a: $RECIPE_A; recipe b: $RECIPE_B"
+for r in a b; do
+  recipe=RECIPE_${r^^}
+  cmd gan ${!recipe} $GAN --minutes $MIN --name gan-$r > /tmp/logs/gan-$r.log 2>&1 &
+  cmd gan ${!recipe} $GAN --minutes $MIN --no-residual --name gan-nores-$r > /tmp/logs/gan-nores-$r.log 2>&1 &
 done
 wait $P4; say "unseen classifiers done"; grep -h "accuracy" /tmp/logs/cls-unseen.log
 wait
@@ -57,10 +61,10 @@ from pathlib import Path
 from purifyd_train.train_gan import best_epoch
 root = Path(sys.argv[1])
 score = {}
-for g in ("g10", "g30"):
-    if all((root / f"{run}-{g}" / "generator.pt").exists() for run in ("gan", "gan-nores")):
-        best = best_epoch(json.loads((root / f"gan-{g}" / "history.json").read_text()), f"gan-{g}")
-        score[g] = best["val_pgd_purified_acc"] + best["val_clean_purified_acc"]
+for r in ("a", "b"):
+    if all((root / f"{run}-{r}" / "generator.pt").exists() for run in ("gan", "gan-nores")):
+        best = best_epoch(json.loads((root / f"gan-{r}" / "history.json").read_text()), f"gan-{r}")
+        score[r] = best["val_pgd_purified_acc"] + best["val_clean_purified_acc"]
 print(max(score, key=score.get)); print(score, file=sys.stderr)
 EOF
 ) || { pack_logs; exit 1; }

@@ -42,6 +42,8 @@ def schedule_line(schedule: dict | None) -> str:
     if schedule.get("weight_average"):
         text += (f"; the generator that is validated and shipped is an exponential moving average of its weights and "
                  f"BatchNorm statistics (decay {schedule['weight_average']:g} per step), not the last step's")
+    if schedule.get("flip"):
+        text += "; a random half of each batch's pairs mirrored left to right"
     return text + "."
 
 
@@ -113,6 +115,14 @@ def noise_pairs(pairs: dict) -> str:
         text += (f"; spatially correlated random-sign noise (the sign of Gaussian noise blurred with σ uniform in "
                  f"[{low:g}, {high:g}] px) at ε ∈ {budgets(correlated)}: n={correlated['n']}")
     return text
+
+
+def pair_rounds(pairs: dict) -> str:
+    """How many rounds the pairs made over their training images, when more than one."""
+    if pairs.get("rounds", 1) == 1:
+        return ""
+    return (f" ({pairs['rounds']} rounds over the same {pairs['images']:,} training images, each image meeting another "
+            "attack in each round; the counts are totals)")
 
 
 def pct(record: dict) -> str:
@@ -236,7 +246,7 @@ def write_card(ds, results: dict, out: Path) -> None:
               f"- Training pairs (adversarial against `{attacked}` unless named, on training "
               "images only, seeded): " + "; ".join(attack_pairs(k, v, attacked)
                                                    for k, v in pairs.get("attacks", {}).items())
-              + noise_pairs(pairs) + f"; clean pairs: {pairs.get('clean', 0)}.",
+              + noise_pairs(pairs) + f"; clean pairs: {pairs.get('clean', 0)}" + pair_rounds(pairs) + ".",
               "- Input: NCHW float32 in [0,1]; reflect-padded (centred) to a multiple of "
               f"{2 ** len(g['config']['res_blocks'])} and cropped back.",
               f"- ONNX (opset 17) vs PyTorch, max |error|: {export.get('max_abs_error', 'not exported yet')}.", "",

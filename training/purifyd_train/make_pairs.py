@@ -6,6 +6,11 @@ a fully connected network trained for this alone (the unseen classifiers never t
 of clean images is kept as (clean, clean) pairs so the purifier learns to leave clean inputs alone,
 and a share gets random-sign noise at the attack budgets (no classifier involved): independent per
 pixel, and optionally spatially correlated (the sign of blurred Gaussian noise).
+
+Each pair of a round takes its own training image. `--rounds R` makes R rounds over the same
+images, the images moved along by a 1/R share of them each round so that an image meets other
+attacks (and new PGD starts and noise draws): R times the pairs without touching the images after
+them, which the GAN holds out for validation.
 """
 from __future__ import annotations
 
@@ -77,7 +82,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--fc-attacks", type=int, default=0,
                    help="images per FGSM and PGD budget made against the fully connected source network `fc`")
     p.add_argument("--clean", type=int, default=8000, help="(clean, clean) pairs")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="rounds over the same training images, each pairing them with other attacks (every count above is per round)")
     args = p.parse_args(argv)
+    if args.rounds < 1:
+        p.error("--rounds must be at least 1")
     setup(args.seed, args.threads, args.device)
     ds = spec(args.dataset)
     name, model = load_classifier(ds.name)
@@ -88,45 +97,51 @@ def main(argv: list[str] | None = None) -> None:
         if n:
             network = load_source_network(ds.name, source)
             jobs += [(config, source, network, n) for config in configs if config.name != "CW"]
-    # Every pair takes its own training image; the GAN validates on the images after the last one.
-    wanted = sum(n for *_, n in jobs) + args.noise + args.correlated_noise + args.clean
-    if wanted > len(x):
-        raise SystemExit(f"{ds.name}: {wanted} pairs asked for, but the training set has {len(x)} images "
-                         "and each pair needs its own; ask for fewer")
+    # Every pair of a round takes its own training image; the GAN validates on the images after the last one.
+    images = sum(n for *_, n in jobs) + args.noise + args.correlated_noise + args.clean
+    if images > len(x):
+        raise SystemExit(f"{ds.name}: {images} pairs a round asked for, but the training set has {len(x)} images "
+                         "and each pair of a round needs its own; ask for fewer")
     advs, cleans, kinds, stats = [], [], [], {}
-    start = 0
-    for config, target, victim, n in jobs:
-        xb, yb = x[start:start + n], y[start:start + n]
-        start += n
-        adv = run_attack(config.build(victim, args.seed), xb, yb)
-        acc = (predict(victim, adv) == yb).float().mean().item()
-        label = f"{config.name}(eps={config.params['eps']:.4f})" if "eps" in config.params else config.name
-        label += "" if target == name else f" on {target}"
-        log(f"{ds.name}: {label} on {n} training images: {target} accuracy {acc:.4f}")
-        stats[label] = {"n": n, "classifier": target, "accuracy": acc, "params": config.params}
-        advs.append(adv.half())
-        cleans.append(xb.half())
-        kinds += [label] * n
-    # Random-sign noise at the training budgets: no classifier involved, it teaches the purifier to
-    # remove dense perturbations whatever model they were made against (the unseen MLP's are dense).
-    for kind, n, correlated in (("noise", args.noise, False), ("correlated-noise", args.correlated_noise, True)):
-        if n == 0:
-            continue
-        xn = x[start:start + n]
-        start += n
-        advs.append(sign_noise(xn, ds.eps, correlated).half())
-        cleans.append(xn.half())
-        kinds += [kind] * len(xn)
-    xc = x[start:start + args.clean]
-    advs.append(xc.half())
-    cleans.append(xc.half())
-    kinds += ["clean"] * len(xc)
+    for round_ in range(args.rounds):
+        shift = round_ * (images // args.rounds)
+        xr, yr = x[:images].roll(-shift, 0), y[:images].roll(-shift, 0)
+        start = 0
+        for config, target, victim, n in jobs:
+            xb, yb = xr[start:start + n], yr[start:start + n]
+            start += n
+            adv = run_attack(config.build(victim, args.seed + round_), xb, yb)
+            acc = (predict(victim, adv) == yb).float().mean().item()
+            label = f"{config.name}(eps={config.params['eps']:.4f})" if "eps" in config.params else config.name
+            label += "" if target == name else f" on {target}"
+            log(f"{ds.name}: round {round_ + 1}: {label} on {n} training images: {target} accuracy {acc:.4f}")
+            entry = stats.setdefault(label, {"n": 0, "classifier": target, "accuracy": 0.0, "params": config.params})
+            entry["accuracy"] = (entry["accuracy"] * entry["n"] + acc * n) / (entry["n"] + n)
+            entry["n"] += n
+            advs.append(adv.half())
+            cleans.append(xb.half())
+            kinds += [label] * n
+        # Random-sign noise at the training budgets: no classifier involved, it teaches the purifier to
+        # remove dense perturbations whatever model they were made against (the unseen MLP's are dense).
+        for kind, n, correlated in (("noise", args.noise, False), ("correlated-noise", args.correlated_noise, True)):
+            if n == 0:
+                continue
+            xn = xr[start:start + n]
+            start += n
+            advs.append(sign_noise(xn, ds.eps, correlated).half())
+            cleans.append(xn.half())
+            kinds += [kind] * len(xn)
+        xc = xr[start:start + args.clean]
+        advs.append(xc.half())
+        cleans.append(xc.half())
+        kinds += ["clean"] * len(xc)
     out = run_dir(ds.name)
     torch.save({"adv": torch.cat(advs), "clean": torch.cat(cleans), "kind": kinds}, out / "pairs.pt")
     budgets = [ds.eps * f for f in NOISE_BUDGETS]
-    write_json(out / "pairs.json", {"classifier": name, "seed": args.seed, "attacks": stats, "clean": len(xc),
-                                       "noise": {"n": args.noise, "eps": budgets},
-                                       "correlated_noise": {"n": args.correlated_noise, "eps": budgets,
+    write_json(out / "pairs.json", {"classifier": name, "seed": args.seed, "images": images, "rounds": args.rounds,
+                                       "attacks": stats, "clean": args.clean * args.rounds,
+                                       "noise": {"n": args.noise * args.rounds, "eps": budgets},
+                                       "correlated_noise": {"n": args.correlated_noise * args.rounds, "eps": budgets,
                                                             "sigma": list(CORRELATION_SIGMAS)}})
     log(f"{ds.name}: wrote {sum(len(a) for a in advs)} pairs")
 

@@ -9,6 +9,8 @@ perceptual features. All are recorded in the generator file, and the model card 
 `--decay-from` holds the learning rates until that fraction of the run and then lowers them linearly
 to zero at its end (pix2pix: half of the run); `--weight-average` validates and ships an exponential
 moving average of the generator's weights and BatchNorm statistics instead of the last step's.
+`--flip` mirrors a random half of each batch's pairs left to right (the adversarial image and its
+clean target alike), for datasets whose classes keep their meaning when mirrored.
 
 Every epoch is validated on held-out training images; `generator.pt` keeps the best epoch's weights
 and `checkpoint.pt` the last epoch's, from which `--init` and resuming continue.
@@ -59,11 +61,12 @@ def load_generator(path) -> tuple[UNetGenerator, dict]:
     return freeze(g), state
 
 
-def held_out_images(ds, root, used: int, n: int, data) -> tuple[torch.Tensor, torch.Tensor]:
-    """The last n images of the permutation the pairs were drawn from; the pairs took the first `used`."""
-    seed = json.loads((root / "pairs.json").read_text())["seed"]
+def held_out_images(ds, root, pairs: int, n: int, data) -> tuple[torch.Tensor, torch.Tensor]:
+    """The last n images of the permutation the pairs were drawn from, whose first ones the pairs took
+    (one per pair in files from before `pairs --rounds`)."""
+    record = json.loads((root / "pairs.json").read_text())
     try:
-        return train_tail(ds, n, seed, data, after=used)
+        return train_tail(ds, n, record["seed"], data, after=record.get("images", pairs))
     except ValueError as error:
         raise SystemExit(f"{ds.name}: {error}: the pairs use them, so fewer than --val-n {n} are held out "
                          "for validation; lower --val-n or make fewer pairs") from None
@@ -147,6 +150,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--weight-average", type=float, default=None, metavar="DECAY",
                    help="validate and ship an exponential moving average of the generator with this decay per step "
                         "(e.g. 0.999; default: the last step's weights)")
+    p.add_argument("--flip", action="store_true",
+                   help="mirror a random half of each batch's pairs left to right (for classes that mirroring keeps, "
+                        "as CIFAR-10's)")
     p.add_argument("--bf16", action="store_true",
                    help="bfloat16 autocast for the networks (faster on GPUs and on CPUs with AVX-512 BF16); losses, weights and Adam stay float32")
     args = p.parse_args(argv)
@@ -193,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
         average = WeightAverage(g, args.weight_average)
         if resuming and "generator_average" in state:
             average.net.load_state_dict(state["generator_average"]); average.updates = state["average_updates"]
-    schedule = {"decay_from": args.decay_from, "weight_average": args.weight_average}
+    schedule = {"decay_from": args.decay_from, "weight_average": args.weight_average, "flip": args.flip}
     # A fixed validation set: PGD at the protocol budget on held-out images, against the seen classifier.
     pgd = AttackConfig("PGD", dict(eps=ds.eps, alpha=ds.eps / 4, steps=10, random_start=True)).build(seen, 99)
     xv_adv = run_attack(pgd, xv, yv)
@@ -212,8 +218,12 @@ def main(argv: list[str] | None = None) -> None:
             for group in (*opt_g.param_groups, *opt_d.param_groups):
                 group["lr"] = 2e-4 * factor
             idx = perm[i:i + args.batch]
-            a, (left, _, top, _) = reflect_pad_to(adv[idx].float(), multiple)
-            c = reflect_pad_to(clean[idx].float(), multiple)[0]
+            a, c = adv[idx].float(), clean[idx].float()
+            if args.flip:
+                mirrored = torch.rand(len(idx)) < 0.5
+                a[mirrored], c[mirrored] = a[mirrored].flip(-1), c[mirrored].flip(-1)
+            a, (left, _, top, _) = reflect_pad_to(a, multiple)
+            c = reflect_pad_to(c, multiple)[0]
             crop = lambda x: x[..., top:top + adv.shape[-2], left:left + adv.shape[-1]]
             with autocast(args.bf16):
                 fake = g(a)

@@ -1,5 +1,5 @@
-from purifyd_train.card import (attack_pairs, kept_epochs, loss_line, noise_pairs, schedule_line, source_role,
-                                validation_sets)
+from purifyd_train.card import (attack_pairs, kept_epochs, loss_line, noise_pairs, pair_rounds, schedule_line,
+                                source_role, validation_sets)
 
 
 def test_validation_sets_name_the_images_of_each_run():
@@ -57,3 +57,9 @@ def test_schedule_line_says_what_the_shipped_weights_are():
     line = schedule_line({"decay_from": 0.5, "weight_average": 0.999})
     assert "first 50% of the run" in line and "moving average" in line and "decay 0.999 per step" in line
     assert "moving average" not in schedule_line({"decay_from": 0.5, "weight_average": None})
+    assert "mirrored" in schedule_line({"flip": True}) and "mirrored" not in line
+
+
+def test_pair_rounds_are_named_only_when_there_were_several():
+    assert pair_rounds({"seed": 1}) == "" and pair_rounds({"rounds": 1, "images": 10}) == ""
+    assert pair_rounds({"rounds": 3, "images": 24200}).startswith(" (3 rounds over the same 24,200 training images")

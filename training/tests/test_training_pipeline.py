@@ -56,7 +56,7 @@ def test_pairs_hold_every_training_attack_and_clean_pairs(runs):
 
 def test_pairs_refuse_more_pairs_than_training_images(runs):
     before = (runs / "mnist" / "pairs.pt").stat().st_mtime_ns
-    with pytest.raises(SystemExit, match="60016 pairs asked for, but the training set has 60000 images"):
+    with pytest.raises(SystemExit, match="60016 pairs a round asked for, but the training set has 60000 images"):
         make_pairs.main(["--dataset", "mnist", "--per-attack", "1", "--noise", "0", "--clean", "60008"])
     assert (runs / "mnist" / "pairs.pt").stat().st_mtime_ns == before
 
@@ -71,6 +71,27 @@ def test_sign_noise_sits_at_a_budget_and_correlates_only_when_asked(correlated):
     assert all(any(math.isclose(b, 0.1 * f, rel_tol=1e-5) for f in make_pairs.NOISE_BUDGETS) for b in budgets[:, 0].tolist())
     same_sign = (delta[..., 1:].sign() == delta[..., :-1].sign()).float().mean().item()
     assert same_sign > 0.75 if correlated else abs(same_sign - 0.5) < 0.02
+
+
+def test_pairs_in_rounds_attack_the_same_images_again_with_other_attacks(runs, tmp_path, monkeypatch):
+    (tmp_path / "mnist").mkdir()
+    (tmp_path / "mnist" / "classifiers").symlink_to(runs / "mnist" / "classifiers")
+    monkeypatch.setenv("PURIFYD_RUNS", str(tmp_path))
+    make_pairs.main(["--dataset", "mnist", "--per-attack", "4", "--noise", "4", "--clean", "8", "--rounds", "2"])
+    pairs = torch.load(tmp_path / "mnist" / "pairs.pt")
+    record = json.loads((tmp_path / "mnist" / "pairs.json").read_text())
+    images = 6 * 4 + 2 * 4 + 4 + 8  # FGSM and PGD at three budgets, C&W twice the images, noise, clean
+    assert record["images"] == images and record["rounds"] == 2 and len(pairs["adv"]) == 2 * images
+    assert record["clean"] == 16 and record["noise"]["n"] == 8 and sum(a["n"] for a in record["attacks"].values()) == 64
+    first, second = pairs["clean"][:images], pairs["clean"][images:]
+    assert torch.equal(second, first.roll(-images // 2, 0))  # the same images, moved along by half of them
+    moved = [(j - images // 2) % images for j in range(images)]
+    assert sum(pairs["kind"][j] != pairs["kind"][images + k] for j, k in enumerate(moved)) > images // 2
+    # The GAN holds out the images after the first round's, not after twice as many.
+    ds, root = spec("mnist"), tmp_path / "mnist"
+    assert len(train_gan.held_out_images(ds, root, len(pairs["adv"]), 60000 - images, DEFAULT_DATA_ROOT)[0]) == 60000 - images
+    with pytest.raises(SystemExit, match="held out for validation"):
+        train_gan.held_out_images(ds, root, len(pairs["adv"]), 60000 - images + 1, DEFAULT_DATA_ROOT)
 
 
 def test_gan_checkpoint_resumes_where_it_stopped(runs):
@@ -104,13 +125,13 @@ def test_gan_fine_tune_with_guidance_starts_from_another_run_and_records_its_wei
     assert state["loss_weights"] == {"l1": 100.0, "perceptual": 5.0, "guidance": 2.0, "feature_guidance": 3.0}
 
 
-def test_gan_with_decay_and_weight_average_ships_the_average_and_resumes_it(runs):
+def test_gan_with_decay_weight_average_and_flips_ships_the_average_and_resumes_it(runs):
     folder = runs / "mnist" / "gan-averaged"
     common = ["--dataset", "mnist", "--name", "gan-averaged", "--limit", "48", "--batch", "16", "--val-n", "16",
-              "--decay-from", "0.5", "--weight-average", "0.9"]
+              "--decay-from", "0.5", "--weight-average", "0.9", "--flip"]
     train_gan.main([*common, "--epochs", "1"])
     last, kept = torch.load(folder / "checkpoint.pt"), torch.load(folder / "generator.pt")
-    assert kept["schedule"] == {"decay_from": 0.5, "weight_average": 0.9} and last["average_updates"] == 3
+    assert kept["schedule"] == {"decay_from": 0.5, "weight_average": 0.9, "flip": True} and last["average_updates"] == 3
     assert all(torch.equal(kept["generator"][k], v) for k, v in last["generator_average"].items())
     assert any(not torch.equal(last["generator"][k], v) for k, v in last["generator_average"].items())
     # Three batches: the last one starts at progress 2/3 of one epoch, a third of the way down from 0.5.
