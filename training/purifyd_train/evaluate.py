@@ -3,7 +3,8 @@
 Oblivious attacks (the paper's setting: the attacker sees only the classifier) against the seen
 and the unseen classifiers; the classic baselines under the same protocol; adaptive white-box
 attacks through purifier + classifier; image quality; an ε sweep and a contact sheet.
-`--quick` runs a small version into training/runs/<dataset>/eval-quick instead of models/.
+`--quick` runs a small version into training/runs/<dataset>/eval-quick instead of models/; `--out`
+names another bundle folder (one that `export --out` wrote, for a candidate beside the shipped one).
 """
 from __future__ import annotations
 
@@ -212,6 +213,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--through-purify", type=Path, metavar="PURIFY", default=None,
                    help="instead: PGD test set as PNGs through this `purify` binary, accuracy compared with PyTorch")
     p.add_argument("--card-only", action="store_true", help="only rewrite card.md from the results.json already there")
+    p.add_argument("--out", type=Path, default=None,
+                   help="the bundle folder: results.json, card.md, figures/, and the bundle --through-purify runs "
+                        "(default models/D; with --quick, results under training/runs/D/eval-quick)")
     args = p.parse_args(argv)
     args.n = args.n or (200 if args.quick else 2000)
     args.adaptive_n = min(args.n, args.adaptive_n or (100 if args.quick else 500))
@@ -219,10 +223,11 @@ def main(argv: list[str] | None = None) -> None:
     args.val_n = args.val_n or (200 if args.quick else 1000)
     setup(args.seed, args.threads, args.device)
     ds = spec(args.dataset)
-    out = run_dir(ds.name) / "eval-quick" if args.quick else REPO_ROOT / "models" / ds.name
+    out = args.out or (run_dir(ds.name) / "eval-quick" if args.quick else REPO_ROOT / "models" / ds.name)
+    out.mkdir(parents=True, exist_ok=True)
     if args.through_purify:
         from .through_purify import main as through_purify
-        through_purify(ds.name, args.through_purify, args.n, args.seed, out)
+        through_purify(ds.name, args.through_purify, args.n, args.seed, out, bundle=args.out)
         return
     if args.card_only:
         from .card import write_card

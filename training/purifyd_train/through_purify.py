@@ -82,8 +82,8 @@ def run(dataset: str, purify: Path, n: int, seed: int, bundle: Path | None = Non
     return result
 
 
-def main(dataset: str, purify: Path, n: int, seed: int, out: Path) -> None:
-    result = run(dataset, purify, n, seed)
+def main(dataset: str, purify: Path, n: int, seed: int, out: Path, bundle: Path | None = None) -> None:
+    result = run(dataset, purify, n, seed, bundle)
     write_json(out / "through_purify.json", result)
     if not result["within_tolerance"]:
         raise SystemExit(f"purify and PyTorch differ by {result['difference_pp']:+.2f} pp (> {TOLERANCE_PP})")

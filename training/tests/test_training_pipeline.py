@@ -200,6 +200,11 @@ def test_quick_evaluation_writes_results_and_card(runs, tmp_path):
         mp.setenv("PURIFYD_RUNS", str(tmp_path / "empty"))
         card.write_card(spec("mnist"), results, tmp_path)
     assert (tmp_path / "card.md").read_text() == text
+    elsewhere = tmp_path / "candidate"  # --out: another bundle folder, here for the card alone
+    elsewhere.mkdir()
+    (elsewhere / "results.json").write_text((out / "results.json").read_text())
+    evaluate.main(["--dataset", "mnist", "--card-only", "--out", str(elsewhere)])
+    assert (elsewhere / "card.md").read_text() == text
 
 
 def test_compare_deepfool_reports_both_versions_per_classifier(runs, capsys):
