@@ -80,10 +80,10 @@ pack_runs cifar10/classifiers/{resnet,vgg,mlp}.pt; pack_logs; ls -la "$OUT"
 say "export"
 $PY -m purifyd_train export --dataset cifar10 --version $VERSION > /tmp/logs/export.log 2>&1 || { tail /tmp/logs/export.log; pack_logs; exit 1; }
 tail -2 /tmp/logs/export.log
+pack_runs cifar10/export.json cifar10/classifiers/{resnet,vgg,mlp}.pt
 LEFT=$(( HARD_END - $(elapsed) - 15 ))
 if [ "$EVAL" = none ] || [ $LEFT -lt 60 ]; then
   say "not evaluated here"
-  pack_runs cifar10/export.json cifar10/classifiers/{resnet,vgg,mlp}.pt
 elif say "evaluate (at most ${LEFT}s)"; timeout $LEFT $PY -m purifyd_train evaluate --dataset cifar10 --device $DEV --threads 4 $EVAL > /tmp/logs/evaluate.log 2>&1; then
   say "evaluated"
   tar czf - -C models cifar10 | split -b 15M - "$OUT/bundle.tgz."
