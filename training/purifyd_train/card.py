@@ -7,7 +7,7 @@ from pathlib import Path
 from .attacks import L2_ATTACKS, PAPER_ATTACKS
 from .common import run_dir
 from .models import classifier_zoo, source_networks
-from .train_gan import PAPER_LOSS_WEIGHTS, VALIDATION_IMAGES, run_folder
+from .train_gan import LEARNING_RATE, PAPER_LOSS_WEIGHTS, VALIDATION_IMAGES, run_folder
 
 PAPER = ("Zhang, Yao, Sakurai, Saitoh, \"Leveraging Generalizability of Image-to-Image Translation for "
          "Enhanced Adversarial Defense\", arXiv 2504.01399")
@@ -35,7 +35,7 @@ def loss_line(weights: dict) -> str:
 def schedule_line(schedule: dict | None) -> str:
     """The optimiser and what the shipped weights are: the last step's, or an average of the steps."""
     schedule = schedule or {}
-    text = "- Optimiser: Adam, learning rate 2·10⁻⁴, β = (0.5, 0.999) for both networks"
+    text = f"- Optimiser: Adam, learning rate {LEARNING_RATE:g}, β = (0.5, 0.999) for both networks"
     if schedule.get("decay_from") is not None:
         text += (f", held for the first {100 * schedule['decay_from']:g}% of the run (by epochs or by the time budget, "
                  "whichever ran out first) and then lowered linearly to zero")

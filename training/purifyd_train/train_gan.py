@@ -38,6 +38,8 @@ PAPER_LOSS_WEIGHTS = {"l1": 100.0, "perceptual": 1.0, "guidance": 0.0, "feature_
 VALIDATION_IMAGES = "held-out training"
 # generator.pt keeps the weights of the run's best epoch on that validation set (checkpoint.pt the last).
 SELECTION = "the best sum of validation PGD and clean purified accuracy"
+# Adam's learning rate for both networks, as in pix2pix (the ceiling that --decay-from lowers).
+LEARNING_RATE = 2e-4
 DEFAULT_WIDTHS = {"mnist": (16, 64), "fashion-mnist": (16, 64), "cifar10": (32, 128)}
 
 
@@ -178,8 +180,8 @@ def main(argv: list[str] | None = None) -> None:
     d = PatchDiscriminator(ds.channels)
     features = load_source_network(ds.name, "features")
     _, seen = load_classifier(ds.name)
-    opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_g = torch.optim.Adam(g.parameters(), lr=LEARNING_RATE, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(d.parameters(), lr=LEARNING_RATE, betas=(0.5, 0.999))
     checkpoint = out / "checkpoint.pt"
     resuming = checkpoint.exists()
     start = checkpoint if resuming else (root / args.init / "checkpoint.pt" if args.init else None)
@@ -216,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
             factor = learning_rate_factor(
                 run_progress(epoch + i / len(adv), args.epochs, time.time() - started, args.minutes), args.decay_from)
             for group in (*opt_g.param_groups, *opt_d.param_groups):
-                group["lr"] = 2e-4 * factor
+                group["lr"] = LEARNING_RATE * factor
             idx = perm[i:i + args.batch]
             a, c = adv[idx].float(), clean[idx].float()
             if args.flip:

@@ -53,7 +53,7 @@ def test_source_role_lists_what_the_purifier_took_from_it():
 
 
 def test_schedule_line_says_what_the_shipped_weights_are():
-    assert schedule_line(None) == "- Optimiser: Adam, learning rate 2·10⁻⁴, β = (0.5, 0.999) for both networks."
+    assert schedule_line(None) == "- Optimiser: Adam, learning rate 0.0002, β = (0.5, 0.999) for both networks."
     line = schedule_line({"decay_from": 0.5, "weight_average": 0.999})
     assert "first 50% of the run" in line and "moving average" in line and "decay 0.999 per step" in line
     assert "moving average" not in schedule_line({"decay_from": 0.5, "weight_average": None})
