@@ -125,6 +125,16 @@ def pair_rounds(pairs: dict) -> str:
             "attack in each round; the counts are totals)")
 
 
+def jpeg_source_caveat(ds) -> str:
+    """Why the JPEG baseline is flattered on a dataset copy compressed at the baseline's own quality."""
+    q = ds.source_jpeg_quality
+    return (f"This copy of the dataset is itself JPEG-compressed at quality {q}, the JPEG baseline's quality: "
+            "re-encoding an image lands near the copy's own pixels, so that baseline's figures here (C&W's and "
+            "DeepFool's above all, whose perturbations are smallest) overstate what JPEG does to other images. "
+            f"`python -m purifyd_train jpeg-check --dataset {ds.name}` compares other qualities, alone and after "
+            "the purifier.")
+
+
 def pct(record: dict) -> str:
     lo, hi = record["ci95"]
     return f"{100 * record['acc']:.1f} ({100 * lo:.1f}–{100 * hi:.1f})"
@@ -272,6 +282,8 @@ def write_card(ds, results: dict, out: Path) -> None:
               "a bound, and succeeds on (nearly) every image (`python -m purifyd_train compare-deepfool --dataset D` "
               "compares the two on the trained classifiers)."]
     lines += ["", "Baselines: " + "; ".join(f"{k} `{json.dumps(v)}`" for k, v in results["baselines"].items()) + "."]
+    if ds.source_jpeg_quality and any(v.get("quality") == ds.source_jpeg_quality for v in results["baselines"].values()):
+        lines += ["", jpeg_source_caveat(ds)]
     tuning = results.get("baseline_tuning")
     if tuning:
         lines += ["", f"The bit depth and the TV weight were chosen on {tuning['n']} training images (not test images): "

@@ -23,6 +23,7 @@ class DatasetSpec:
     eps: float         # the l-inf budget of the evaluation protocol
     labels: tuple[str, ...]
     note: str = ""
+    source_jpeg_quality: int | None = None  # the copy's own JPEG quality, when it is a JPEG copy
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -33,7 +34,7 @@ DATASETS: dict[str, DatasetSpec] = {
     "cifar10": DatasetSpec(
         "cifar10", "cifar10", "train_subset25k", 3, 32, 8 / 255,
         ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
-        note="CIFAR-10 (JPEG-q75 copy, 25k-image class-balanced training subset)"),
+        note="CIFAR-10 (JPEG-q75 copy, 25k-image class-balanced training subset)", source_jpeg_quality=75),
 }
 
 

@@ -1,5 +1,6 @@
-from purifyd_train.card import (attack_pairs, kept_epochs, loss_line, noise_pairs, pair_rounds, schedule_line,
-                                source_role, validation_sets)
+from purifyd_train.card import (attack_pairs, jpeg_source_caveat, kept_epochs, loss_line, noise_pairs, pair_rounds,
+                                schedule_line, source_role, validation_sets)
+from purifyd_train.data import spec
 
 
 def test_validation_sets_name_the_images_of_each_run():
@@ -63,3 +64,9 @@ def test_schedule_line_says_what_the_shipped_weights_are():
 def test_pair_rounds_are_named_only_when_there_were_several():
     assert pair_rounds({"seed": 1}) == "" and pair_rounds({"rounds": 1, "images": 10}) == ""
     assert pair_rounds({"rounds": 3, "images": 24200}).startswith(" (3 rounds over the same 24,200 training images")
+
+
+def test_the_jpeg_caveat_names_the_copys_quality_and_the_command_that_compares_others():
+    assert spec("cifar10").source_jpeg_quality == 75 and spec("mnist").source_jpeg_quality is None
+    text = jpeg_source_caveat(spec("cifar10"))
+    assert "JPEG-compressed at quality 75" in text and "`python -m purifyd_train jpeg-check --dataset cifar10`" in text

@@ -7,7 +7,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from purifyd_train import card, compare_deepfool, evaluate, export, make_pairs, train_classifiers, train_gan
+from purifyd_train import card, compare_deepfool, evaluate, export, jpeg_check, make_pairs, train_classifiers, train_gan
 from purifyd_train.data import DEFAULT_DATA_ROOT, spec
 from purifyd_train.models import Purifier
 from purifyd_train.onnx_graph import OnnxGraph
@@ -190,7 +190,7 @@ def test_quick_evaluation_writes_results_and_card(runs, tmp_path):
     assert tuning["bits"] in (1, 2, 3, 4, 5, 6) and f"bitdepth{tuning['bits']}" in results["baselines"]
     assert results["baselines"]["tv"]["weight"] == tuning["tv_weight"]
     text = (out / "card.md").read_text()
-    assert "Adaptive white-box" in text and "jpeg75" in text
+    assert "Adaptive white-box" in text and "jpeg75" in text and "JPEG-compressed" not in text  # MNIST is no JPEG copy
     assert "- `fc` (training attacks only)" in text and "- `features` (perceptual features, training attacks; never evaluated)" in text
     assert "(`fc`): hidden layers [1024], seed 0" in text and "the unseen `mlp` is a separate network: hidden layers [512, 256]" in text
     assert (out / "figures" / "contact_sheet.png").stat().st_size > 1000
@@ -211,3 +211,10 @@ def test_compare_deepfool_reports_both_versions_per_classifier(runs, capsys):
     compare_deepfool.main(["--dataset", "mnist", "--n", "4"])
     lines = [line for line in capsys.readouterr().out.splitlines() if "success" in line]
     assert len(lines) == 6 and sum("BoxDeepFool" in line for line in lines) == 3
+
+
+def test_jpeg_check_scores_jpeg_alone_and_after_the_bundles_purifier(bundle, capsys):
+    jpeg_check.main(["--dataset", "mnist", "--n", "6", "--quality", "60", "--bundle", str(bundle)])
+    lines = [line for line in capsys.readouterr().out.splitlines() if "(n=6)" in line]
+    assert [line.split()[2] for line in lines] == ["clean", "PGD", "CW"]
+    assert all(f"{name} " in lines[0] for name in ("none", "purifier", "jpeg60", "purifier+jpeg60"))
