@@ -8,26 +8,24 @@ owes part of its score to the copy; the other qualities show how much. Only the 
 """
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import torch
 
 from .attacks import evaluation_attacks, run_attack
 from .baselines import jpeg
-from .common import REPO_ROOT, command_parser, log, predict, setup
+from .common import REPO_ROOT, batched, command_parser, log, predict, setup
 from .data import spec, test_subset
 from .models import Purifier
-from .onnx_graph import OnnxGraph
+from .onnx_graph import bundle_networks
 
 ATTACKS = ("PGD", "CW")
 
 
 def defenses(purifier: Purifier, qualities: list[int]) -> dict:
     """Name → function of a batch: none, the purifier, JPEG at each quality alone and after the purifier."""
-    @torch.no_grad()
     def purify(x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([purifier(x[i:i + 250]) for i in range(0, len(x), 250)])
+        return batched(purifier, x, 250)
 
     table = {"none": lambda x: x, "purifier": purify}
     for q in qualities:
@@ -44,10 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     setup(args.seed, args.threads, args.device)
     ds = spec(args.dataset)
-    bundle = args.bundle or REPO_ROOT / "models" / ds.name
-    manifest = tomllib.loads((bundle / "bundle.toml").read_text())
-    seen = OnnxGraph(bundle / manifest["classifier"]["file"], logits=True).eval()
-    purifier = Purifier(OnnxGraph(bundle / manifest["purifier"]["file"]), manifest["purifier"]["size_multiple"]).eval()
+    seen, purifier = bundle_networks(args.bundle or REPO_ROOT / "models" / ds.name)
     table = defenses(purifier, args.quality)
     x, y = test_subset(ds, args.n, seed=args.seed, root=args.data)
     inputs = {"clean": x}

@@ -7,6 +7,7 @@ against `purify` on a fresh clone. An operator outside that set is a clear error
 """
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from onnx import numpy_helper
 from torch import nn
+
+from .models import Purifier
 
 
 def _padding(node: onnx.NodeProto, attrs: dict) -> list[int]:
@@ -137,3 +140,11 @@ class OnnxGraph(nn.Module):
                 inputs.pop()
             values[node.output[0]] = OPERATORS[node.op_type](attrs, *inputs)
         return values[self.output_name]
+
+
+def bundle_networks(bundle: Path) -> tuple[OnnxGraph, Purifier]:
+    """A bundle's seen classifier (returning logits) and its purifier (padding and cropping included)."""
+    manifest = tomllib.loads((bundle / "bundle.toml").read_text())
+    seen = OnnxGraph(bundle / manifest["classifier"]["file"], logits=True)
+    purifier = Purifier(OnnxGraph(bundle / manifest["purifier"]["file"]), manifest["purifier"]["size_multiple"])
+    return seen.eval(), purifier.eval()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import subprocess
 import tempfile
-import tomllib
 from pathlib import Path
 
 import torch
@@ -21,8 +20,7 @@ from PIL import Image
 from .attacks import evaluation_attacks, run_attack
 from .common import REPO_ROOT, batched, log, predict, write_json
 from .data import spec, test_subset
-from .models import Purifier
-from .onnx_graph import OnnxGraph
+from .onnx_graph import bundle_networks
 
 TOLERANCE_PP = 0.3
 
@@ -50,9 +48,7 @@ def read_reports(folder: Path) -> dict[str, dict]:
 def run(dataset: str, purify: Path, n: int, seed: int, bundle: Path | None = None) -> dict:
     ds = spec(dataset)
     bundle = bundle or REPO_ROOT / "models" / ds.name
-    manifest = tomllib.loads((bundle / "bundle.toml").read_text())
-    seen = OnnxGraph(bundle / manifest["classifier"]["file"], logits=True)
-    purifier = Purifier(OnnxGraph(bundle / manifest["purifier"]["file"]), manifest["purifier"]["size_multiple"])
+    seen, purifier = bundle_networks(bundle)
     x, y = test_subset(ds, n, seed=seed)
     pgd = next(a for a in evaluation_attacks(ds.name, ds.eps) if a.name == "PGD")
     adv = run_attack(pgd.build(seen, seed), x, y)
