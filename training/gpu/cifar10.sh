@@ -58,13 +58,12 @@ say "GANs done"; grep -h "epoch" /tmp/logs/gan-*.log | tail -40
 CHOICE=$($PY - "$R" <<'EOF'
 import json, sys
 from pathlib import Path
-from purifyd_train.train_gan import best_epoch
+from purifyd_train.train_gan import best_epoch, selection_score
 root = Path(sys.argv[1])
 score = {}
 for r in ("a", "b"):
     if all((root / f"{run}-{r}" / "generator.pt").exists() for run in ("gan", "gan-nores")):
-        best = best_epoch(json.loads((root / f"gan-{r}" / "history.json").read_text()), f"gan-{r}")
-        score[r] = best["val_pgd_purified_acc"] + best["val_clean_purified_acc"]
+        score[r] = selection_score(best_epoch(json.loads((root / f"gan-{r}" / "history.json").read_text()), f"gan-{r}"))
 print(max(score, key=score.get)); print(score, file=sys.stderr)
 EOF
 ) || { pack_logs; exit 1; }
@@ -76,11 +75,12 @@ pack_runs() {  # what the card, a local evaluation and a local export need; neve
   (cd "$PURIFYD_RUNS" && tar czf - cifar10/choice.txt cifar10/pairs.json cifar10/classifiers/metrics.json \
      cifar10/gan*/history.json cifar10/gan/generator.pt cifar10/gan-nores/generator.pt "$@") | split -b 15M - "$OUT/runs.tgz."
 }
-pack_runs cifar10/classifiers/{resnet,vgg,mlp}.pt; pack_logs; ls -la "$OUT"
 say "export"
-$PY -m purifyd_train export --dataset cifar10 --version $VERSION > /tmp/logs/export.log 2>&1 || { tail /tmp/logs/export.log; pack_logs; exit 1; }
+if ! $PY -m purifyd_train export --dataset cifar10 --version $VERSION > /tmp/logs/export.log 2>&1; then
+  tail /tmp/logs/export.log; pack_runs cifar10/classifiers/{resnet,vgg,mlp}.pt; pack_logs; exit 1
+fi
 tail -2 /tmp/logs/export.log
-pack_runs cifar10/export.json cifar10/classifiers/{resnet,vgg,mlp}.pt
+pack_runs cifar10/export.json cifar10/classifiers/{resnet,vgg,mlp}.pt; pack_logs; ls -la "$OUT"
 LEFT=$(( HARD_END - $(elapsed) - 15 ))
 if [ "$EVAL" = none ] || [ $LEFT -lt 60 ]; then
   say "not evaluated here"

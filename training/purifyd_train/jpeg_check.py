@@ -22,16 +22,13 @@ from .onnx_graph import bundle_networks
 ATTACKS = ("PGD", "CW")
 
 
-def defenses(purifier: Purifier, qualities: list[int]) -> dict:
-    """Name → function of a batch: none, the purifier, JPEG at each quality alone and after the purifier."""
-    def purify(x: torch.Tensor) -> torch.Tensor:
-        return batched(purifier, x, 250)
-
-    table = {"none": lambda x: x, "purifier": purify}
+def accuracies(seen, purifier: Purifier, images: torch.Tensor, y: torch.Tensor, qualities: list[int]) -> dict:
+    """Accuracy per defense: none, the purifier, JPEG at each quality alone and after the purifier."""
+    purified = batched(purifier, images, 250)
+    inputs = {"none": images, "purifier": purified}
     for q in qualities:
-        table[f"jpeg{q}"] = lambda x, q=q: jpeg(x, q)
-        table[f"purifier+jpeg{q}"] = lambda x, q=q: jpeg(purify(x), q)
-    return table
+        inputs[f"jpeg{q}"], inputs[f"purifier+jpeg{q}"] = jpeg(images, q), jpeg(purified, q)
+    return {name: (predict(seen, x) == y).float().mean().item() for name, x in inputs.items()}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -43,15 +40,13 @@ def main(argv: list[str] | None = None) -> None:
     setup(args.seed, args.threads, args.device)
     ds = spec(args.dataset)
     seen, purifier = bundle_networks(args.bundle or REPO_ROOT / "models" / ds.name)
-    table = defenses(purifier, args.quality)
     x, y = test_subset(ds, args.n, seed=args.seed, root=args.data)
     inputs = {"clean": x}
     for attack in evaluation_attacks(ds.name, ds.eps):
         if attack.name in ATTACKS:
             inputs[attack.name] = run_attack(attack.build(seen, args.seed), x, y)
     for label, images in inputs.items():
-        with torch.no_grad():
-            accuracy = {name: (predict(seen, fn(images)) == y).float().mean().item() for name, fn in table.items()}
+        accuracy = accuracies(seen, purifier, images, y, args.quality)
         log(f"{ds.name} {label} (n={len(x)}): " + ", ".join(f"{name} {100 * a:.1f}%" for name, a in accuracy.items()))
 
 

@@ -74,10 +74,15 @@ def held_out_images(ds, root, pairs: int, n: int, data) -> tuple[torch.Tensor, t
                          "for validation; lower --val-n or make fewer pairs") from None
 
 
+def selection_score(record: dict) -> float:
+    """An epoch's SELECTION score from its history record."""
+    return record["val_pgd_purified_acc"] + record["val_clean_purified_acc"]
+
+
 def best_epoch(history: list[dict], run: str) -> dict:
     """This run's epoch with the highest SELECTION score; epochs validated on test images never count."""
     eligible = [h for h in history if h.get("run") == run and h.get("val_images") == VALIDATION_IMAGES]
-    return max(eligible, key=lambda h: h["val_pgd_purified_acc"] + h["val_clean_purified_acc"])
+    return max(eligible, key=selection_score)
 
 
 def run_progress(epochs_done: float, epochs: int, seconds: float, minutes: float | None) -> float:
@@ -104,11 +109,14 @@ class WeightAverage:
 
     def __init__(self, net: torch.nn.Module, decay: float, updates: int = 0):
         self.net, self.decay, self.updates = freeze(copy.deepcopy(net)), decay, updates
+        # Each averaged tensor beside the one it follows, listed once: both are updated in place.
+        self._tensors = list(zip(self.net.state_dict().values(), net.state_dict().values()))
 
     @torch.no_grad()
-    def update(self, net: torch.nn.Module) -> None:
+    def update(self) -> None:
+        """Moves the average one step towards the network's current weights and statistics."""
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        for average, current in zip(self.net.state_dict().values(), net.state_dict().values()):
+        for average, current in self._tensors:
             if average.is_floating_point():
                 average.lerp_(current, 1.0 - decay)
             else:
@@ -246,7 +254,7 @@ def main(argv: list[str] | None = None) -> None:
                       + weights["guidance"] * loss_guide + weights["feature_guidance"] * loss_fguide)
             opt_g.zero_grad(set_to_none=True); loss_g.backward(); opt_g.step()
             if average:
-                average.update(g)
+                average.update()
             for k, v in zip(sums, (loss_d, loss_gan, loss_l1, loss_perc, loss_guide, loss_fguide)):
                 sums[k] += v.item() * len(idx)
         epoch += 1

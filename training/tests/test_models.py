@@ -71,11 +71,11 @@ def test_weight_average_follows_the_network_and_copies_integer_statistics():
     with torch.no_grad():
         net[0].weight.add_(1.0)
     net[1].num_batches_tracked.fill_(7)
-    average.update(net)
+    average.update()
     assert torch.allclose(average.net[0].weight, start + 0.5)
     assert int(average.net[1].num_batches_tracked) == 7 and not average.net[0].weight.requires_grad
     fresh = WeightAverage(net, decay=0.999)
     with torch.no_grad():
         net[0].weight.add_(1.0)
-    fresh.update(net)  # the first update's decay is 1/10, not 0.999
+    fresh.update()  # the first update's decay is 1/10, not 0.999
     assert torch.allclose(fresh.net[0].weight, start + 1.0 + 0.9)
