@@ -55,7 +55,7 @@ def attack_pairs(label: str, record: dict, seen: str) -> str:
 
 
 def source_role(name: str, generator: dict, pairs: dict) -> str:
-    """What the purifier's training took from a source network (`features`, `fc`), for the card's list."""
+    """What the purifier's training took from a source network (`features`, `fc`, `res`), for the card's list."""
     uses = []
     if name == "features":
         uses.append("perceptual features")
@@ -66,13 +66,28 @@ def source_role(name: str, generator: dict, pairs: dict) -> str:
     return ", ".join(uses) + ("; never evaluated" if len(uses) > 1 else " only")
 
 
-def fc_source_line(ds, metrics: dict) -> str:
-    """The card's account of the fully connected source network beside the unseen MLP it must not be."""
-    fc = source_networks(ds.channels, ds.size)["fc"].hidden
-    mlp = classifier_zoo(ds.name, ds.channels, ds.size)["mlp"].hidden
-    return (f"- Fully connected source network (`fc`): hidden layers {list(fc)}, seed {metrics['fc']['seed']}, trained here "
-            "on the same training set only to make training pairs (FGSM and PGD, named `on fc` below), never evaluated; "
-            f"the unseen `mlp` is a separate network: hidden layers {list(mlp)}, seed {metrics['mlp']['seed']}.")
+def _architecture(network) -> str:
+    """A zoo network's shape in a few words: hidden layers of a fully connected one, width and blocks of a ResNet."""
+    if hasattr(network, "hidden"):
+        return f"hidden layers {list(network.hidden)}"
+    return f"width {network.width}, residual blocks per stage {list(network.blocks)}"
+
+
+ATTACK_SOURCES = {"fc": ("Fully connected", "mlp"), "res": ("Residual", "resnet")}
+"""The source networks trained only to make training pairs: their kind, and the evaluated classifier of that
+family which they must not be."""
+
+
+def source_network_line(ds, metrics: dict, name: str, seen: str) -> str:
+    """The card's account of an attack-only source network beside the evaluated classifier of its family."""
+    kind, counterpart = ATTACK_SOURCES[name]
+    network = source_networks(ds.channels, ds.size)[name]
+    other = classifier_zoo(ds.name, ds.channels, ds.size)[counterpart]
+    role = "seen" if counterpart == seen else "unseen"
+    return (f"- {kind} source network (`{name}`): {_architecture(network)}, seed {metrics[name]['seed']}, trained here "
+            f"on the same training set only to make training pairs (FGSM and PGD, named `on {name}` below), never "
+            f"evaluated; the {role} `{counterpart}` is a separate network: {_architecture(other)}, "
+            f"seed {metrics[counterpart]['seed']}.")
 
 
 def epochs_compared(history: list, ablation_history: list) -> str:
@@ -252,7 +267,7 @@ def write_card(ds, results: dict, out: Path) -> None:
               "- Perceptual features: a VGG-style network (`FeatureNet`) trained here on the same training set, "
               "separate from every evaluated classifier. It stands in for ImageNet VGG19, whose weights cannot be "
               "downloaded on this machine; its features are lower-level and dataset-specific.",
-              *([fc_source_line(ds, metrics)] if "fc" in metrics else []),
+              *[source_network_line(ds, metrics, name, seen) for name in ATTACK_SOURCES if name in metrics],
               f"- Training pairs (adversarial against `{attacked}` unless named, on training "
               "images only, seeded): " + "; ".join(attack_pairs(k, v, attacked)
                                                    for k, v in pairs.get("attacks", {}).items())

@@ -1,8 +1,9 @@
 """Builds the purifier's training set: (adversarial, clean) pairs from FGSM + PGD + C&W on training images.
 
-Adversarial examples are made against the seen classifier and, with `--feature-attacks` and
-`--fc-attacks`, also against the source networks: the feature network the perceptual loss uses and
-a fully connected network trained for this alone (the unseen classifiers never take part). A share
+Adversarial examples are made against the seen classifier and, with `--feature-attacks`,
+`--fc-attacks` and `--res-attacks`, also against the source networks: the feature network the
+perceptual loss uses, and a fully connected and a residual network trained for this alone (the
+unseen classifiers never take part). A share
 of clean images is kept as (clean, clean) pairs so the purifier learns to leave clean inputs alone,
 and a share gets random-sign noise at the attack budgets (no classifier involved): independent per
 pixel, and optionally spatially correlated (the sign of blurred Gaussian noise).
@@ -34,7 +35,7 @@ def load_classifier(dataset: str, name: str | None = None) -> tuple[str, torch.n
 
 
 def load_source_network(dataset: str, name: str) -> torch.nn.Module:
-    """A trained source network (`features` or `fc`, see `source_networks`) from the run directory."""
+    """A trained source network (`features`, `fc` or `res`, see `source_networks`) from the run directory."""
     ds = spec(dataset)
     network = source_networks(ds.channels, ds.size)[name]
     network.load_state_dict(load(run_dir(ds.name) / "classifiers" / f"{name}.pt"))
@@ -81,6 +82,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="images per FGSM and PGD budget made against the feature network instead of the seen classifier")
     p.add_argument("--fc-attacks", type=int, default=0,
                    help="images per FGSM and PGD budget made against the fully connected source network `fc`")
+    p.add_argument("--res-attacks", type=int, default=0,
+                   help="images per FGSM and PGD budget made against the residual source network `res`")
     p.add_argument("--clean", type=int, default=8000, help="(clean, clean) pairs")
     p.add_argument("--rounds", type=int, default=1,
                    help="rounds over the same training images, each pairing them with other attacks (every count above is per round)")
@@ -93,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     x, y = shuffled(*load_split(ds, "train", args.data), args.seed)
     configs = training_attacks(ds.name, ds.eps)
     jobs = [(config, name, model, args.per_attack * (2 if config.name == "CW" else 1)) for config in configs]
-    for source, n in (("features", args.feature_attacks), ("fc", args.fc_attacks)):
+    for source, n in (("features", args.feature_attacks), ("fc", args.fc_attacks), ("res", args.res_attacks)):
         if n:
             network = load_source_network(ds.name, source)
             jobs += [(config, source, network, n) for config in configs if config.name != "CW"]

@@ -74,6 +74,7 @@ class ResNetSmall(nn.Module):
 
     def __init__(self, channels: int, classes: int = 10, width: int = 32, blocks: tuple[int, ...] = (1, 1, 1)):
         super().__init__()
+        self.width, self.blocks = width, blocks
         layers: list[nn.Module] = [Normalize(*_stats(channels)), *conv_bn_relu(channels, width)]
         cin = width
         for i, n in enumerate(blocks):
@@ -145,10 +146,12 @@ def classifier_zoo(dataset: str, channels: int, size: int) -> dict[str, nn.Modul
 
 
 def source_networks(channels: int, size: int) -> dict[str, nn.Module]:
-    """Networks trained here only to train the purifier, never evaluated: the perceptual feature network,
-    and a fully connected network with one hidden layer (the unseen MLP has two) whose attacks give
-    training pairs from a second architecture family."""
-    return {"features": FeatureNet(channels, size), "fc": MLP(channels, size, hidden=(1024,))}
+    """Networks trained here only to train the purifier, never evaluated: the perceptual feature network;
+    a fully connected network with one hidden layer (the unseen MLP has two) and a residual network with
+    two stages of width 24 (the unseen ResNet of MNIST and Fashion-MNIST has three of width 16), whose
+    attacks give training pairs from those architecture families."""
+    return {"features": FeatureNet(channels, size), "fc": MLP(channels, size, hidden=(1024,)),
+            "res": ResNetSmall(channels, width=24, blocks=(1, 1))}
 
 
 # ---- the purifier GAN (Zhang et al., arXiv 2504.01399) -------------------------------------

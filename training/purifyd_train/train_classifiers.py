@@ -1,4 +1,4 @@
-"""Trains the seen classifier, the unseen ones and the source networks (perceptual features, `fc`) of a dataset."""
+"""Trains the seen classifier, the unseen ones and the source networks (perceptual features, `fc`, `res`) of a dataset."""
 from __future__ import annotations
 
 import torch
@@ -48,7 +48,7 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, batch
 def main(argv: list[str] | None = None) -> None:
     p = command_parser(__doc__, seed=0)
     p.add_argument("--epochs", type=int, default=None, help="default: 4 MNIST, 10 Fashion-MNIST, 30 CIFAR-10")
-    p.add_argument("--only", nargs="*", help="train only these (names from the zoo, or 'features', 'fc')")
+    p.add_argument("--only", nargs="*", help="train only these (names from the zoo, or 'features', 'fc', 'res')")
     p.add_argument("--limit", type=int, default=None, help="use only this many training images (tests)")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 0.05, fully connected 0.02)")
     p.add_argument("--bf16", action="store_true", help="train under bfloat16 autocast (evaluation stays float32)")

@@ -23,7 +23,7 @@ def runs(tmp_path_factory):
     torch.set_num_threads(2)
     train_classifiers.main(["--dataset", "mnist", "--epochs", "1", "--limit", "256"])
     make_pairs.main(["--dataset", "mnist", "--per-attack", "8", "--noise", "8", "--correlated-noise", "8", "--clean", "16",
-                     "--feature-attacks", "4", "--fc-attacks", "2"])
+                     "--feature-attacks", "4", "--fc-attacks", "2", "--res-attacks", "3"])
     train_gan.main(["--dataset", "mnist", "--epochs", "1", "--limit", "48", "--batch", "16", "--val-n", "16"])
     yield root
     mp.undo()
@@ -45,7 +45,7 @@ def test_pairs_hold_every_training_attack_and_clean_pairs(runs):
     recorded = json.loads((runs / "mnist" / "pairs.json").read_text())
     assert recorded["noise"]["n"] == 8 and recorded["correlated_noise"]["n"] == 8 and recorded["clean"] == 16
     on_seen = [k for k, v in recorded["attacks"].items() if v["classifier"] == "cnn" and not k.startswith("CW")]
-    for source, n in (("features", 4), ("fc", 2)):
+    for source, n in (("features", 4), ("fc", 2), ("res", 3)):
         on_source = {k: v for k, v in recorded["attacks"].items() if v["classifier"] == source}
         assert sorted(on_source) == sorted(f"{k} on {source}" for k in on_seen)
         assert all(v["n"] == n and pairs["kind"].count(k) == n for k, v in on_source.items())
@@ -193,6 +193,9 @@ def test_quick_evaluation_writes_results_and_card(runs, tmp_path):
     assert "Adaptive white-box" in text and "jpeg75" in text and "JPEG-compressed" not in text  # MNIST is no JPEG copy
     assert "- `fc` (training attacks only)" in text and "- `features` (perceptual features, training attacks; never evaluated)" in text
     assert "(`fc`): hidden layers [1024], seed 0" in text and "the unseen `mlp` is a separate network: hidden layers [512, 256]" in text
+    assert "- `res` (training attacks only)" in text
+    assert ("(`res`): width 24, residual blocks per stage [1, 1], seed 0" in text
+            and "the unseen `resnet` is a separate network: width 16, residual blocks per stage [1, 1, 1]" in text)
     assert (out / "figures" / "contact_sheet.png").stat().st_size > 1000
     assert (out / "figures" / "accuracy_vs_eps.png").stat().st_size > 1000
     assert results["training_records"]["history"] and results["training_records"]["pairs"]["clean"] == 16
