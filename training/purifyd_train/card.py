@@ -90,6 +90,17 @@ def source_network_line(ds, metrics: dict, name: str, seen: str) -> str:
             f"seed {metrics[counterpart]['seed']}.")
 
 
+def unseen_role(name: str, pairs: dict) -> str:
+    """An unseen classifier's role for its section heading, naming the source network of its family, if any
+    made training pairs: the purifier then met that family's perturbations, though never this network's."""
+    family = [source for source, (_, counterpart) in ATTACK_SOURCES.items() if counterpart == name
+              and any(v.get("classifier") == source for v in pairs.get("attacks", {}).values())]
+    if not family:
+        return "unseen: transfer of the purifier"
+    return (f"unseen: transfer of the purifier; training pairs were made against `{family[0]}`, a separate network "
+            "of the same family")
+
+
 def epochs_compared(history: list, ablation_history: list) -> str:
     """How many epochs each generator trained, from the runs' training records."""
     if not history or not ablation_history:
@@ -228,7 +239,7 @@ def write_card(ds, results: dict, out: Path) -> None:
               "evaluated this way, it is a defense against oblivious attackers, not a certified one.", ""]
     for cname, per_attack in results["oblivious"].items():
         defenses = [d for d in per_attack[PAPER_ATTACKS[0]] if d != "norms"]
-        lines += [f"## Oblivious attacks on `{cname}` ({'seen' if cname == seen else 'unseen: transfer of the purifier'})", "",
+        lines += [f"## Oblivious attacks on `{cname}` ({'seen' if cname == seen else unseen_role(cname, pairs)})", "",
                   "| attack | " + " | ".join(defenses) + " | median L2 of perturbation |", "|---" * (len(defenses) + 2) + "|"]
         for attack, r in per_attack.items():
             extra = f" (success {100 * r['success_rate']:.1f}%)" if attack in L2_ATTACKS else ""

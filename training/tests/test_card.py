@@ -1,5 +1,5 @@
 from purifyd_train.card import (attack_pairs, jpeg_source_caveat, kept_epochs, loss_line, noise_pairs, pair_rounds,
-                                schedule_line, source_role, validation_sets)
+                                schedule_line, source_role, unseen_role, validation_sets)
 from purifyd_train.data import spec
 
 
@@ -51,6 +51,14 @@ def test_source_role_lists_what_the_purifier_took_from_it():
     both = source_role("features", {"loss_weights": {"feature_guidance": 10.0}}, pairs)
     assert both == "perceptual features, feature guidance, training attacks; never evaluated"
     assert source_role("fc", {"loss_weights": {"feature_guidance": 10.0}}, pairs) == "training attacks only"
+
+
+def test_unseen_role_names_a_source_network_of_the_same_family_only_when_it_made_pairs():
+    pairs = {"attacks": {"PGD(eps=0.1000) on fc": {"classifier": "fc"}, "PGD(eps=0.1000)": {"classifier": "cnn"}}}
+    assert unseen_role("resnet", pairs) == "unseen: transfer of the purifier"
+    assert "against `fc`, a separate network of the same family" in unseen_role("mlp", pairs)
+    pairs["attacks"]["FGSM(eps=0.1000) on res"] = {"classifier": "res"}
+    assert "against `res`" in unseen_role("resnet", pairs)
 
 
 def test_schedule_line_says_what_the_shipped_weights_are():
