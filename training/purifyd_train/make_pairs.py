@@ -3,10 +3,10 @@
 Adversarial examples are made against the seen classifier and, with `--feature-attacks`,
 `--fc-attacks` and `--res-attacks`, also against the source networks: the feature network the
 perceptual loss uses, and a fully connected and a residual network trained for this alone (the
-unseen classifiers never take part). A share
-of clean images is kept as (clean, clean) pairs so the purifier learns to leave clean inputs alone,
-and a share gets random-sign noise at the attack budgets (no classifier involved): independent per
-pixel, and optionally spatially correlated (the sign of blurred Gaussian noise).
+unseen classifiers never take part). A share of clean images is kept as (clean, clean) pairs so the
+purifier learns to leave clean inputs alone, and a share gets random-sign noise at the attack
+budgets (no classifier involved): independent per pixel, and optionally spatially correlated (the
+sign of blurred Gaussian noise).
 
 Each pair of a round takes its own training image. `--rounds R` makes R rounds over the same
 images, the images moved along by a 1/R share of them each round so that an image meets other
