@@ -54,6 +54,11 @@ def attack_pairs(label: str, record: dict, seen: str) -> str:
     return f"{label}: n={record['n']}, {target} accuracy {100 * accuracy:.1f}%"
 
 
+def made_pairs(network: str, pairs: dict) -> bool:
+    """Whether training pairs were made against this network (pairs.json's per-attack records name it)."""
+    return any(v.get("classifier") == network for v in pairs.get("attacks", {}).values())
+
+
 def source_role(name: str, generator: dict, pairs: dict) -> str:
     """What the purifier's training took from a source network (`features`, `fc`, `res`), for the card's list."""
     uses = []
@@ -61,7 +66,7 @@ def source_role(name: str, generator: dict, pairs: dict) -> str:
         uses.append("perceptual features")
         if generator.get("loss_weights", {}).get("feature_guidance"):
             uses.append("feature guidance")
-    if any(v.get("classifier") == name for v in pairs.get("attacks", {}).values()):
+    if made_pairs(name, pairs):
         uses.append("training attacks")
     return ", ".join(uses) + ("; never evaluated" if len(uses) > 1 else " only")
 
@@ -93,8 +98,8 @@ def source_network_line(ds, metrics: dict, name: str, seen: str) -> str:
 def unseen_role(name: str, pairs: dict) -> str:
     """An unseen classifier's role for its section heading, naming the source network of its family, if any
     made training pairs: the purifier then met that family's perturbations, though never this network's."""
-    family = [source for source, (_, counterpart) in ATTACK_SOURCES.items() if counterpart == name
-              and any(v.get("classifier") == source for v in pairs.get("attacks", {}).values())]
+    family = [source for source, (_, counterpart) in ATTACK_SOURCES.items()
+              if counterpart == name and made_pairs(source, pairs)]
     if not family:
         return "unseen: transfer of the purifier"
     return (f"unseen: transfer of the purifier; training pairs were made against `{family[0]}`, a separate network "

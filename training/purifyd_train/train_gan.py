@@ -208,7 +208,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.weight_average:
         average = WeightAverage(g, args.weight_average)
         if resuming and "generator_average" in state:
-            average.net.load_state_dict(state["generator_average"]); average.updates = state["average_updates"]
+            average.net.load_state_dict(state["generator_average"])
+            average.updates = state["average_updates"]
     schedule = {"decay_from": args.decay_from, "weight_average": args.weight_average, "flip": args.flip}
     # A fixed validation set: PGD at the protocol budget on held-out images, against the seen classifier.
     pgd = AttackConfig("PGD", dict(eps=ds.eps, alpha=ds.eps / 4, steps=10, random_start=True)).build(seen, 99)
