@@ -27,6 +27,9 @@ def loss_line(weights: dict) -> str:
     if weights["feature_guidance"]:
         text += (f" + {weights['feature_guidance']:g}·feature guidance (the same L1 for the logits of the perceptual "
                  "feature network)")
+    if weights["source_guidance"]:
+        text += (f" + {weights['source_guidance']:g}·source guidance (the same L1 averaged over the source networks "
+                 + " and ".join(f"`{name}`" for name in ATTACK_SOURCES) + ", trained here only for the purifier)")
     if weights == PAPER_LOSS_WEIGHTS:
         return text + " (the paper's weights)."
     return text + " — the paper's weights are 100·L1 + 1·perceptual and no guidance term; see training/README.md for why."
@@ -66,6 +69,8 @@ def source_role(name: str, generator: dict, pairs: dict) -> str:
         uses.append("perceptual features")
         if generator.get("loss_weights", {}).get("feature_guidance"):
             uses.append("feature guidance")
+    elif generator.get("loss_weights", {}).get("source_guidance"):
+        uses.append("source guidance")
     if made_pairs(name, pairs):
         uses.append("training attacks")
     return ", ".join(uses) + ("; never evaluated" if len(uses) > 1 else " only")
@@ -83,15 +88,16 @@ ATTACK_SOURCES = {"fc": ("Fully connected", "mlp"), "res": ("Residual", "resnet"
 family which they must not be."""
 
 
-def source_network_line(ds, metrics: dict, name: str, seen: str) -> str:
-    """The card's account of an attack-only source network beside the evaluated classifier of its family."""
+def source_network_line(ds, metrics: dict, name: str, seen: str, guided: bool) -> str:
+    """The card's account of a source network beside the evaluated classifier of its family; `guided` when the
+    generator's loss held source guidance."""
     kind, counterpart = ATTACK_SOURCES[name]
     network = source_networks(ds.channels, ds.size)[name]
     other = classifier_zoo(ds.name, ds.channels, ds.size)[counterpart]
     role = "seen" if counterpart == seen else "unseen"
     return (f"- {kind} source network (`{name}`): {_architecture(network)}, seed {metrics[name]['seed']}, trained here "
-            f"on the same training set only to make training pairs (FGSM and PGD, named `on {name}` below), never "
-            f"evaluated; the {role} `{counterpart}` is a separate network: {_architecture(other)}, "
+            f"on the same training set only to make training pairs (FGSM and PGD, named `on {name}` below)"
+            + (" and for the source guidance" if guided else "") + f", never evaluated; the {role} `{counterpart}` is a separate network: {_architecture(other)}, "
             f"seed {metrics[counterpart]['seed']}.")
 
 
@@ -104,6 +110,20 @@ def unseen_role(name: str, pairs: dict) -> str:
         return "unseen: transfer of the purifier"
     return (f"unseen: transfer of the purifier; training pairs were made against `{family[0]}`, a separate network "
             "of the same family")
+
+
+GUIDANCE_COLUMNS = {"guide": "guidance", "fguide": "feature guidance", "sguide": "source guidance"}
+"""The guidance terms' history keys and column names; source guidance gets a column only where a run trained with it."""
+
+
+def history_table(history: list[dict]) -> list[str]:
+    """The GAN training history as a Markdown table, one row per epoch of each run."""
+    keys = [k for k in GUIDANCE_COLUMNS if k != "sguide" or any(h.get(k) for h in history)]
+    rows = ["| run | epoch | D loss | cGAN | L1 | perceptual | " + " | ".join(GUIDANCE_COLUMNS[k] for k in keys)
+            + " | val PGD purified acc | val clean purified acc |", "|---" * (8 + len(keys)) + "|"]
+    return rows + [f"| {h.get('run', 'gan')} | {h['epoch']} | {h['d']:.3f} | {h['gan']:.3f} | {h['l1']:.4f} | {h['perc']:.4f} | "
+                   + " | ".join(f"{h[k]:.4f}" if k in h else "–" for k in keys)
+                   + f" | {100 * h['val_pgd_purified_acc']:.1f} | {100 * h['val_clean_purified_acc']:.1f} |" for h in history]
 
 
 def epochs_compared(history: list, ablation_history: list) -> str:
@@ -283,7 +303,8 @@ def write_card(ds, results: dict, out: Path) -> None:
               "- Perceptual features: a VGG-style network (`FeatureNet`) trained here on the same training set, "
               "separate from every evaluated classifier. It stands in for ImageNet VGG19, whose weights cannot be "
               "downloaded on this machine; its features are lower-level and dataset-specific.",
-              *[source_network_line(ds, metrics, name, seen) for name in ATTACK_SOURCES if name in metrics],
+              *[source_network_line(ds, metrics, name, seen, bool(g.get("loss_weights", {}).get("source_guidance")))
+                for name in ATTACK_SOURCES if name in metrics],
               f"- Training pairs (adversarial against `{attacked}` unless named, on training "
               "images only, seeded): " + "; ".join(attack_pairs(k, v, attacked)
                                                    for k, v in pairs.get("attacks", {}).items())
@@ -299,12 +320,7 @@ def write_card(ds, results: dict, out: Path) -> None:
         lines += ["", "## GAN training history", "",
                   "Losses are per-pair means of the unweighted terms; the validation columns are the seen classifier's "
                   "accuracy on a fixed set of purified PGD and purified clean images: "
-                  + validation_sets(history) + ".", "",
-                  "| run | epoch | D loss | cGAN | L1 | perceptual | guidance | feature guidance | val PGD purified acc | val clean purified acc |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
-        lines += [f"| {h.get('run', 'gan')} | {h['epoch']} | {h['d']:.3f} | {h['gan']:.3f} | {h['l1']:.4f} | {h['perc']:.4f} | "
-                  + " | ".join(f"{h[k]:.4f}" if k in h else "–" for k in ("guide", "fguide"))
-                  + f" | {100 * h['val_pgd_purified_acc']:.1f} | {100 * h['val_clean_purified_acc']:.1f} |" for h in history]
+                  + validation_sets(history) + ".", "", *history_table(history)]
     lines += ["", "## Attack parameters (torchattacks 3.5.1, ℓ∞ budget ε = " f"{results['eps']:.4g})", ""]
     lines += [f"- {name}: `{json.dumps(params)}`" for name, params in results["attacks"].items()]
     lines += ["", "DeepFool runs as `BoxDeepFool` (`training/purifyd_train/attacks.py`, on torchattacks' `Attack`): "

@@ -4,7 +4,8 @@ The weights are the paper's by default. `--perceptual-weight` scales the percept
 `--guidance-weight` adds the high-level guidance of Liao et al. (HGD, CVPR 2018): the L1 distance
 between the seen classifier's logits on the purified and on the clean image;
 `--feature-guidance-weight` the same for the logits of the feature network that gives the
-perceptual features. All are recorded in the generator file, and the model card reads them from there.
+perceptual features, and `--source-guidance-weight` for the mean over the other source networks
+(`fc` and `res`, trained here only for the purifier). All are recorded in the generator file, and the model card reads them from there.
 
 `--decay-from` holds the learning rates until that fraction of the run and then lowers them linearly
 to zero at its end (pix2pix: half of the run); `--weight-average` validates and ships an exponential
@@ -29,11 +30,11 @@ from .attacks import AttackConfig, run_attack
 from .common import autocast, command_parser, freeze, load, log, predict, run_dir, setup, write_json
 from .data import spec, train_tail
 from .make_pairs import load_classifier, load_source_network
-from .models import FeatureNet, PatchDiscriminator, Purifier, UNetGenerator, reflect_pad_to
+from .models import FeatureNet, PatchDiscriminator, Purifier, UNetGenerator, reflect_pad_to, source_networks
 
 # The run folders under training/runs/D that the export, evaluation and card read.
 SHIPPED_RUN, ABLATION_RUN = "gan", "gan-nores"
-PAPER_LOSS_WEIGHTS = {"l1": 100.0, "perceptual": 1.0, "guidance": 0.0, "feature_guidance": 0.0}
+PAPER_LOSS_WEIGHTS = {"l1": 100.0, "perceptual": 1.0, "guidance": 0.0, "feature_guidance": 0.0, "source_guidance": 0.0}
 # Recorded in each history entry: runs before this set validated on 500 test images (seed 99).
 VALIDATION_IMAGES = "held-out training"
 # generator.pt keeps the weights of the run's best epoch on that validation set (checkpoint.pt the last).
@@ -133,6 +134,18 @@ def guidance(classifier: torch.nn.Module, fake: torch.Tensor, real: torch.Tensor
     return F.l1_loss(classifier(fake).float(), classifier(real).float())
 
 
+def guiding_sources(dataset: str) -> dict[str, torch.nn.Module]:
+    """The trained source networks that `--source-guidance-weight` averages over: all but the feature
+    network, which has its own term."""
+    ds = spec(dataset)
+    names = [name for name in source_networks(ds.channels, ds.size) if name != "features"]
+    missing = [name for name in names if not (run_dir(ds.name) / "classifiers" / f"{name}.pt").exists()]
+    if missing:
+        raise SystemExit(f"{ds.name}: --source-guidance-weight needs the source networks {', '.join(missing)}: "
+                         f"train them with `classifiers --dataset {ds.name} --only {missing[0]}`")
+    return {name: load_source_network(ds.name, name) for name in names}
+
+
 def main(argv: list[str] | None = None) -> None:
     p = command_parser(__doc__, seed=2)
     p.add_argument("--epochs", type=int, default=8)
@@ -148,6 +161,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="weight of the L1 between the seen classifier's logits on purified and clean images (paper: 0)")
     p.add_argument("--feature-guidance-weight", type=float, default=PAPER_LOSS_WEIGHTS["feature_guidance"],
                    help="weight of the L1 between the feature network's logits on purified and clean images (paper: 0)")
+    p.add_argument("--source-guidance-weight", type=float, default=PAPER_LOSS_WEIGHTS["source_guidance"],
+                   help="weight of the same L1 averaged over the source networks fc and res (paper: 0)")
     p.add_argument("--residual-output", action="store_true",
                    help="the generator outputs a correction added to its input (a global skip; paper: no)")
     p.add_argument("--name", default=None,
@@ -176,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     out = root / args.name if args.name else run_folder(ds.name, ablation=args.no_residual)
     out.mkdir(exist_ok=True)
     weights = {**PAPER_LOSS_WEIGHTS, "perceptual": args.perceptual_weight, "guidance": args.guidance_weight,
-               "feature_guidance": args.feature_guidance_weight}
+               "feature_guidance": args.feature_guidance_weight, "source_guidance": args.source_guidance_weight}
     pairs = load(root / "pairs.pt")
     adv, clean = pairs["adv"], pairs["clean"]
     xv, yv = held_out_images(ds, root, len(adv), args.val_n, args.data)
@@ -188,6 +203,7 @@ def main(argv: list[str] | None = None) -> None:
     d = PatchDiscriminator(ds.channels)
     features = load_source_network(ds.name, "features")
     _, seen = load_classifier(ds.name)
+    sources = guiding_sources(ds.name) if weights["source_guidance"] else {}
     opt_g = torch.optim.Adam(g.parameters(), lr=LEARNING_RATE, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(d.parameters(), lr=LEARNING_RATE, betas=(0.5, 0.999))
     checkpoint = out / "checkpoint.pt"
@@ -222,7 +238,7 @@ def main(argv: list[str] | None = None) -> None:
     while epoch < args.epochs:
         g.train(); d.train()
         perm = torch.randperm(len(adv))
-        sums = {"d": 0.0, "gan": 0.0, "l1": 0.0, "perc": 0.0, "guide": 0.0, "fguide": 0.0}
+        sums = {"d": 0.0, "gan": 0.0, "l1": 0.0, "perc": 0.0, "guide": 0.0, "fguide": 0.0, "sguide": 0.0}
         for i in range(0, len(adv), args.batch):
             factor = learning_rate_factor(
                 run_progress(epoch + i / len(adv), args.epochs, time.time() - started, args.minutes), args.decay_from)
@@ -248,15 +264,18 @@ def main(argv: list[str] | None = None) -> None:
                 loss_guide = guidance(seen, crop(fake), crop(c)) if weights["guidance"] else torch.zeros(())
                 loss_fguide = (guidance(features, crop(fake), crop(c)) if weights["feature_guidance"]
                                else torch.zeros(()))
+                loss_sguide = (sum(guidance(net, crop(fake), crop(c)) for net in sources.values()) / len(sources)
+                               if sources else torch.zeros(()))
             loss_gan = F.binary_cross_entropy_with_logits(score, torch.ones_like(score))
             fake = fake.float()
             loss_l1 = F.l1_loss(fake * 2 - 1, c * 2 - 1)
             loss_g = (loss_gan + weights["l1"] * loss_l1 + weights["perceptual"] * loss_perc
-                      + weights["guidance"] * loss_guide + weights["feature_guidance"] * loss_fguide)
+                      + weights["guidance"] * loss_guide + weights["feature_guidance"] * loss_fguide
+                      + weights["source_guidance"] * loss_sguide)
             opt_g.zero_grad(set_to_none=True); loss_g.backward(); opt_g.step()
             if average:
                 average.update()
-            for k, v in zip(sums, (loss_d, loss_gan, loss_l1, loss_perc, loss_guide, loss_fguide)):
+            for k, v in zip(sums, (loss_d, loss_gan, loss_l1, loss_perc, loss_guide, loss_fguide, loss_sguide)):
                 sums[k] += v.item() * len(idx)
         epoch += 1
         shipped = average.net if average else g

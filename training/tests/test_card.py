@@ -1,5 +1,5 @@
-from purifyd_train.card import (attack_pairs, jpeg_source_caveat, kept_epochs, loss_line, noise_pairs, pair_rounds,
-                                schedule_line, source_role, unseen_role, validation_sets)
+from purifyd_train.card import (attack_pairs, history_table, jpeg_source_caveat, kept_epochs, loss_line, noise_pairs,
+                                pair_rounds, schedule_line, source_role, unseen_role, validation_sets)
 from purifyd_train.data import spec
 
 
@@ -43,6 +43,9 @@ def test_loss_line_names_each_guidance_term_and_reads_records_without_them():
     assert "10·guidance" in seen_only and "feature guidance" not in seen_only
     both = loss_line({"l1": 100.0, "perceptual": 1.0, "guidance": 10.0, "feature_guidance": 5.0})
     assert "10·guidance" in both and "5·feature guidance" in both and both.endswith("see training/README.md for why.")
+    assert "source guidance" not in both
+    sources = loss_line({"l1": 100.0, "perceptual": 1.0, "guidance": 10.0, "source_guidance": 4.0})
+    assert "4·source guidance (the same L1 averaged over the source networks `fc` and `res`" in sources
 
 
 def test_source_role_lists_what_the_purifier_took_from_it():
@@ -51,6 +54,10 @@ def test_source_role_lists_what_the_purifier_took_from_it():
     both = source_role("features", {"loss_weights": {"feature_guidance": 10.0}}, pairs)
     assert both == "perceptual features, feature guidance, training attacks; never evaluated"
     assert source_role("fc", {"loss_weights": {"feature_guidance": 10.0}}, pairs) == "training attacks only"
+    guided = {"loss_weights": {"feature_guidance": 10.0, "source_guidance": 10.0}}
+    assert source_role("fc", guided, pairs) == "source guidance, training attacks; never evaluated"
+    assert source_role("res", guided, pairs) == "source guidance only"
+    assert source_role("features", guided, pairs) == "perceptual features, feature guidance, training attacks; never evaluated"
 
 
 def test_unseen_role_names_a_source_network_of_the_same_family_only_when_it_made_pairs():
@@ -78,3 +85,15 @@ def test_the_jpeg_caveat_names_the_copys_quality_and_the_command_that_compares_o
     assert spec("cifar10").source_jpeg_quality == 75 and spec("mnist").source_jpeg_quality is None
     text = jpeg_source_caveat(spec("cifar10"))
     assert "JPEG-compressed at quality 75" in text and "`python -m purifyd_train jpeg-check --dataset cifar10`" in text
+
+
+def test_history_table_gives_source_guidance_a_column_only_where_a_run_trained_with_it():
+    losses = {"d": 0.6, "gan": 0.8, "l1": 0.04, "perc": 0.15, "val_pgd_purified_acc": 0.8, "val_clean_purified_acc": 0.9}
+    old = {"epoch": 1, **losses, "guide": 0.3}
+    table = history_table([old, {"epoch": 2, **losses, "guide": 0.2, "fguide": 0.1, "sguide": 0.0}])
+    assert "source guidance" not in table[0] and table[1] == "|---" * 10 + "|"
+    assert table[2] == "| gan | 1 | 0.600 | 0.800 | 0.0400 | 0.1500 | 0.3000 | – | 80.0 | 90.0 |"
+    guided = history_table([old, {"epoch": 2, "run": "gan-s", **losses, "guide": 0.2, "fguide": 0.1, "sguide": 0.25}])
+    assert guided[0].endswith("| guidance | feature guidance | source guidance | val PGD purified acc | val clean purified acc |")
+    assert guided[2].endswith("| 0.3000 | – | – | 80.0 | 90.0 |") and guided[3].startswith("| gan-s | 2 |")
+    assert all(row.count("|") == guided[0].count("|") for row in guided)

@@ -116,13 +116,24 @@ def test_gan_refuses_validation_images_that_the_pairs_used(runs):
 def test_gan_fine_tune_with_guidance_starts_from_another_run_and_records_its_weights(runs):
     train_gan.main(["--dataset", "mnist", "--init", "gan", "--name", "gan-guided", "--epochs", "3", "--limit", "48",
                     "--batch", "16", "--val-n", "16", "--perceptual-weight", "5", "--guidance-weight", "2",
-                    "--feature-guidance-weight", "3"])
+                    "--feature-guidance-weight", "3", "--source-guidance-weight", "4"])
     history = json.loads((runs / "mnist" / "gan-guided" / "history.json").read_text())
     assert [(h["run"], h["epoch"]) for h in history] == [("gan", 1), ("gan", 2), ("gan-guided", 3)]
-    assert all(history[-1][k] > 0 and math.isfinite(history[-1][k]) for k in ("guide", "fguide"))
-    assert history[0]["fguide"] == 0
+    assert all(history[-1][k] > 0 and math.isfinite(history[-1][k]) for k in ("guide", "fguide", "sguide"))
+    assert history[0]["fguide"] == 0 and history[0]["sguide"] == 0
     state = torch.load(runs / "mnist" / "gan-guided" / "generator.pt")
-    assert state["loss_weights"] == {"l1": 100.0, "perceptual": 5.0, "guidance": 2.0, "feature_guidance": 3.0}
+    assert state["loss_weights"] == {"l1": 100.0, "perceptual": 5.0, "guidance": 2.0, "feature_guidance": 3.0,
+                                     "source_guidance": 4.0}
+
+
+def test_source_guidance_names_the_source_network_it_lacks(runs, tmp_path, monkeypatch):
+    classifiers = tmp_path / "mnist" / "classifiers"
+    classifiers.mkdir(parents=True)
+    for name in ("cnn", "features", "fc"):
+        (classifiers / f"{name}.pt").symlink_to(runs / "mnist" / "classifiers" / f"{name}.pt")
+    monkeypatch.setenv("PURIFYD_RUNS", str(tmp_path))
+    with pytest.raises(SystemExit, match="needs the source networks res: train them with `classifiers --dataset mnist --only res`"):
+        train_gan.guiding_sources("mnist")
 
 
 def test_gan_with_decay_weight_average_and_flips_ships_the_average_and_resumes_it(runs):
