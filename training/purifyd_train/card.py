@@ -13,6 +13,11 @@ PAPER = ("Zhang, Yao, Sakurai, Saitoh, \"Leveraging Generalizability of Image-to
          "Enhanced Adversarial Defense\", arXiv 2504.01399")
 
 
+def points(value: float, signed: bool = False) -> str:
+    """Percentage points to one decimal, without the negative zero that a value just below zero rounds to."""
+    return f"{round(value, 1) + 0.0:{'+' if signed else ''}.1f} pp"
+
+
 def _read(path: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
@@ -252,9 +257,10 @@ def write_card(ds, results: dict, out: Path) -> None:
     best_name, best = max(s["mean_baselines"].items(), key=lambda kv: kv[1])
     lines += ["", "Targets (issue 3) for the seen classifier: mean purified ≥ 80% → "
               f"{100 * s['mean_purified']:.1f}%; ≥ best baseline + 10 pp → best baseline {best_name} {100 * best:.1f}%, "
-              f"margin {100 * (s['mean_purified'] - best):+.1f} pp; clean accuracy lost ≤ 2 pp → {s['clean_drop_pp']:.1f} pp; "
-              "unseen classifiers within 10 pp of the seen one → "
-              + ", ".join(f"{c} {100 * (summ[c]['mean_purified'] - s['mean_purified']):+.1f} pp" for c in summ if c != seen) + ".",
+              f"margin {points(100 * (s['mean_purified'] - best), signed=True)}; clean accuracy lost ≤ 2 pp → "
+              f"{points(s['clean_drop_pp'])}; unseen classifiers within 10 pp of the seen one → "
+              + ", ".join(f"{c} {points(100 * (summ[c]['mean_purified'] - s['mean_purified']), signed=True)}"
+                          for c in summ if c != seen) + ".",
               "", "## Adaptive white-box attacks (through purifier + seen classifier, end to end)", "",
               "The purifier is differentiable, so no BPDA is needed: the attacker back-propagates through it.", "",
               "| attack | parameters | accuracy |", "|---|---|---|"]

@@ -108,8 +108,8 @@ class WeightAverage:
     keep the random initialisation for thousands of steps.
     """
 
-    def __init__(self, net: torch.nn.Module, decay: float, updates: int = 0):
-        self.net, self.decay, self.updates = freeze(copy.deepcopy(net)), decay, updates
+    def __init__(self, net: torch.nn.Module, decay: float):
+        self.net, self.decay, self.updates = freeze(copy.deepcopy(net)), decay, 0
         # Each averaged tensor beside the one it follows, listed once: both are updated in place.
         self._tensors = list(zip(self.net.state_dict().values(), net.state_dict().values()))
 

@@ -1,5 +1,5 @@
 from purifyd_train.card import (attack_pairs, history_table, jpeg_source_caveat, kept_epochs, loss_line, noise_pairs,
-                                pair_rounds, schedule_line, source_role, unseen_role, validation_sets)
+                                pair_rounds, points, schedule_line, source_role, unseen_role, validation_sets)
 from purifyd_train.data import spec
 
 
@@ -97,3 +97,8 @@ def test_history_table_gives_source_guidance_a_column_only_where_a_run_trained_w
     assert guided[0].endswith("| guidance | feature guidance | source guidance | val PGD purified acc | val clean purified acc |")
     assert guided[2].endswith("| 0.3000 | – | – | 80.0 | 90.0 |") and guided[3].startswith("| gan-s | 2 |")
     assert all(row.count("|") == guided[0].count("|") for row in guided)
+
+
+def test_points_never_print_a_negative_zero():
+    assert points(-0.04) == "0.0 pp" and points(-0.04, signed=True) == "+0.0 pp"
+    assert points(0.44) == "0.4 pp" and points(-13.44, signed=True) == "-13.4 pp" and points(5.9, signed=True) == "+5.9 pp"

@@ -66,7 +66,8 @@ def test_learning_rate_holds_then_falls_linearly_to_zero_by_epochs_or_by_time():
 def test_weight_average_follows_the_network_and_copies_integer_statistics():
     from purifyd_train.train_gan import WeightAverage
     net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
-    average = WeightAverage(net, decay=0.5, updates=100)
+    average = WeightAverage(net, decay=0.5)
+    average.updates = 100  # past the warm-up, as when a run resumes
     start = net[0].weight.detach().clone()
     with torch.no_grad():
         net[0].weight.add_(1.0)
