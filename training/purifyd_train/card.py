@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .attacks import L2_ATTACKS, PAPER_ATTACKS
 from .common import run_dir
-from .models import classifier_zoo, source_networks
+from .models import FAMILY_SOURCES, classifier_zoo, source_networks
 from .train_gan import LEARNING_RATE, PAPER_LOSS_WEIGHTS, VALIDATION_IMAGES, run_folder
 
 PAPER = ("Zhang, Yao, Sakurai, Saitoh, \"Leveraging Generalizability of Image-to-Image Translation for "
@@ -34,7 +34,7 @@ def loss_line(weights: dict) -> str:
                  "feature network)")
     if weights["source_guidance"]:
         text += (f" + {weights['source_guidance']:g}·source guidance (the same L1 averaged over the source networks "
-                 + " and ".join(f"`{name}`" for name in ATTACK_SOURCES) + ", trained here only for the purifier)")
+                 + " and ".join(f"`{name}`" for name in FAMILY_SOURCES) + ", trained here only for the purifier)")
     if weights == PAPER_LOSS_WEIGHTS:
         return text + " (the paper's weights)."
     return text + " — the paper's weights are 100·L1 + 1·perceptual and no guidance term; see training/README.md for why."
@@ -88,15 +88,10 @@ def _architecture(network) -> str:
     return f"width {network.width}, residual blocks per stage {list(network.blocks)}"
 
 
-ATTACK_SOURCES = {"fc": ("Fully connected", "mlp"), "res": ("Residual", "resnet")}
-"""The source networks trained only to make training pairs: their kind, and the evaluated classifier of that
-family which they must not be."""
-
-
 def source_network_line(ds, metrics: dict, name: str, seen: str, guided: bool) -> str:
     """The card's account of a source network beside the evaluated classifier of its family; `guided` when the
     generator's loss held source guidance."""
-    kind, counterpart = ATTACK_SOURCES[name]
+    kind, counterpart = FAMILY_SOURCES[name]
     network = source_networks(ds.channels, ds.size)[name]
     other = classifier_zoo(ds.name, ds.channels, ds.size)[counterpart]
     role = "seen" if counterpart == seen else "unseen"
@@ -109,7 +104,7 @@ def source_network_line(ds, metrics: dict, name: str, seen: str, guided: bool) -
 def unseen_role(name: str, pairs: dict) -> str:
     """An unseen classifier's role for its section heading, naming the source network of its family, if any
     made training pairs: the purifier then met that family's perturbations, though never this network's."""
-    family = [source for source, (_, counterpart) in ATTACK_SOURCES.items()
+    family = [source for source, (_, counterpart) in FAMILY_SOURCES.items()
               if counterpart == name and made_pairs(source, pairs)]
     if not family:
         return "unseen: transfer of the purifier"
@@ -310,7 +305,7 @@ def write_card(ds, results: dict, out: Path) -> None:
               "separate from every evaluated classifier. It stands in for ImageNet VGG19, whose weights cannot be "
               "downloaded on this machine; its features are lower-level and dataset-specific.",
               *[source_network_line(ds, metrics, name, seen, bool(g.get("loss_weights", {}).get("source_guidance")))
-                for name in ATTACK_SOURCES if name in metrics],
+                for name in FAMILY_SOURCES if name in metrics],
               f"- Training pairs (adversarial against `{attacked}` unless named, on training "
               "images only, seeded): " + "; ".join(attack_pairs(k, v, attacked)
                                                    for k, v in pairs.get("attacks", {}).items())

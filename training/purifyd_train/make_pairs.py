@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from .attacks import run_attack, training_attacks
 from .common import command_parser, freeze, gaussian_kernel, load, log, predict, run_dir, setup, write_json
 from .data import load_split, shuffled, spec
-from .models import classifier_zoo, source_networks
+from .models import FAMILY_SOURCES, classifier_zoo, source_networks
 
 
 def load_classifier(dataset: str, name: str | None = None) -> tuple[str, torch.nn.Module]:
@@ -80,10 +80,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="(spatially correlated random-sign noise at the budgets, clean) pairs")
     p.add_argument("--feature-attacks", type=int, default=0,
                    help="images per FGSM and PGD budget made against the feature network instead of the seen classifier")
-    p.add_argument("--fc-attacks", type=int, default=0,
-                   help="images per FGSM and PGD budget made against the fully connected source network `fc`")
-    p.add_argument("--res-attacks", type=int, default=0,
-                   help="images per FGSM and PGD budget made against the residual source network `res`")
+    for source, (kind, _) in FAMILY_SOURCES.items():
+        p.add_argument(f"--{source}-attacks", type=int, default=0,
+                       help=f"images per FGSM and PGD budget made against the {kind.lower()} source network `{source}`")
     p.add_argument("--clean", type=int, default=8000, help="(clean, clean) pairs")
     p.add_argument("--rounds", type=int, default=1,
                    help="rounds over the same training images, each pairing them with other attacks (every count above is per round)")
@@ -96,7 +95,8 @@ def main(argv: list[str] | None = None) -> None:
     x, y = shuffled(*load_split(ds, "train", args.data), args.seed)
     configs = training_attacks(ds.name, ds.eps)
     jobs = [(config, name, model, args.per_attack * (2 if config.name == "CW" else 1)) for config in configs]
-    for source, n in (("features", args.feature_attacks), ("fc", args.fc_attacks), ("res", args.res_attacks)):
+    counts = {"features": args.feature_attacks, **{source: getattr(args, f"{source}_attacks") for source in FAMILY_SOURCES}}
+    for source, n in counts.items():
         if n:
             network = load_source_network(ds.name, source)
             jobs += [(config, source, network, n) for config in configs if config.name != "CW"]

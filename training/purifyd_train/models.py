@@ -154,6 +154,11 @@ def source_networks(channels: int, size: int) -> dict[str, nn.Module]:
             "res": ResNetSmall(channels, width=24, blocks=(1, 1))}
 
 
+FAMILY_SOURCES = {"fc": ("Fully connected", "mlp"), "res": ("Residual", "resnet")}
+"""The source networks besides the feature network, each standing for an architecture family: its kind, and
+the evaluated classifier of that family, which it must never be."""
+
+
 # ---- the purifier GAN (Zhang et al., arXiv 2504.01399) -------------------------------------
 
 class ResidualBlock(nn.Module):

@@ -30,7 +30,7 @@ from .attacks import AttackConfig, run_attack
 from .common import autocast, command_parser, freeze, load, log, predict, run_dir, setup, write_json
 from .data import spec, train_tail
 from .make_pairs import load_classifier, load_source_network
-from .models import FeatureNet, PatchDiscriminator, Purifier, UNetGenerator, reflect_pad_to, source_networks
+from .models import FAMILY_SOURCES, FeatureNet, PatchDiscriminator, Purifier, UNetGenerator, reflect_pad_to
 
 # The run folders under training/runs/D that the export, evaluation and card read.
 SHIPPED_RUN, ABLATION_RUN = "gan", "gan-nores"
@@ -138,12 +138,11 @@ def guiding_sources(dataset: str) -> dict[str, torch.nn.Module]:
     """The trained source networks that `--source-guidance-weight` averages over: all but the feature
     network, which has its own term."""
     ds = spec(dataset)
-    names = [name for name in source_networks(ds.channels, ds.size) if name != "features"]
-    missing = [name for name in names if not (run_dir(ds.name) / "classifiers" / f"{name}.pt").exists()]
+    missing = [name for name in FAMILY_SOURCES if not (run_dir(ds.name) / "classifiers" / f"{name}.pt").exists()]
     if missing:
         raise SystemExit(f"{ds.name}: --source-guidance-weight needs the source networks {', '.join(missing)}: "
                          f"train them with `classifiers --dataset {ds.name} --only {missing[0]}`")
-    return {name: load_source_network(ds.name, name) for name in names}
+    return {name: load_source_network(ds.name, name) for name in FAMILY_SOURCES}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -162,7 +161,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--feature-guidance-weight", type=float, default=PAPER_LOSS_WEIGHTS["feature_guidance"],
                    help="weight of the L1 between the feature network's logits on purified and clean images (paper: 0)")
     p.add_argument("--source-guidance-weight", type=float, default=PAPER_LOSS_WEIGHTS["source_guidance"],
-                   help="weight of the same L1 averaged over the source networks fc and res (paper: 0)")
+                   help=f"weight of the same L1 averaged over the source networks {' and '.join(FAMILY_SOURCES)} (paper: 0)")
     p.add_argument("--residual-output", action="store_true",
                    help="the generator outputs a correction added to its input (a global skip; paper: no)")
     p.add_argument("--name", default=None,
