@@ -95,10 +95,11 @@ def source_network_line(ds, metrics: dict, name: str, seen: str, guided: bool) -
     network = source_networks(ds.channels, ds.size)[name]
     other = classifier_zoo(ds.name, ds.channels, ds.size)[counterpart]
     role = "seen" if counterpart == seen else "unseen"
+    uses = "to make training pairs (FGSM and PGD, named `on {}` below){}".format(
+        name, " and for the source guidance" if guided else "")
     return (f"- {kind} source network (`{name}`): {_architecture(network)}, seed {metrics[name]['seed']}, trained here "
-            f"on the same training set only to make training pairs (FGSM and PGD, named `on {name}` below)"
-            + (" and for the source guidance" if guided else "") + f", never evaluated; the {role} `{counterpart}` is a separate network: {_architecture(other)}, "
-            f"seed {metrics[counterpart]['seed']}.")
+            f"on the same training set only {uses}, never evaluated; the {role} `{counterpart}` is a separate "
+            f"network: {_architecture(other)}, seed {metrics[counterpart]['seed']}.")
 
 
 def unseen_role(name: str, pairs: dict) -> str:

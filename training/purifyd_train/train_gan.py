@@ -5,7 +5,8 @@ The weights are the paper's by default. `--perceptual-weight` scales the percept
 between the seen classifier's logits on the purified and on the clean image;
 `--feature-guidance-weight` the same for the logits of the feature network that gives the
 perceptual features, and `--source-guidance-weight` for the mean over the other source networks
-(`fc` and `res`, trained here only for the purifier). All are recorded in the generator file, and the model card reads them from there.
+(`fc` and `res`, trained here only for the purifier). All are recorded in the generator file, and the
+model card reads them from there.
 
 `--decay-from` holds the learning rates until that fraction of the run and then lowers them linearly
 to zero at its end (pix2pix: half of the run); `--weight-average` validates and ships an exponential
@@ -141,7 +142,7 @@ def guiding_sources(dataset: str) -> dict[str, torch.nn.Module]:
     missing = [name for name in FAMILY_SOURCES if not (run_dir(ds.name) / "classifiers" / f"{name}.pt").exists()]
     if missing:
         raise SystemExit(f"{ds.name}: --source-guidance-weight needs the source networks {', '.join(missing)}: "
-                         f"train them with `classifiers --dataset {ds.name} --only {missing[0]}`")
+                         f"train them with `classifiers --dataset {ds.name} --only {' '.join(missing)}`")
     return {name: load_source_network(ds.name, name) for name in FAMILY_SOURCES}
 
 
