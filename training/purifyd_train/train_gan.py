@@ -194,11 +194,15 @@ def main(argv: list[str] | None = None) -> None:
                "feature_guidance": args.feature_guidance_weight, "source_guidance": args.source_guidance_weight}
     pairs = load(root / "pairs.pt")
     adv, clean = pairs["adv"], pairs["clean"]
+    schedule = {"decay_from": args.decay_from, "weight_average": args.weight_average, "flip": args.flip}
     xv, yv = held_out_images(ds, root, len(adv), args.val_n, args.data)
     if args.limit:
         perm = torch.randperm(len(adv))[:args.limit]
         adv, clean = adv[perm], clean[perm]
     config = generator_config(ds.name, residual=not args.no_residual, residual_output=args.residual_output)
+    # What makes a run the run it is: resuming its checkpoint with other values would train a hybrid.
+    options = {"seed": args.seed, "pairs": len(pairs["adv"]), "limit": args.limit, "batch": args.batch,
+               "config": config, "loss_weights": weights, "schedule": schedule}
     g = UNetGenerator(ds.channels, config["ngf"], config["cap"], tuple(config["res_blocks"]), config["residual_output"])
     d = PatchDiscriminator(ds.channels)
     features = load_source_network(ds.name, "features")
@@ -216,6 +220,11 @@ def main(argv: list[str] | None = None) -> None:
         g.load_state_dict(state["generator"]); d.load_state_dict(state["discriminator"])
         epoch, history = state["epoch"], state["history"]
         if resuming:
+            recorded = state.get("options", {})  # checkpoints from before the record resume unchecked
+            changed = [f"{k} {recorded[k]} (now {v})" for k, v in options.items() if k in recorded and recorded[k] != v]
+            if changed:
+                raise SystemExit(f"{ds.name}: {out.name}'s checkpoint was trained with {'; '.join(changed)}: "
+                                 "resume it with the same options, or train afresh under another --name")
             opt_g.load_state_dict(state["opt_g"]); opt_d.load_state_dict(state["opt_d"])
         else:
             history = [{"run": args.init, **h} for h in history]
@@ -226,7 +235,6 @@ def main(argv: list[str] | None = None) -> None:
         if resuming and "generator_average" in state:
             average.net.load_state_dict(state["generator_average"])
             average.updates = state["average_updates"]
-    schedule = {"decay_from": args.decay_from, "weight_average": args.weight_average, "flip": args.flip}
     # A fixed validation set: PGD at the protocol budget on held-out images, against the seen classifier.
     pgd = AttackConfig("PGD", dict(eps=ds.eps, alpha=ds.eps / 4, steps=10, random_start=True)).build(seen, 99)
     xv_adv = run_attack(pgd, xv, yv)
@@ -288,7 +296,7 @@ def main(argv: list[str] | None = None) -> None:
         history.append(record)
         log(f"{ds.name}: epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in record.items() if isinstance(v, float)))
         torch.save({"generator": g.state_dict(), "discriminator": d.state_dict(), "opt_g": opt_g.state_dict(),
-                    "opt_d": opt_d.state_dict(), "epoch": epoch, "history": history,
+                    "opt_d": opt_d.state_dict(), "epoch": epoch, "history": history, "options": options,
                     **({"generator_average": average.net.state_dict(), "average_updates": average.updates}
                        if average else {})}, checkpoint)
         if record is best_epoch(history, out.name):

@@ -106,6 +106,14 @@ def test_gan_checkpoint_resumes_where_it_stopped(runs):
     assert torch.load(runs / "mnist" / "gan" / "generator.pt")["epoch"] == best["epoch"]
 
 
+def test_gan_refuses_to_resume_a_checkpoint_with_other_options(runs):
+    before = (runs / "mnist" / "gan" / "checkpoint.pt").read_bytes()
+    with pytest.raises(SystemExit, match=r"gan's checkpoint was trained with seed 2 \(now 7\); limit 48 \(now 40\): "):
+        train_gan.main(["--dataset", "mnist", "--epochs", "3", "--limit", "40", "--batch", "16", "--val-n", "16",
+                        "--seed", "7"])
+    assert (runs / "mnist" / "gan" / "checkpoint.pt").read_bytes() == before
+
+
 def test_gan_refuses_validation_images_that_the_pairs_used(runs):
     train_images = 60000
     with pytest.raises(SystemExit, match="held out for validation"):
