@@ -35,10 +35,15 @@ def load_classifier(dataset: str, name: str | None = None) -> tuple[str, torch.n
 
 
 def load_source_network(dataset: str, name: str) -> torch.nn.Module:
-    """A trained source network (`features`, `fc` or `res`, see `source_networks`) from the run directory."""
+    """A trained source network (`features`, `fc` or `res`, see `source_networks`) from the run directory;
+    SystemExit naming the command that trains it when it is missing."""
     ds = spec(dataset)
+    path = run_dir(ds.name) / "classifiers" / f"{name}.pt"
+    if not path.exists():
+        raise SystemExit(f"{ds.name}: the source network {name} is not trained ({path} is missing): "
+                         f"train it with `classifiers --dataset {ds.name} --only {name}`")
     network = source_networks(ds.channels, ds.size)[name]
-    network.load_state_dict(load(run_dir(ds.name) / "classifiers" / f"{name}.pt"))
+    network.load_state_dict(load(path))
     return freeze(network)
 
 

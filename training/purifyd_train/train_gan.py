@@ -138,12 +138,7 @@ def guidance(classifier: torch.nn.Module, fake: torch.Tensor, real: torch.Tensor
 def guiding_sources(dataset: str) -> dict[str, torch.nn.Module]:
     """The trained source networks that `--source-guidance-weight` averages over: all but the feature
     network, which has its own term."""
-    ds = spec(dataset)
-    missing = [name for name in FAMILY_SOURCES if not (run_dir(ds.name) / "classifiers" / f"{name}.pt").exists()]
-    if missing:
-        raise SystemExit(f"{ds.name}: --source-guidance-weight needs the source networks {', '.join(missing)}: "
-                         f"train them with `classifiers --dataset {ds.name} --only {' '.join(missing)}`")
-    return {name: load_source_network(ds.name, name) for name in FAMILY_SOURCES}
+    return {name: load_source_network(dataset, name) for name in FAMILY_SOURCES}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -140,7 +140,7 @@ def test_source_guidance_names_the_source_network_it_lacks(runs, tmp_path, monke
     for name in ("cnn", "features", "fc"):
         (classifiers / f"{name}.pt").symlink_to(runs / "mnist" / "classifiers" / f"{name}.pt")
     monkeypatch.setenv("PURIFYD_RUNS", str(tmp_path))
-    with pytest.raises(SystemExit, match="needs the source networks res: train them with `classifiers --dataset mnist --only res`"):
+    with pytest.raises(SystemExit, match="source network res is not trained .*: train it with `classifiers --dataset mnist --only res`"):
         train_gan.guiding_sources("mnist")
 
 
