@@ -15,7 +15,9 @@ moving average of the generator's weights and BatchNorm statistics instead of th
 clean target alike), for datasets whose classes keep their meaning when mirrored.
 
 Every epoch is validated on held-out training images; `generator.pt` keeps the best epoch's weights
-and `checkpoint.pt` the last epoch's, from which `--init` and resuming continue.
+and `checkpoint.pt` the last epoch's, from which `--init` and resuming continue (resuming only under
+the options the run started with: `--epochs`, `--minutes`, `--threads`, `--device` and `--bf16` may
+change).
 """
 from __future__ import annotations
 
@@ -197,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
     config = generator_config(ds.name, residual=not args.no_residual, residual_output=args.residual_output)
     # What makes a run the run it is: resuming its checkpoint with other values would train a hybrid.
     options = {"seed": args.seed, "pairs": len(pairs["adv"]), "limit": args.limit, "batch": args.batch,
-               "config": config, "loss_weights": weights, "schedule": schedule}
+               "val_n": args.val_n, "config": config, "loss_weights": weights, "schedule": schedule}
     g = UNetGenerator(ds.channels, config["ngf"], config["cap"], tuple(config["res_blocks"]), config["residual_output"])
     d = PatchDiscriminator(ds.channels)
     features = load_source_network(ds.name, "features")
