@@ -1,5 +1,6 @@
-from purifyd_train.card import (attack_pairs, history_table, jpeg_source_caveat, kept_epochs, loss_line, noise_pairs,
-                                pair_rounds, points, schedule_line, source_role, unseen_role, validation_sets)
+from purifyd_train.attacks import PAPER_ATTACKS
+from purifyd_train.card import (attack_pairs, history_table, jpeg_source_caveat, kept_epochs, loss_line, mean_interval,
+                                noise_pairs, pair_rounds, points, schedule_line, source_role, unseen_role, validation_sets)
 from purifyd_train.data import spec
 
 
@@ -102,3 +103,10 @@ def test_history_table_gives_source_guidance_a_column_only_where_a_run_trained_w
 def test_points_never_print_a_negative_zero():
     assert points(-0.04) == "0.0 pp" and points(-0.04, signed=True) == "+0.0 pp"
     assert points(0.44) == "0.4 pp" and points(-13.44, signed=True) == "-13.4 pp" and points(5.9, signed=True) == "+5.9 pp"
+
+
+def test_mean_interval_averages_the_paper_attacks_bounds_and_ignores_the_others():
+    per_attack = {a: {"purifier": {"acc": 0.8, "ci95": [0.70 + i / 100, 0.90 - i / 100]}} for i, a in enumerate(PAPER_ATTACKS)}
+    per_attack["Square"] = {"purifier": {"acc": 0.1, "ci95": [0.0, 0.2]}}
+    lo, hi = mean_interval(per_attack, "purifier")
+    assert (round(lo, 6), round(hi, 6)) == (0.73, 0.87)
