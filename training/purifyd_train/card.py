@@ -200,8 +200,8 @@ def mean_interval(per_attack: dict, defense: str) -> tuple[float, float]:
     one from the per-image outcomes would be (in the normal approximation; exact for perfectly correlated
     attacks).
     """
-    return (sum(per_attack[a][defense]["ci95"][0] for a in PAPER_ATTACKS) / len(PAPER_ATTACKS),
-            sum(per_attack[a][defense]["ci95"][1] for a in PAPER_ATTACKS) / len(PAPER_ATTACKS))
+    bounds = [per_attack[a][defense]["ci95"] for a in PAPER_ATTACKS]
+    return (sum(lo for lo, _ in bounds) / len(bounds), sum(hi for _, hi in bounds) / len(bounds))
 
 
 def validation_images(kind: str, n: int) -> str:
@@ -257,14 +257,15 @@ def write_card(ds, results: dict, out: Path) -> None:
              f"n = {results['n']} test images (seeded permutation, seed {results['seed']}), 95% Wilson intervals in parentheses.",
              "", "## Headline (oblivious attacks: the attacker sees only the classifier, the paper's setting)", "",
              "| classifier | role | clean | clean, purified | mean of 7 paper attacks, undefended | purified |", "|---|---|---|---|---|---|"]
+    intervals = {cname: mean_interval(results["oblivious"][cname], "purifier") for cname in summ}
     for cname, s in summ.items():
         clean = results["clean"][cname]
-        lo, hi = mean_interval(results["oblivious"][cname], "purifier")
+        lo, hi = intervals[cname]
         lines.append(f"| {cname} | {'seen' if cname == seen else 'unseen'} | {pct(clean['none'])} | {pct(clean['purifier'])} | "
                      f"{100 * s['mean_undefended']:.1f} | **{100 * s['mean_purified']:.1f}** ({100 * lo:.1f}–{100 * hi:.1f}) |")
     s = summ[seen]
     best_name, best = max(s["mean_baselines"].items(), key=lambda kv: kv[1])
-    lo, hi = mean_interval(results["oblivious"][seen], "purifier")
+    lo, hi = intervals[seen]
     lines += ["", "The interval of a mean over the 7 attacks is the mean of their Wilson bounds: the attacks share "
               "the test images, so their outcomes are correlated, and this interval is never narrower than one "
               "from the per-image outcomes would be (conservative, in the normal approximation).",

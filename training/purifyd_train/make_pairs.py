@@ -24,26 +24,31 @@ from .data import load_split, shuffled, spec
 from .models import FAMILY_SOURCES, classifier_zoo, source_networks
 
 
+def trained_weights(dataset: str, name: str, kind: str) -> dict:
+    """The weights `classifiers` saved for network `name`; SystemExit naming the command that trains it
+    when they are missing (`kind` says what the network is, for that message)."""
+    path = run_dir(dataset) / "classifiers" / f"{name}.pt"
+    if not path.exists():
+        raise SystemExit(f"{dataset}: the {kind} {name} is not trained ({path} is missing): "
+                         f"train it with `classifiers --dataset {dataset} --only {name}`")
+    return load(path)
+
+
 def load_classifier(dataset: str, name: str | None = None) -> tuple[str, torch.nn.Module]:
     """A trained classifier from the run directory (the seen one when name is None)."""
     ds = spec(dataset)
     zoo = classifier_zoo(ds.name, ds.channels, ds.size)
     name = name or next(iter(zoo))
     model = zoo[name]
-    model.load_state_dict(load(run_dir(ds.name) / "classifiers" / f"{name}.pt"))
+    model.load_state_dict(trained_weights(ds.name, name, "classifier"))
     return name, freeze(model)
 
 
 def load_source_network(dataset: str, name: str) -> torch.nn.Module:
-    """A trained source network (`features`, `fc` or `res`, see `source_networks`) from the run directory;
-    SystemExit naming the command that trains it when it is missing."""
+    """A trained source network (`features`, `fc` or `res`, see `source_networks`) from the run directory."""
     ds = spec(dataset)
-    path = run_dir(ds.name) / "classifiers" / f"{name}.pt"
-    if not path.exists():
-        raise SystemExit(f"{ds.name}: the source network {name} is not trained ({path} is missing): "
-                         f"train it with `classifiers --dataset {ds.name} --only {name}`")
     network = source_networks(ds.channels, ds.size)[name]
-    network.load_state_dict(load(path))
+    network.load_state_dict(trained_weights(ds.name, name, "source network"))
     return freeze(network)
 
 

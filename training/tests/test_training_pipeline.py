@@ -144,6 +144,12 @@ def test_source_guidance_names_the_source_network_it_lacks(runs, tmp_path, monke
         train_gan.guiding_sources("mnist")
 
 
+def test_a_missing_seen_classifier_names_the_command_that_trains_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("PURIFYD_RUNS", str(tmp_path))
+    with pytest.raises(SystemExit, match="the classifier cnn is not trained .*: train it with `classifiers --dataset mnist --only cnn`"):
+        make_pairs.load_classifier("mnist")
+
+
 def test_gan_with_decay_weight_average_and_flips_ships_the_average_and_resumes_it(runs):
     folder = runs / "mnist" / "gan-averaged"
     common = ["--dataset", "mnist", "--name", "gan-averaged", "--limit", "48", "--batch", "16", "--val-n", "16",
