@@ -52,6 +52,9 @@ def schedule_line(schedule: dict | None) -> str:
                  f"BatchNorm statistics (decay {schedule['weight_average']:g} per step), not the last step's")
     if schedule.get("flip"):
         text += "; a random half of each batch's pairs mirrored left to right"
+    if schedule.get("fresh_attacks"):
+        text += ("; the FGSM, PGD and noise pairs remade at the start of every epoch after the first, on their clean "
+                 "images dealt out among them anew (C&W and clean pairs as made)")
     return text + "."
 
 

@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     if images > len(x):
         raise SystemExit(f"{ds.name}: {images} pairs a round asked for, but the training set has {len(x)} images "
                          "and each pair of a round needs its own; ask for fewer")
-    advs, cleans, kinds, stats = [], [], [], {}
+    advs, cleans, labels, kinds, stats = [], [], [], [], {}
     for round_ in range(args.rounds):
         shift = round_ * (images // args.rounds)
         xr, yr = x[:images].roll(-shift, 0), y[:images].roll(-shift, 0)
@@ -133,6 +133,7 @@ def main(argv: list[str] | None = None) -> None:
             entry["n"] += n
             advs.append(adv.half())
             cleans.append(xb.half())
+            labels.append(yb)
             kinds += [label] * n
         # Random-sign noise at the training budgets: no classifier involved, it teaches the purifier to
         # remove dense perturbations whatever model they were made against (the unseen MLP's are dense).
@@ -140,16 +141,19 @@ def main(argv: list[str] | None = None) -> None:
             if n == 0:
                 continue
             xn = xr[start:start + n]
-            start += n
             advs.append(sign_noise(xn, ds.eps, correlated).half())
             cleans.append(xn.half())
+            labels.append(yr[start:start + n])
             kinds += [kind] * len(xn)
+            start += n
         xc = xr[start:start + args.clean]
         advs.append(xc.half())
         cleans.append(xc.half())
+        labels.append(yr[start:start + args.clean])
         kinds += ["clean"] * len(xc)
     out = run_dir(ds.name)
-    torch.save({"adv": torch.cat(advs), "clean": torch.cat(cleans), "kind": kinds}, out / "pairs.pt")
+    torch.save({"adv": torch.cat(advs), "clean": torch.cat(cleans), "label": torch.cat(labels), "kind": kinds},
+               out / "pairs.pt")
     budgets = [ds.eps * f for f in NOISE_BUDGETS]
     write_json(out / "pairs.json", {"classifier": name, "seed": args.seed, "images": images, "rounds": args.rounds,
                                        "attacks": stats, "clean": args.clean * args.rounds,

@@ -12,7 +12,10 @@ model card reads them from there.
 to zero at its end (pix2pix: half of the run); `--weight-average` validates and ships an exponential
 moving average of the generator's weights and BatchNorm statistics instead of the last step's.
 `--flip` mirrors a random half of each batch's pairs left to right (the adversarial image and its
-clean target alike), for datasets whose classes keep their meaning when mirrored.
+clean target alike), for datasets whose classes keep their meaning when mirrored. `--fresh-attacks`
+remakes the pairs' FGSM, PGD and noise perturbations at the start of every epoch after the first,
+each on another of those pairs' clean images: the mix of attacks stays, but no (image, perturbation)
+pair is seen twice (the C&W and clean pairs stay as made).
 
 Every epoch is validated on held-out training images; `generator.pt` keeps the best epoch's weights
 and `checkpoint.pt` the last epoch's, from which `--init` and resuming continue (resuming only under
@@ -22,9 +25,11 @@ change).
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -32,7 +37,7 @@ import torch.nn.functional as F
 from .attacks import AttackConfig, run_attack
 from .common import autocast, command_parser, freeze, load, log, predict, run_dir, setup, write_json
 from .data import spec, train_tail
-from .make_pairs import load_classifier, load_source_network
+from .make_pairs import load_classifier, load_source_network, sign_noise
 from .models import FAMILY_SOURCES, FeatureNet, PatchDiscriminator, Purifier, UNetGenerator, reflect_pad_to
 
 # The run folders under training/runs/D that the export, evaluation and card read.
@@ -128,6 +133,43 @@ class WeightAverage:
         self.updates += 1
 
 
+class FreshPerturbations:
+    """Remakes a pair file's FGSM, PGD and noise pairs in place, each with its recorded attack (against
+    the network it was made against) or noise; C&W and clean pairs stay as they are.
+
+    Each remake first deals those pairs' clean images (and labels) out again among them in a new order,
+    so an image meets another attack, budget or noise draw every time.
+    """
+
+    REMADE_ATTACKS = ("FGSM", "PGD")
+
+    def __init__(self, pairs: dict, record: dict, networks: dict[str, torch.nn.Module], eps: float, seed: int):
+        if "label" not in pairs:
+            raise SystemExit("the pair file holds no labels (it predates them): make the pairs again for --fresh-attacks")
+        self.pairs = pairs
+        self.groups: list[tuple[torch.Tensor, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]] = []
+        for kind in dict.fromkeys(pairs["kind"]):
+            name, made = kind.split("(")[0], record["attacks"].get(kind)
+            if made and name in self.REMADE_ATTACKS:
+                attack = AttackConfig(name, made["params"]).build(networks[made["classifier"]], seed)
+                make = functools.partial(run_attack, attack)
+            elif kind in ("noise", "correlated-noise"):
+                make = functools.partial(lambda x, _, correlated: sign_noise(x, eps, correlated),
+                                         correlated=kind == "correlated-noise")
+            else:
+                continue
+            self.groups.append((torch.tensor([i for i, k in enumerate(pairs["kind"]) if k == kind]), make))
+        self.rows = torch.cat([rows for rows, _ in self.groups]) if self.groups else torch.zeros(0, dtype=torch.long)
+
+    def remake(self) -> None:
+        """Deals the remade pairs' images out anew and perturbs each with its pair's attack or noise."""
+        adv, clean, label = self.pairs["adv"], self.pairs["clean"], self.pairs["label"]
+        order = self.rows[torch.randperm(len(self.rows))]
+        clean[self.rows], label[self.rows] = clean[order], label[order]
+        for rows, make in self.groups:
+            adv[rows] = make(clean[rows].float(), label[rows]).to(adv.dtype)
+
+
 def perceptual(features: FeatureNet, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     return sum(F.l1_loss(a.float(), b.float()) for a, b in zip(features.features(fake), features.features(real)))
 
@@ -175,6 +217,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--flip", action="store_true",
                    help="mirror a random half of each batch's pairs left to right (for classes that mirroring keeps, "
                         "as CIFAR-10's)")
+    p.add_argument("--fresh-attacks", action="store_true",
+                   help="remake the FGSM, PGD and noise pairs on other of their clean images at the start of every epoch "
+                        "after the first (C&W and clean pairs stay as made)")
     p.add_argument("--bf16", action="store_true",
                    help="bfloat16 autocast for the networks (faster on GPUs and on CPUs with AVX-512 BF16); losses, weights and Adam stay float32")
     args = p.parse_args(argv)
@@ -190,21 +235,30 @@ def main(argv: list[str] | None = None) -> None:
     weights = {**PAPER_LOSS_WEIGHTS, "perceptual": args.perceptual_weight, "guidance": args.guidance_weight,
                "feature_guidance": args.feature_guidance_weight, "source_guidance": args.source_guidance_weight}
     pairs = load(root / "pairs.pt")
-    adv, clean = pairs["adv"], pairs["clean"]
-    schedule = {"decay_from": args.decay_from, "weight_average": args.weight_average, "flip": args.flip}
-    xv, yv = held_out_images(ds, root, len(adv), args.val_n, args.data)
+    schedule = {"decay_from": args.decay_from, "weight_average": args.weight_average, "flip": args.flip,
+                "fresh_attacks": args.fresh_attacks}
+    xv, yv = held_out_images(ds, root, len(pairs["adv"]), args.val_n, args.data)
+    total = len(pairs["adv"])
     if args.limit:
-        perm = torch.randperm(len(adv))[:args.limit]
-        adv, clean = adv[perm], clean[perm]
+        perm = torch.randperm(total)[:args.limit]
+        pairs = {**{k: v[perm] for k, v in pairs.items() if k != "kind"}, "kind": [pairs["kind"][i] for i in perm.tolist()]}
+    adv, clean = pairs["adv"], pairs["clean"]
     config = generator_config(ds.name, residual=not args.no_residual, residual_output=args.residual_output)
     # What makes a run the run it is: resuming its checkpoint with other values would train a hybrid.
-    options = {"seed": args.seed, "pairs": len(pairs["adv"]), "limit": args.limit, "batch": args.batch,
+    options = {"seed": args.seed, "pairs": total, "limit": args.limit, "batch": args.batch,
                "val_n": args.val_n, "config": config, "loss_weights": weights, "schedule": schedule}
     g = UNetGenerator(ds.channels, config["ngf"], config["cap"], tuple(config["res_blocks"]), config["residual_output"])
     d = PatchDiscriminator(ds.channels)
     features = load_source_network(ds.name, "features")
     _, seen = load_classifier(ds.name)
     sources = guiding_sources(ds.name) if weights["source_guidance"] else {}
+    fresh = None
+    if args.fresh_attacks:
+        record = json.loads((root / "pairs.json").read_text())
+        targets = {v["classifier"] for v in record["attacks"].values()}
+        networks = {name: seen if name == record["classifier"] else features if name == "features"
+                    else load_source_network(ds.name, name) for name in targets}
+        fresh = FreshPerturbations(pairs, record, networks, ds.eps, args.seed)
     opt_g = torch.optim.Adam(g.parameters(), lr=LEARNING_RATE, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(d.parameters(), lr=LEARNING_RATE, betas=(0.5, 0.999))
     checkpoint = out / "checkpoint.pt"
@@ -241,6 +295,10 @@ def main(argv: list[str] | None = None) -> None:
     log(f"{ds.name}: L1 of the identity on these pairs {F.l1_loss(adv.float() * 2 - 1, clean.float() * 2 - 1).item():.4f}")
     started = time.time()
     while epoch < args.epochs:
+        if fresh and epoch > 0:
+            remade = time.time()
+            fresh.remake()
+            log(f"{ds.name}: remade {len(fresh.rows)} pairs in {time.time() - remade:.0f} s")
         g.train(); d.train()
         perm = torch.randperm(len(adv))
         sums = {"d": 0.0, "gan": 0.0, "l1": 0.0, "perc": 0.0, "guide": 0.0, "fguide": 0.0, "sguide": 0.0}

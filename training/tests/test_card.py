@@ -75,6 +75,8 @@ def test_schedule_line_says_what_the_shipped_weights_are():
     assert "first 50% of the run" in line and "moving average" in line and "decay 0.999 per step" in line
     assert "moving average" not in schedule_line({"decay_from": 0.5, "weight_average": None})
     assert "mirrored" in schedule_line({"flip": True}) and "mirrored" not in line
+    assert "remade at the start of every epoch" in schedule_line({"fresh_attacks": True})
+    assert "remade" not in schedule_line({"flip": True, "fresh_attacks": False})
 
 
 def test_pair_rounds_are_named_only_when_there_were_several():

@@ -1,6 +1,7 @@
 """The whole training path on tiny sizes: classifiers → pairs → GAN → ONNX export → quick evaluation."""
 import json
 import math
+import re
 
 import numpy as np
 import onnxruntime as ort
@@ -8,7 +9,7 @@ import pytest
 import torch
 
 from purifyd_train import card, compare_deepfool, evaluate, export, jpeg_check, make_pairs, train_classifiers, train_gan
-from purifyd_train.data import DEFAULT_DATA_ROOT, spec
+from purifyd_train.data import DEFAULT_DATA_ROOT, load_split, shuffled, spec
 from purifyd_train.models import Purifier
 from purifyd_train.onnx_graph import OnnxGraph
 
@@ -49,6 +50,10 @@ def test_pairs_hold_every_training_attack_and_clean_pairs(runs):
         on_source = {k: v for k, v in recorded["attacks"].items() if v["classifier"] == source}
         assert sorted(on_source) == sorted(f"{k} on {source}" for k in on_seen)
         assert all(v["n"] == n and pairs["kind"].count(k) == n for k, v in on_source.items())
+    # One round: the pairs took the seeded permutation's images in order, each with its label.
+    x, y = shuffled(*load_split(spec("mnist"), "train"), recorded["seed"])
+    n = recorded["images"]
+    assert len(pairs["label"]) == n and torch.equal(pairs["label"], y[:n]) and torch.equal(pairs["clean"], x[:n].half())
     pgd = [i for i, k in enumerate(pairs["kind"]) if k == "PGD(eps=0.3000) on features"]
     delta = (pairs["adv"][pgd].float() - pairs["clean"][pgd].float()).abs().amax()
     assert 0.29 < float(delta) <= 0.301
@@ -156,7 +161,8 @@ def test_gan_with_decay_weight_average_and_flips_ships_the_average_and_resumes_i
               "--decay-from", "0.5", "--weight-average", "0.9", "--flip"]
     train_gan.main([*common, "--epochs", "1"])
     last, kept = torch.load(folder / "checkpoint.pt"), torch.load(folder / "generator.pt")
-    assert kept["schedule"] == {"decay_from": 0.5, "weight_average": 0.9, "flip": True} and last["average_updates"] == 3
+    assert kept["schedule"] == {"decay_from": 0.5, "weight_average": 0.9, "flip": True, "fresh_attacks": False}
+    assert last["average_updates"] == 3
     assert all(torch.equal(kept["generator"][k], v) for k, v in last["generator_average"].items())
     assert any(not torch.equal(last["generator"][k], v) for k, v in last["generator_average"].items())
     # Three batches: the last one starts at progress 2/3 of one epoch, a third of the way down from 0.5.
@@ -166,6 +172,42 @@ def test_gan_with_decay_weight_average_and_flips_ships_the_average_and_resumes_i
     assert last["average_updates"] == 6
     # Resumed at epoch 1 of 2; the last batch starts at progress (1 + 2/3) / 2.
     assert json.loads((folder / "history.json").read_text())[-1]["lr"] == pytest.approx(2e-4 / 3)
+
+
+def test_fresh_perturbations_remake_attacks_and_noise_on_dealt_out_images_and_keep_the_rest(runs):
+    pairs = torch.load(runs / "mnist" / "pairs.pt")
+    record = json.loads((runs / "mnist" / "pairs.json").read_text())
+    kinds = pairs["kind"]
+    assert len(pairs["label"]) == len(kinds)
+    before = {k: v.clone() for k, v in pairs.items() if k != "kind"}
+    networks = {name: make_pairs.load_classifier("mnist", name)[1] if name == "cnn" else make_pairs.load_source_network("mnist", name)
+                for name in ("cnn", "features", "fc", "res")}
+    torch.manual_seed(0)
+    fresh = train_gan.FreshPerturbations(pairs, record, networks, 0.3, seed=0)
+    fresh.remake()
+    kept = torch.tensor([k == "clean" or k == "CW" for k in kinds])
+    for key in ("adv", "clean", "label"):
+        assert torch.equal(pairs[key][kept], before[key][kept])
+    remade = fresh.rows
+    assert len(remade) == (~kept).sum() and sorted(remade.tolist()) == (~kept).nonzero().squeeze(1).tolist()
+    # The same images and labels, dealt out anew: each clean image still carries its own label.
+    assert sorted(pairs["label"][remade].tolist()) == sorted(before["label"][remade].tolist())
+    assert not torch.equal(pairs["clean"][remade], before["clean"][remade])
+    moved = {img.numpy().tobytes(): int(y) for img, y in zip(before["clean"][remade], before["label"][remade])}
+    assert all(moved[img.numpy().tobytes()] == int(y) for img, y in zip(pairs["clean"][remade], pairs["label"][remade]))
+    # Every remade pair is its kind's perturbation of its new clean image.
+    delta = (pairs["adv"][remade].float() - pairs["clean"][remade].float()).abs().flatten(1).amax(1)
+    for row, d in zip(remade.tolist(), delta.tolist()):
+        budget = record["attacks"][kinds[row]]["params"]["eps"] if kinds[row] in record["attacks"] else 0.3
+        assert d <= budget + 1e-3 and (kinds[row] not in ("FGSM(eps=0.3000)", "noise") or d > 0.14)
+
+
+def test_gan_with_fresh_attacks_remakes_pairs_after_the_first_epoch_and_records_it(runs, capsys):
+    train_gan.main(["--dataset", "mnist", "--name", "gan-fresh", "--epochs", "2", "--limit", "48", "--batch", "16",
+                    "--val-n", "16", "--fresh-attacks"])
+    kept = torch.load(runs / "mnist" / "gan-fresh" / "generator.pt")
+    assert kept["schedule"]["fresh_attacks"] is True
+    assert len(re.findall(r"remade \d+ pairs", capsys.readouterr().out)) == 1
 
 
 @pytest.fixture(scope="module")
