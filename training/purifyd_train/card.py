@@ -25,7 +25,8 @@ def _read(path: Path) -> dict:
 def loss_line(weights: dict) -> str:
     """The generator's loss as trained, and how it departs from the paper's."""
     weights = {**PAPER_LOSS_WEIGHTS, **weights}  # records from before a term existed lack it
-    text = f"Loss: cGAN + {weights['l1']:g}·L1 + {weights['perceptual']:g}·perceptual"
+    gan = "cGAN" if weights["gan"] == 1 else f"{weights['gan']:g}·cGAN"
+    text = f"Loss: {gan} + {weights['l1']:g}·L1 + {weights['perceptual']:g}·perceptual"
     if weights["guidance"]:
         text += (f" + {weights['guidance']:g}·guidance (L1 between the seen classifier's logits on purified and clean "
                  "images: the high-level guidance of Liao et al., CVPR 2018)")

@@ -42,7 +42,8 @@ from .models import FAMILY_SOURCES, FeatureNet, PatchDiscriminator, Purifier, UN
 
 # The run folders under training/runs/D that the export, evaluation and card read.
 SHIPPED_RUN, ABLATION_RUN = "gan", "gan-nores"
-PAPER_LOSS_WEIGHTS = {"l1": 100.0, "perceptual": 1.0, "guidance": 0.0, "feature_guidance": 0.0, "source_guidance": 0.0}
+PAPER_LOSS_WEIGHTS = {"gan": 1.0, "l1": 100.0, "perceptual": 1.0, "guidance": 0.0, "feature_guidance": 0.0,
+                      "source_guidance": 0.0}
 # Recorded in each history entry: runs before this set validated on 500 test images (seed 99).
 VALIDATION_IMAGES = "held-out training"
 # generator.pt keeps the weights of the run's best epoch on that validation set (checkpoint.pt the last).
@@ -194,6 +195,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--limit", type=int, default=None, help="train on a random subset of this many pairs")
     p.add_argument("--val-n", type=int, default=500,
                    help="held-out training images (none of them in a pair) for the per-epoch PGD check")
+    p.add_argument("--gan-weight", type=float, default=PAPER_LOSS_WEIGHTS["gan"],
+                   help="weight of the cGAN term (paper: 1; 0 leaves the discriminator without a say)")
     p.add_argument("--perceptual-weight", type=float, default=PAPER_LOSS_WEIGHTS["perceptual"],
                    help="weight of the perceptual term (paper: 1)")
     p.add_argument("--guidance-weight", type=float, default=PAPER_LOSS_WEIGHTS["guidance"],
@@ -232,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
     root = run_dir(ds.name)
     out = root / args.name if args.name else run_folder(ds.name, ablation=args.no_residual)
     out.mkdir(exist_ok=True)
-    weights = {**PAPER_LOSS_WEIGHTS, "perceptual": args.perceptual_weight, "guidance": args.guidance_weight,
+    weights = {**PAPER_LOSS_WEIGHTS, "gan": args.gan_weight, "perceptual": args.perceptual_weight, "guidance": args.guidance_weight,
                "feature_guidance": args.feature_guidance_weight, "source_guidance": args.source_guidance_weight}
     pairs = load(root / "pairs.pt")
     schedule = {"decay_from": args.decay_from, "weight_average": args.weight_average, "flip": args.flip,
@@ -272,6 +275,8 @@ def main(argv: list[str] | None = None) -> None:
         epoch, history = state["epoch"], state["history"]
         if resuming:
             recorded = state.get("options", {})  # checkpoints from before the record resume unchecked
+            if "loss_weights" in recorded:  # records from before a term existed lack it
+                recorded["loss_weights"] = {**PAPER_LOSS_WEIGHTS, **recorded["loss_weights"]}
             changed = [f"{k} {recorded[k]} (now {v})" for k, v in options.items() if k in recorded and recorded[k] != v]
             if changed:
                 raise SystemExit(f"{ds.name}: {out.name}'s checkpoint was trained with {'; '.join(changed)}: "
@@ -332,7 +337,7 @@ def main(argv: list[str] | None = None) -> None:
             loss_gan = F.binary_cross_entropy_with_logits(score, torch.ones_like(score))
             fake = fake.float()
             loss_l1 = F.l1_loss(fake * 2 - 1, c * 2 - 1)
-            loss_g = (loss_gan + weights["l1"] * loss_l1 + weights["perceptual"] * loss_perc
+            loss_g = (weights["gan"] * loss_gan + weights["l1"] * loss_l1 + weights["perceptual"] * loss_perc
                       + weights["guidance"] * loss_guide + weights["feature_guidance"] * loss_fguide
                       + weights["source_guidance"] * loss_sguide)
             opt_g.zero_grad(set_to_none=True); loss_g.backward(); opt_g.step()

@@ -47,6 +47,8 @@ def test_loss_line_names_each_guidance_term_and_reads_records_without_them():
     assert "source guidance" not in both
     sources = loss_line({"l1": 100.0, "perceptual": 1.0, "guidance": 10.0, "source_guidance": 4.0})
     assert "4·source guidance (the same L1 averaged over the source networks `fc` and `res`" in sources
+    without_gan = loss_line({"gan": 0.0, "l1": 100.0, "perceptual": 1.0, "guidance": 10.0})
+    assert without_gan.startswith("Loss: 0·cGAN + 100·L1") and "paper's weights)" not in without_gan
 
 
 def test_source_role_lists_what_the_purifier_took_from_it():

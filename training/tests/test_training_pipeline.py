@@ -119,6 +119,17 @@ def test_gan_refuses_to_resume_a_checkpoint_with_other_options(runs):
     assert (runs / "mnist" / "gan" / "checkpoint.pt").read_bytes() == before
 
 
+def test_gan_resumes_a_checkpoint_recorded_before_the_cgan_weight_existed(runs):
+    common = ["--dataset", "mnist", "--name", "gan-before-weight", "--limit", "16", "--batch", "16", "--val-n", "16"]
+    train_gan.main([*common, "--epochs", "1"])
+    path = runs / "mnist" / "gan-before-weight" / "checkpoint.pt"
+    state = torch.load(path)
+    del state["options"]["loss_weights"]["gan"]
+    torch.save(state, path)
+    train_gan.main([*common, "--epochs", "2"])
+    assert torch.load(path)["epoch"] == 2
+
+
 def test_gan_refuses_validation_images_that_the_pairs_used(runs):
     train_images = 60000
     with pytest.raises(SystemExit, match="held out for validation"):
@@ -129,13 +140,13 @@ def test_gan_refuses_validation_images_that_the_pairs_used(runs):
 def test_gan_fine_tune_with_guidance_starts_from_another_run_and_records_its_weights(runs):
     train_gan.main(["--dataset", "mnist", "--init", "gan", "--name", "gan-guided", "--epochs", "3", "--limit", "48",
                     "--batch", "16", "--val-n", "16", "--perceptual-weight", "5", "--guidance-weight", "2",
-                    "--feature-guidance-weight", "3", "--source-guidance-weight", "4"])
+                    "--feature-guidance-weight", "3", "--source-guidance-weight", "4", "--gan-weight", "0.5"])
     history = json.loads((runs / "mnist" / "gan-guided" / "history.json").read_text())
     assert [(h["run"], h["epoch"]) for h in history] == [("gan", 1), ("gan", 2), ("gan-guided", 3)]
     assert all(history[-1][k] > 0 and math.isfinite(history[-1][k]) for k in ("guide", "fguide", "sguide"))
     assert history[0]["fguide"] == 0 and history[0]["sguide"] == 0
     state = torch.load(runs / "mnist" / "gan-guided" / "generator.pt")
-    assert state["loss_weights"] == {"l1": 100.0, "perceptual": 5.0, "guidance": 2.0, "feature_guidance": 3.0,
+    assert state["loss_weights"] == {"gan": 0.5, "l1": 100.0, "perceptual": 5.0, "guidance": 2.0, "feature_guidance": 3.0,
                                      "source_guidance": 4.0}
 
 
