@@ -235,13 +235,14 @@ def main(argv: list[str] | None = None) -> None:
     root = run_dir(ds.name)
     out = root / args.name if args.name else run_folder(ds.name, ablation=args.no_residual)
     out.mkdir(exist_ok=True)
-    weights = {**PAPER_LOSS_WEIGHTS, "gan": args.gan_weight, "perceptual": args.perceptual_weight, "guidance": args.guidance_weight,
-               "feature_guidance": args.feature_guidance_weight, "source_guidance": args.source_guidance_weight}
+    weights = {**PAPER_LOSS_WEIGHTS, "gan": args.gan_weight, "perceptual": args.perceptual_weight,
+               "guidance": args.guidance_weight, "feature_guidance": args.feature_guidance_weight,
+               "source_guidance": args.source_guidance_weight}
     pairs = load(root / "pairs.pt")
     schedule = {"decay_from": args.decay_from, "weight_average": args.weight_average, "flip": args.flip,
                 "fresh_attacks": args.fresh_attacks}
-    xv, yv = held_out_images(ds, root, len(pairs["adv"]), args.val_n, args.data)
     total = len(pairs["adv"])
+    xv, yv = held_out_images(ds, root, total, args.val_n, args.data)
     if args.limit:
         perm = torch.randperm(total)[:args.limit]
         pairs = {**{k: v[perm] for k, v in pairs.items() if k != "kind"}, "kind": [pairs["kind"][i] for i in perm.tolist()]}
@@ -275,8 +276,11 @@ def main(argv: list[str] | None = None) -> None:
         epoch, history = state["epoch"], state["history"]
         if resuming:
             recorded = state.get("options", {})  # checkpoints from before the record resume unchecked
-            if "loss_weights" in recorded:  # records from before a term existed lack it
+            # Records from before a loss term or a schedule option existed lack it: it was the default.
+            if "loss_weights" in recorded:
                 recorded["loss_weights"] = {**PAPER_LOSS_WEIGHTS, **recorded["loss_weights"]}
+            if "schedule" in recorded:
+                recorded["schedule"] = {"fresh_attacks": False, **recorded["schedule"]}
             changed = [f"{k} {recorded[k]} (now {v})" for k, v in options.items() if k in recorded and recorded[k] != v]
             if changed:
                 raise SystemExit(f"{ds.name}: {out.name}'s checkpoint was trained with {'; '.join(changed)}: "

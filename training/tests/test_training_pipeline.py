@@ -119,12 +119,12 @@ def test_gan_refuses_to_resume_a_checkpoint_with_other_options(runs):
     assert (runs / "mnist" / "gan" / "checkpoint.pt").read_bytes() == before
 
 
-def test_gan_resumes_a_checkpoint_recorded_before_the_cgan_weight_existed(runs):
+def test_gan_resumes_a_checkpoint_recorded_before_the_cgan_weight_and_fresh_attacks_existed(runs):
     common = ["--dataset", "mnist", "--name", "gan-before-weight", "--limit", "16", "--batch", "16", "--val-n", "16"]
     train_gan.main([*common, "--epochs", "1"])
     path = runs / "mnist" / "gan-before-weight" / "checkpoint.pt"
     state = torch.load(path)
-    del state["options"]["loss_weights"]["gan"]
+    del state["options"]["loss_weights"]["gan"], state["options"]["schedule"]["fresh_attacks"]
     torch.save(state, path)
     train_gan.main([*common, "--epochs", "2"])
     assert torch.load(path)["epoch"] == 2
