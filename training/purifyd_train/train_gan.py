@@ -50,6 +50,8 @@ VALIDATION_IMAGES = "held-out training"
 SELECTION = "the best sum of validation PGD and clean purified accuracy"
 # Adam's learning rate for both networks, as in pix2pix (the ceiling that --decay-from lowers).
 LEARNING_RATE = 2e-4
+# What a checkpoint's record of its options meant by a loss term or schedule option that it predates.
+RECORDED_DEFAULTS = {"loss_weights": PAPER_LOSS_WEIGHTS, "schedule": {"fresh_attacks": False}}
 DEFAULT_WIDTHS = {"mnist": (16, 64), "fashion-mnist": (16, 64), "cifar10": (32, 128)}
 
 
@@ -132,6 +134,13 @@ class WeightAverage:
             else:
                 average.copy_(current)
         self.updates += 1
+
+
+def attacked_networks(dataset: str, record: dict, loaded: dict[str, torch.nn.Module]) -> dict[str, torch.nn.Module]:
+    """Every network the pairs' attacks were made against (`record` is pairs.json), by name: those in
+    `loaded` as they are (the seen classifier must be), the other source networks loaded."""
+    return {name: loaded[name] if name in loaded else load_source_network(dataset, name)
+            for name in {attack["classifier"] for attack in record["attacks"].values()}}
 
 
 class FreshPerturbations:
@@ -259,9 +268,7 @@ def main(argv: list[str] | None = None) -> None:
     fresh = None
     if args.fresh_attacks:
         record = json.loads((root / "pairs.json").read_text())
-        targets = {v["classifier"] for v in record["attacks"].values()}
-        networks = {name: seen if name == record["classifier"] else features if name == "features"
-                    else load_source_network(ds.name, name) for name in targets}
+        networks = attacked_networks(ds.name, record, {record["classifier"]: seen, "features": features})
         fresh = FreshPerturbations(pairs, record, networks, ds.eps, args.seed)
     opt_g = torch.optim.Adam(g.parameters(), lr=LEARNING_RATE, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(d.parameters(), lr=LEARNING_RATE, betas=(0.5, 0.999))
@@ -275,12 +282,8 @@ def main(argv: list[str] | None = None) -> None:
         g.load_state_dict(state["generator"]); d.load_state_dict(state["discriminator"])
         epoch, history = state["epoch"], state["history"]
         if resuming:
-            recorded = state.get("options", {})  # checkpoints from before the record resume unchecked
-            # Records from before a loss term or a schedule option existed lack it: it was the default.
-            if "loss_weights" in recorded:
-                recorded["loss_weights"] = {**PAPER_LOSS_WEIGHTS, **recorded["loss_weights"]}
-            if "schedule" in recorded:
-                recorded["schedule"] = {"fresh_attacks": False, **recorded["schedule"]}
+            recorded = {k: {**RECORDED_DEFAULTS[k], **v} if k in RECORDED_DEFAULTS else v
+                        for k, v in state.get("options", {}).items()}  # checkpoints from before the record resume unchecked
             changed = [f"{k} {recorded[k]} (now {v})" for k, v in options.items() if k in recorded and recorded[k] != v]
             if changed:
                 raise SystemExit(f"{ds.name}: {out.name}'s checkpoint was trained with {'; '.join(changed)}: "

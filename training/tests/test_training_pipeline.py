@@ -191,8 +191,8 @@ def test_fresh_perturbations_remake_attacks_and_noise_on_dealt_out_images_and_ke
     kinds = pairs["kind"]
     assert len(pairs["label"]) == len(kinds)
     before = {k: v.clone() for k, v in pairs.items() if k != "kind"}
-    networks = {name: make_pairs.load_classifier("mnist", name)[1] if name == "cnn" else make_pairs.load_source_network("mnist", name)
-                for name in ("cnn", "features", "fc", "res")}
+    networks = train_gan.attacked_networks("mnist", record, {"cnn": make_pairs.load_classifier("mnist")[1]})
+    assert sorted(networks) == ["cnn", "fc", "features", "res"]
     torch.manual_seed(0)
     fresh = train_gan.FreshPerturbations(pairs, record, networks, 0.3, seed=0)
     fresh.remake()
