@@ -38,7 +38,11 @@ def loss_line(weights: dict) -> str:
                  + " and ".join(f"`{name}`" for name in FAMILY_SOURCES) + ", trained here only for the purifier)")
     if weights == PAPER_LOSS_WEIGHTS:
         return text + " (the paper's weights)."
-    return text + " — the paper's weights are 100·L1 + 1·perceptual and no guidance term; see training/README.md for why."
+    text += " — the paper's weights are cGAN + 100·L1 + 1·perceptual and no guidance term; see training/README.md for why."
+    if not weights["gan"]:
+        text += (" The discriminator still trains, but the generator's loss leaves out its adversarial term: this "
+                 "purifier is the paper's U-Net trained by reconstruction and guidance, not a conditional GAN.")
+    return text
 
 
 def schedule_line(schedule: dict | None) -> str:

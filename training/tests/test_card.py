@@ -49,6 +49,7 @@ def test_loss_line_names_each_guidance_term_and_reads_records_without_them():
     assert "4·source guidance (the same L1 averaged over the source networks `fc` and `res`" in sources
     without_gan = loss_line({"gan": 0.0, "l1": 100.0, "perceptual": 1.0, "guidance": 10.0})
     assert without_gan.startswith("Loss: 0·cGAN + 100·L1") and "paper's weights)" not in without_gan
+    assert "not a conditional GAN" in without_gan and "not a conditional GAN" not in seen_only
 
 
 def test_source_role_lists_what_the_purifier_took_from_it():
