@@ -45,6 +45,13 @@ def loss_line(weights: dict) -> str:
     return text
 
 
+def purifier_origin(weights: dict) -> str:
+    """What the purifier is, for the card's first line: the paper's GAN, or its generator alone."""
+    if {**PAPER_LOSS_WEIGHTS, **weights}["gan"]:
+        return f"the pix2pix-style GAN of {PAPER}"
+    return f"the generator of the pix2pix-style GAN of {PAPER}, trained without the cGAN term (see Model)"
+
+
 def schedule_line(schedule: dict | None) -> str:
     """The optimiser and what the shipped weights are: the last step's, or an average of the steps."""
     schedule = schedule or {}
@@ -259,7 +266,7 @@ def write_card(ds, results: dict, out: Path) -> None:
     cmd = results["command"]
     summ = results["summary"]
     lines = [f"# purifyd bundle `{ds.name}`", "",
-             f"Dataset: {ds.note or ds.name}. Purifier: the pix2pix-style GAN of {PAPER}. "
+             f"Dataset: {ds.note or ds.name}. Purifier: {purifier_origin(results['generator'].get('loss_weights', {}))}. "
              f"Every figure below was written by `PYTHONPATH=training {cmd}` (run from the repository root, "
              "after the training recipe of training/README.md) from the models in this folder; "
              f"n = {results['n']} test images (seeded permutation, seed {results['seed']}), 95% Wilson intervals in parentheses.",

@@ -1,6 +1,6 @@
 from purifyd_train.attacks import PAPER_ATTACKS
 from purifyd_train.card import (attack_pairs, history_table, jpeg_source_caveat, kept_epochs, loss_line, mean_interval,
-                                noise_pairs, pair_rounds, points, schedule_line, source_role, unseen_role, validation_sets)
+                                noise_pairs, pair_rounds, points, purifier_origin, schedule_line, source_role, unseen_role, validation_sets)
 from purifyd_train.data import spec
 
 
@@ -50,6 +50,9 @@ def test_loss_line_names_each_guidance_term_and_reads_records_without_them():
     without_gan = loss_line({"gan": 0.0, "l1": 100.0, "perceptual": 1.0, "guidance": 10.0})
     assert without_gan.startswith("Loss: 0·cGAN + 100·L1") and "paper's weights)" not in without_gan
     assert "not a conditional GAN" in without_gan and "not a conditional GAN" not in seen_only
+    assert purifier_origin({}).startswith("the pix2pix-style GAN of")
+    assert purifier_origin({"gan": 0.0}).startswith("the generator of the pix2pix-style GAN of")
+    assert "without the cGAN term" in purifier_origin({"gan": 0.0}) and "without" not in purifier_origin({"gan": 0.1})
 
 
 def test_source_role_lists_what_the_purifier_took_from_it():
