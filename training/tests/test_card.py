@@ -50,6 +50,9 @@ def test_loss_line_names_each_guidance_term_and_reads_records_without_them():
     without_gan = loss_line({"gan": 0.0, "l1": 100.0, "perceptual": 1.0, "guidance": 10.0})
     assert without_gan.startswith("Loss: 0·cGAN + 100·L1") and "paper's weights)" not in without_gan
     assert "not a conditional GAN" in without_gan and "not a conditional GAN" not in seen_only
+
+
+def test_purifier_origin_names_a_generator_trained_without_the_cgan_term():
     assert purifier_origin({}).startswith("the pix2pix-style GAN of")
     assert purifier_origin({"gan": 0.0}).startswith("the generator of the pix2pix-style GAN of")
     assert "without the cGAN term" in purifier_origin({"gan": 0.0}) and "without" not in purifier_origin({"gan": 0.1})
