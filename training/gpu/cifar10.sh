@@ -20,10 +20,10 @@ PAIRS=${PAIRS:-"--per-attack 1750 --feature-attacks 600 --fc-attacks 500 --noise
 GAN=${GAN:-"--residual-output --feature-guidance-weight 10 --epochs 60 --decay-from 0.5 --weight-average 0.999 --bf16"}
 # The two recipes trained side by side (each with its no-residual ablation); validation chooses one.
 # The CPU probes of 2026-12-05 (training/README.md): the cGAN term, at 1 or 0.1, drives the fall after
-# epoch 5; without it, guidance 20 led guidance 10 (bundle 3.0.0's recipe) at every epoch.
-RECIPE_A=${RECIPE_A:-"--guidance-weight 20 --gan-weight 0"}; RECIPE_B=${RECIPE_B:-"--guidance-weight 10 --gan-weight 0"}
+# epoch 5; without it, guidance 30 (bundle 3.1.0's recipe) led 20 from epoch 6 on, and 20 led 10 at every epoch.
+RECIPE_A=${RECIPE_A:-"--guidance-weight 30 --gan-weight 0"}; RECIPE_B=${RECIPE_B:-"--guidance-weight 20 --gan-weight 0"}
 EVAL=${EVAL:-"--n 2000 --adaptive-n 500 --sweep-n 1000"}  # "none": evaluate elsewhere (80 min on two CPU cores)
-VERSION=${VERSION:-3.0.0}
+VERSION=${VERSION:-3.2.0}
 export PYTHONUNBUFFERED=1
 mkdir -p "$OUT" /tmp/logs
 if ! $PY -c "import torchattacks" 2>/dev/null; then
