@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import functools
 import json
 import math
 import os
@@ -50,7 +51,16 @@ def load(path: Path) -> object:
 
 def autocast(enabled: bool) -> torch.autocast:
     """bfloat16 autocast on the default device when enabled (weights and optimizer state stay float32)."""
-    return torch.autocast(torch.get_default_device().type, dtype=torch.bfloat16, enabled=enabled)
+    device = torch.get_default_device().type
+    if enabled and device == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        _warn_emulated_bf16()
+    return torch.autocast(device, dtype=torch.bfloat16, enabled=enabled)
+
+
+@functools.cache
+def _warn_emulated_bf16() -> None:
+    log("warning: this CPU has no native bfloat16 (no AVX-512 BF16 or AMX): --bf16 is emulated here and several "
+        "times slower than float32; leave it out")
 
 
 def run_dir(dataset: str) -> Path:

@@ -148,3 +148,44 @@ def bundle_networks(bundle: Path) -> tuple[OnnxGraph, Purifier]:
     seen = OnnxGraph(bundle / manifest["classifier"]["file"], logits=True)
     purifier = Purifier(OnnxGraph(bundle / manifest["purifier"]["file"]), manifest["purifier"]["size_multiple"])
     return seen.eval(), purifier.eval()
+
+
+def load_exported_weights(model: nn.Module, path: Path) -> None:
+    """Loads into `model` the weights of a classifier graph that `export` wrote from the same architecture.
+
+    Initializers the exporter kept by name (`model.` + a state_dict key) load by name. It folded each
+    BatchNorm into the convolution before it: the folded weight goes back into that convolution and the
+    BatchNorm becomes an exact identity plus the folded bias (the same function in eval mode; the training
+    statistics are gone). Folded convolutions pair with the model's in order within each weight shape.
+    Buffers the graph does not name (constants of the architecture, which the exporter may merge when
+    equal) keep the model's values. A graph that leaves a parameter of the model unfilled, or has a
+    convolution left over, is refused.
+    """
+    graph = onnx.load(str(path)).graph
+    weights = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in graph.initializer}
+    weights |= {node.output[0]: torch.from_numpy(np.asarray(_attributes(node)["value"]).copy())
+                for node in graph.node if node.op_type == "Constant"}
+    state = model.state_dict()
+    loaded = {key: weights[f"model.{key}"] for key in state if f"model.{key}" in weights}
+    folded: dict[tuple[int, ...], list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        if node.op_type == "Conv" and node.input[1] not in loaded and not node.input[1].startswith("model."):
+            folded.setdefault(tuple(weights[node.input[1]].shape), []).append(node)
+    modules = list(model.named_modules())
+    for (conv_name, conv), (bn_name, bn) in zip(modules, modules[1:]):
+        if not (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)):
+            continue
+        candidates = folded.get(tuple(conv.weight.shape))
+        if not candidates:
+            raise ValueError(f"{path}: no folded convolution of shape {tuple(conv.weight.shape)} left for {conv_name}")
+        node = candidates.pop(0)
+        bias = weights[node.input[2]] if len(node.input) > 2 else torch.zeros(bn.num_features)
+        loaded |= {f"{conv_name}.weight": weights[node.input[1]], f"{bn_name}.weight": torch.ones(bn.num_features),
+                   f"{bn_name}.bias": bias, f"{bn_name}.running_mean": torch.zeros(bn.num_features),
+                   f"{bn_name}.running_var": torch.full((bn.num_features,), 1.0 - bn.eps)}
+    leftover = [node.name or node.output[0] for nodes in folded.values() for node in nodes]
+    missing = [name for name, _ in model.named_parameters() if name not in loaded]
+    if leftover or missing:
+        raise ValueError(f"{path} does not match {type(model).__name__}: graph convolutions left over {leftover}, "
+                         f"model parameters unfilled {missing}")
+    model.load_state_dict(state | loaded)

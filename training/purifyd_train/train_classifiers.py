@@ -1,13 +1,21 @@
 """Trains the seen classifier, the unseen ones and the source networks (perceptual features, `fc`, `res`) of a dataset."""
 from __future__ import annotations
 
+import json
+import tomllib
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import accuracy, autocast, command_parser, log, run_dir, setup, update_json
-from .data import load_split, shuffled, spec
+from .common import accuracy, autocast, batched, command_parser, log, run_dir, setup, update_json
+from .data import DatasetSpec, load_split, shuffled, spec
 from .models import MLP, classifier_zoo, source_networks
+from .onnx_graph import OnnxGraph, load_exported_weights
+
+RESTORE_TOLERANCE = 1e-4
+"""Largest |logit| difference allowed between a restored classifier and the bundle graph it came from."""
 
 
 def augment(x: torch.Tensor, flips: bool) -> torch.Tensor:
@@ -45,6 +53,34 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, batch
         log(f"  epoch {epoch + 1}/{epochs} loss {total / len(x):.4f}")
 
 
+def restore_seen(ds: DatasetSpec, bundle: Path, out: Path, xt: torch.Tensor, yt: torch.Tensor) -> None:
+    """Writes the seen classifier from a bundle's classifier.onnx instead of training it.
+
+    The graph's weights go into the seen architecture (`load_exported_weights`), which must then give the
+    graph's logits on every test image; its metrics record is the bundle's own training record (from
+    results.json, when there) with the accuracy measured here and where the weights came from.
+    """
+    manifest = tomllib.loads((bundle / "bundle.toml").read_text())
+    name, model = next(iter(classifier_zoo(ds.name, ds.channels, ds.size).items()))
+    if manifest["name"] != ds.name or manifest["classifier"]["architecture"] != name:
+        raise SystemExit(f"{bundle} holds {manifest['name']}'s {manifest['classifier']['architecture']}, "
+                         f"not {ds.name}'s seen classifier {name}")
+    graph_path = bundle / manifest["classifier"]["file"]
+    load_exported_weights(model.eval(), graph_path)
+    error = (batched(model, xt) - batched(OnnxGraph(graph_path, logits=True).eval(), xt)).abs().max().item()
+    if error > RESTORE_TOLERANCE:
+        raise SystemExit(f"{name} restored from {graph_path} differs from the graph by {error:.2e} > {RESTORE_TOLERANCE}")
+    acc = accuracy(model, xt, yt)
+    log(f"{ds.name}: {name} restored from {graph_path} (max |logit error| {error:.2e}), clean test accuracy {acc:.4f}")
+    results = bundle / "results.json"
+    trained = json.loads(results.read_text()).get("training_records", {}).get("metrics", {}).get(name, {}) \
+        if results.exists() else {}
+    torch.save(model.state_dict(), out / f"{name}.pt")
+    update_json(out / "metrics.json", name, trained | {
+        "test_accuracy": acc, "restored_from": {"bundle": str(bundle), "version": manifest["version"],
+                                                "sha256": manifest["classifier"]["sha256"], "max_abs_error": error}})
+
+
 def main(argv: list[str] | None = None) -> None:
     p = command_parser(__doc__, seed=0)
     p.add_argument("--epochs", type=int, default=None, help="default: 4 MNIST, 10 Fashion-MNIST, 30 CIFAR-10")
@@ -52,6 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--limit", type=int, default=None, help="use only this many training images (tests)")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 0.05, fully connected 0.02)")
     p.add_argument("--bf16", action="store_true", help="train under bfloat16 autocast (evaluation stays float32)")
+    p.add_argument("--from-bundle", type=Path, default=None,
+                   help="take the seen classifier from this bundle's classifier.onnx instead of training it")
     args = p.parse_args(argv)
     setup(args.seed, args.threads, args.device)
     ds = spec(args.dataset)
@@ -61,6 +99,9 @@ def main(argv: list[str] | None = None) -> None:
     xt, yt = load_split(ds, "test", args.data)
     if args.limit:
         x, y, xt, yt = x[:args.limit], y[:args.limit], xt[:args.limit], yt[:args.limit]
+    if args.from_bundle:
+        restore_seen(ds, args.from_bundle, out, xt, yt)
+        return
     cifar = ds.channels == 3
     epochs = args.epochs or {"mnist": 4, "fashion-mnist": 10}.get(ds.name, 30)
     models = classifier_zoo(ds.name, ds.channels, ds.size) | source_networks(ds.channels, ds.size)

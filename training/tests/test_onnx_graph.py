@@ -1,4 +1,5 @@
-"""OnnxGraph on hand-built graphs: operators it knows run like ONNX Runtime; others are refused at load."""
+"""OnnxGraph on hand-built graphs: operators it knows run like ONNX Runtime; others are refused at load.
+load_exported_weights on graphs `export` wrote: the same function back in the architecture, or a refusal."""
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -6,7 +7,9 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from purifyd_train.onnx_graph import OnnxGraph
+from purifyd_train.export import WithSoftmax, to_onnx
+from purifyd_train.models import PlainCNN, ResNetSmall
+from purifyd_train.onnx_graph import OnnxGraph, load_exported_weights
 
 
 def save(tmp_path, nodes, initializers=()):
@@ -46,3 +49,35 @@ def test_unknown_operators_and_asymmetric_padding_are_refused(tmp_path):
     w = numpy_helper.from_array(np.ones((1, 2, 2, 2), np.float32), "w")
     with pytest.raises(ValueError, match="asymmetric"):
         OnnxGraph(save(tmp_path, [helper.make_node("Conv", ["x", "w"], ["y"], pads=[0, 0, 1, 1])], [w]))
+
+
+def randomised(model):
+    """A model in eval mode with random BatchNorm statistics, so folding them is not a no-op."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.5, 0.5)
+    return model.eval()
+
+
+@pytest.mark.parametrize("make", [lambda: ResNetSmall(3, width=8, blocks=(2, 1)), lambda: PlainCNN(1, 8, width=4)])
+def test_exported_weights_load_back_into_the_architecture(tmp_path, make):
+    model = randomised(make())
+    channels, size = (3, 16) if isinstance(model, ResNetSmall) else (1, 8)
+    path = tmp_path / "classifier.onnx"
+    path.write_bytes(to_onnx(WithSoftmax(model), torch.rand(2, channels, size, size), "image", "probabilities", False))
+    restored = make().eval()
+    load_exported_weights(restored, path)
+    x = torch.rand(4, channels, size, size)
+    with torch.no_grad():
+        assert (restored(x) - model(x)).abs().max() <= 1e-5
+
+
+def test_a_graph_of_another_architecture_is_refused(tmp_path):
+    path = tmp_path / "classifier.onnx"
+    path.write_bytes(to_onnx(WithSoftmax(randomised(ResNetSmall(3, width=8))), torch.rand(2, 3, 16, 16), "image",
+                             "probabilities", False))
+    with pytest.raises(ValueError, match="does not match|no folded convolution"):
+        load_exported_weights(ResNetSmall(3, width=8, blocks=(2, 1)).eval(), path)
