@@ -1,6 +1,7 @@
 from purifyd_train.attacks import PAPER_ATTACKS
 from purifyd_train.card import (attack_pairs, history_table, jpeg_source_caveat, kept_epochs, loss_line, mean_interval,
-                                noise_pairs, pair_rounds, points, purifier_origin, schedule_line, source_role, unseen_role, validation_sets)
+                                noise_pairs, out_of_reach, pair_rounds, points, purifier_origin, schedule_line, source_role,
+                                unseen_role, validation_sets)
 from purifyd_train.data import spec
 
 
@@ -121,3 +122,12 @@ def test_mean_interval_averages_the_paper_attacks_bounds_and_ignores_the_others(
     per_attack["Square"] = {"purifier": {"acc": 0.1, "ci95": [0.0, 0.2]}}
     lo, hi = mean_interval(per_attack, "purifier")
     assert (round(lo, 6), round(hi, 6)) == (0.73, 0.87)
+
+
+def test_out_of_reach_names_only_unseen_classifiers_too_weak_for_the_target():
+    results = {"seen": "resnet", "summary": {"resnet": {}, "vgg": {}, "mlp": {}},
+               "clean": {"resnet": {"none": {"acc": 0.85}}, "vgg": {"none": {"acc": 0.82}}, "mlp": {"none": {"acc": 0.594}}}}
+    sentence = out_of_reach(results, 0.72)
+    assert sentence.startswith(" Out of reach for mlp, whose own clean accuracy (59.4%) is 12.6 pp below")
+    assert "vgg" not in sentence and "resnet" not in sentence
+    assert out_of_reach(results, 0.69) == ""
