@@ -258,6 +258,11 @@ def through_purify_paragraph(dataset: str, check: dict) -> str:
             "--through-purify .build/debug/purify` (or `make evaluate-purify`).")
 
 
+def share(purified: float, clean: float) -> str:
+    """A purified accuracy as a share of the classifier's clean accuracy ("–" for a classifier that gets nothing right)."""
+    return f"{100 * purified / clean:.0f}%" if clean else "–"
+
+
 def out_of_reach(results: dict, seen_purified: float) -> str:
     """A sentence naming the unseen classifiers whose own clean accuracy is more than 10 pp below the seen
     classifier's purified mean, for which no purifier could meet the unseen target ("" when there are none)."""
@@ -293,7 +298,7 @@ def write_card(ds, results: dict, out: Path) -> None:
         lo, hi = intervals[cname]
         lines.append(f"| {cname} | {'seen' if cname == seen else 'unseen'} | {pct(clean['none'])} | {pct(clean['purifier'])} | "
                      f"{100 * s['mean_undefended']:.1f} | **{100 * s['mean_purified']:.1f}** ({100 * lo:.1f}–{100 * hi:.1f}) | "
-                     f"{100 * s['mean_purified'] / clean['none']['acc']:.0f}% |")
+                     f"{share(s['mean_purified'], clean['none']['acc'])} |")
     s = summ[seen]
     best_name, best = max(s["mean_baselines"].items(), key=lambda kv: kv[1])
     lo, hi = intervals[seen]

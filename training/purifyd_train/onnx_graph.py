@@ -169,7 +169,7 @@ def load_exported_weights(model: nn.Module, path: Path) -> None:
     loaded = {key: weights[f"model.{key}"] for key in state if f"model.{key}" in weights}
     folded: dict[tuple[int, ...], list[onnx.NodeProto]] = {}
     for node in graph.node:
-        if node.op_type == "Conv" and node.input[1] not in loaded and not node.input[1].startswith("model."):
+        if node.op_type == "Conv" and not node.input[1].startswith("model."):
             folded.setdefault(tuple(weights[node.input[1]].shape), []).append(node)
     modules = list(model.named_modules())
     for (conv_name, conv), (bn_name, bn) in zip(modules, modules[1:]):

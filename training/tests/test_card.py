@@ -1,7 +1,7 @@
 from purifyd_train.attacks import PAPER_ATTACKS
 from purifyd_train.card import (attack_pairs, history_table, jpeg_source_caveat, kept_epochs, loss_line, mean_interval,
-                                noise_pairs, out_of_reach, pair_rounds, points, purifier_origin, schedule_line, source_role,
-                                unseen_role, validation_sets)
+                                noise_pairs, out_of_reach, pair_rounds, points, purifier_origin, schedule_line, share,
+                                source_role, unseen_role, validation_sets)
 from purifyd_train.data import spec
 
 
@@ -131,3 +131,8 @@ def test_out_of_reach_names_only_unseen_classifiers_too_weak_for_the_target():
     assert sentence.startswith(" Out of reach for mlp, whose own clean accuracy (59.4%) is 12.6 pp below")
     assert "vgg" not in sentence and "resnet" not in sentence
     assert out_of_reach(results, 0.69) == ""
+
+
+def test_share_of_clean_accuracy_survives_a_classifier_with_none():
+    assert share(0.72, 0.85) == "85%"
+    assert share(0.0, 0.0) == "–"
