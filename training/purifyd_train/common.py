@@ -52,15 +52,17 @@ def load(path: Path) -> object:
 def autocast(enabled: bool) -> torch.autocast:
     """bfloat16 autocast on the default device when enabled (weights and optimizer state stay float32)."""
     device = torch.get_default_device().type
-    if enabled and device == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        _warn_emulated_bf16()
+    if enabled and device == "cpu":
+        _warn_if_bf16_is_emulated()
     return torch.autocast(device, dtype=torch.bfloat16, enabled=enabled)
 
 
 @functools.cache
-def _warn_emulated_bf16() -> None:
-    log("warning: this CPU has no native bfloat16 (no AVX-512 BF16 or AMX): --bf16 is emulated here and several "
-        "times slower than float32; leave it out")
+def _warn_if_bf16_is_emulated() -> None:
+    """Asks oneDNN once (autocast runs every step) whether this CPU has native bfloat16."""
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        log("warning: this CPU has no native bfloat16 (no AVX-512 BF16 or AMX): --bf16 is emulated here and "
+            "several times slower than float32; leave it out")
 
 
 def run_dir(dataset: str) -> Path:

@@ -112,6 +112,7 @@ class OnnxGraph(nn.Module):
     def __init__(self, path: Path, logits: bool = False):
         super().__init__()
         graph = onnx.load(str(path)).graph
+        self.path = path
         self.weights = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in graph.initializer}
         self.input_name = next(i.name for i in graph.input if i.name not in self.weights)
         self.output_name = graph.output[0].name
@@ -150,7 +151,7 @@ def bundle_networks(bundle: Path) -> tuple[OnnxGraph, Purifier]:
     return seen.eval(), purifier.eval()
 
 
-def load_exported_weights(model: nn.Module, path: Path) -> None:
+def load_exported_weights(model: nn.Module, graph: OnnxGraph) -> None:
     """Loads into `model` the weights of a classifier graph that `export` wrote from the same architecture.
 
     Initializers the exporter kept by name (`model.` + a state_dict key) load by name. It folded each
@@ -161,14 +162,11 @@ def load_exported_weights(model: nn.Module, path: Path) -> None:
     equal) keep the model's values. A graph that leaves a parameter of the model unfilled, or has a
     convolution left over, is refused.
     """
-    graph = onnx.load(str(path)).graph
-    weights = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in graph.initializer}
-    weights |= {node.output[0]: torch.from_numpy(np.asarray(_attributes(node)["value"]).copy())
-                for node in graph.node if node.op_type == "Constant"}
+    path, weights = graph.path, graph.weights
     state = model.state_dict()
     loaded = {key: weights[f"model.{key}"] for key in state if f"model.{key}" in weights}
     folded: dict[tuple[int, ...], list[onnx.NodeProto]] = {}
-    for node in graph.node:
+    for node, _ in graph.nodes:
         if node.op_type == "Conv" and not node.input[1].startswith("model."):
             folded.setdefault(tuple(weights[node.input[1]].shape), []).append(node)
     modules = list(model.named_modules())

@@ -66,8 +66,9 @@ def restore_seen(ds: DatasetSpec, bundle: Path, out: Path, xt: torch.Tensor, yt:
         raise SystemExit(f"{bundle} holds {manifest['name']}'s {manifest['classifier']['architecture']}, "
                          f"not {ds.name}'s seen classifier {name}")
     graph_path = bundle / manifest["classifier"]["file"]
-    load_exported_weights(model.eval(), graph_path)
-    error = (batched(model, xt) - batched(OnnxGraph(graph_path, logits=True).eval(), xt)).abs().max().item()
+    graph = OnnxGraph(graph_path, logits=True).eval()
+    load_exported_weights(model.eval(), graph)
+    error = (batched(model, xt) - batched(graph, xt)).abs().max().item()
     if error > RESTORE_TOLERANCE:
         raise SystemExit(f"{name} restored from {graph_path} differs from the graph by {error:.2e} > {RESTORE_TOLERANCE}")
     acc = accuracy(model, xt, yt)
@@ -95,13 +96,15 @@ def main(argv: list[str] | None = None) -> None:
     ds = spec(args.dataset)
     out = run_dir(ds.name) / "classifiers"
     out.mkdir(exist_ok=True)
-    x, y = shuffled(*load_split(ds, "train", args.data), args.seed)
     xt, yt = load_split(ds, "test", args.data)
     if args.limit:
-        x, y, xt, yt = x[:args.limit], y[:args.limit], xt[:args.limit], yt[:args.limit]
+        xt, yt = xt[:args.limit], yt[:args.limit]
     if args.from_bundle:
         restore_seen(ds, args.from_bundle, out, xt, yt)
         return
+    x, y = shuffled(*load_split(ds, "train", args.data), args.seed)
+    if args.limit:
+        x, y = x[:args.limit], y[:args.limit]
     cifar = ds.channels == 3
     epochs = args.epochs or {"mnist": 4, "fashion-mnist": 10}.get(ds.name, 30)
     models = classifier_zoo(ds.name, ds.channels, ds.size) | source_networks(ds.channels, ds.size)

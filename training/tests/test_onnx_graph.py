@@ -69,7 +69,7 @@ def test_exported_weights_load_back_into_the_architecture(tmp_path, make):
     path = tmp_path / "classifier.onnx"
     path.write_bytes(to_onnx(WithSoftmax(model), torch.rand(2, channels, size, size), "image", "probabilities", False))
     restored = make().eval()
-    load_exported_weights(restored, path)
+    load_exported_weights(restored, OnnxGraph(path, logits=True))
     x = torch.rand(4, channels, size, size)
     with torch.no_grad():
         assert (restored(x) - model(x)).abs().max() <= 1e-5
@@ -80,4 +80,4 @@ def test_a_graph_of_another_architecture_is_refused(tmp_path):
     path.write_bytes(to_onnx(WithSoftmax(randomised(ResNetSmall(3, width=8))), torch.rand(2, 3, 16, 16), "image",
                              "probabilities", False))
     with pytest.raises(ValueError, match="does not match|no folded convolution"):
-        load_exported_weights(ResNetSmall(3, width=8, blocks=(2, 1)).eval(), path)
+        load_exported_weights(ResNetSmall(3, width=8, blocks=(2, 1)).eval(), OnnxGraph(path, logits=True))
