@@ -263,18 +263,74 @@ def share(purified: float, clean: float) -> str:
     return f"{100 * purified / clean:.0f}%" if clean else "–"
 
 
-def out_of_reach(results: dict, seen_purified: float) -> str:
-    """A sentence naming the unseen classifiers whose own clean accuracy is more than 10 pp below the seen
-    classifier's purified mean, for which no purifier could meet the unseen target ("" when there are none)."""
-    clean = {c: results["clean"][c]["none"]["acc"] for c in results["summary"] if c != results["seen"]}
-    short = {c: acc for c, acc in clean.items() if acc < seen_purified - 0.10}
-    if not short:
-        return ""
-    return (" Out of reach for " + ", ".join(
-        f"{c}, whose own clean accuracy ({100 * acc:.1f}%) is {100 * (seen_purified - acc):.1f} pp below the seen "
-        "classifier's purified mean" for c, acc in short.items())
-            + ": no purifier can lift a classifier above its clean accuracy; the last column of the headline "
-            "compares classifiers of different strength.")
+TARGET_MEAN = 0.80  # issue 3: mean purified accuracy over the 7 paper attacks
+TARGET_BASELINE_MARGIN = 0.10  # over the best baseline's mean
+TARGET_CLEAN_LOSS_PP = 2.0  # clean accuracy lost to purification
+TARGET_UNSEEN_GAP = 0.10  # an unseen classifier's purified mean below the seen one's
+
+ATTEMPTS_FILE = "attempts.md"
+
+
+def verdict(excess: float, needed: float, ceiling: float) -> str:
+    """"met" for a target exceeded by `excess` ≥ 0, else by how much it is missed, and whether the accuracy it
+    needs lies above `ceiling`, the clean accuracy of the classifier it is measured on."""
+    if excess >= 0:
+        return "met"
+    text = f"missed by {points(-100 * excess)}"
+    if needed > ceiling:
+        text += f" (out of reach: it needs {100 * needed:.1f}%, above that classifier's clean accuracy, {100 * ceiling:.1f}%)"
+    return text
+
+
+def target_rows(results: dict, interval: tuple[float, float]) -> list[tuple[str, str, str]]:
+    """Issue 3's targets for the seen classifier as (target, measured, verdict).
+
+    No purifier lifts a classifier above its clean accuracy, so a target beyond it is named out of reach:
+    the baseline margin when the best baseline is within 10 pp of the seen classifier's clean accuracy, an
+    unseen classifier whose clean accuracy is more than 10 pp below the seen classifier's purified mean.
+    """
+    seen = results["seen"]
+    s = results["summary"][seen]
+    purified = s["mean_purified"]
+    best_name, best = max(s["mean_baselines"].items(), key=lambda kv: kv[1])
+    clean = {c: results["clean"][c]["none"]["acc"] for c in results["summary"]}
+    lo, hi = interval
+    rows = [(f"mean purified accuracy over the 7 paper attacks ≥ {100 * TARGET_MEAN:.0f}%",
+             f"{100 * purified:.1f}% (95% interval {100 * lo:.1f}–{100 * hi:.1f}%)",
+             verdict(purified - TARGET_MEAN, TARGET_MEAN, clean[seen])),
+            (f"≥ best baseline + {100 * TARGET_BASELINE_MARGIN:.0f} pp",
+             f"best baseline {best_name} {100 * best:.1f}%, margin {points(100 * (purified - best), signed=True)}",
+             verdict(purified - best - TARGET_BASELINE_MARGIN, best + TARGET_BASELINE_MARGIN, clean[seen])),
+            (f"clean accuracy lost ≤ {TARGET_CLEAN_LOSS_PP:g} pp", points(s["clean_drop_pp"]),
+             verdict((TARGET_CLEAN_LOSS_PP - s["clean_drop_pp"]) / 100, 0.0, clean[seen]))]
+    for c, entry in results["summary"].items():
+        if c != seen:
+            gap = entry["mean_purified"] - purified
+            rows.append((f"unseen `{c}` within {100 * TARGET_UNSEEN_GAP:.0f} pp of the seen classifier",
+                         points(100 * gap, signed=True),
+                         verdict(gap + TARGET_UNSEEN_GAP, purified - TARGET_UNSEEN_GAP, clean[c])))
+    return rows
+
+
+def targets_section(results: dict, interval: tuple[float, float], bundle: Path) -> list[str]:
+    """The card's targets table and, when one is missed, what was tried: the bundle's attempts.md, written by
+    hand from training/README.md, where each figure's command is."""
+    rows = target_rows(results, interval)
+    lines = ["## Targets (issue 3, oblivious attacks, seen classifier)", "", "| target | measured | verdict |",
+             "|---|---|---|", *(f"| {target} | {measured} | {v} |" for target, measured, v in rows)]
+    unreachable = [target for target, _, v in rows if "out of reach" in v]
+    if unreachable:
+        lines += ["", "No purifier can lift a classifier above its clean accuracy, so a target that needs more is out of "
+                  "reach whatever the purifier"
+                  + ("; the last column of the headline compares classifiers of different strength."
+                     if any(target.startswith("unseen") for target in unreachable) else ".")]
+    if all(v == "met" for _, _, v in rows):
+        return lines + [""]
+    attempts = bundle / ATTEMPTS_FILE
+    if attempts.exists():
+        return lines + ["", "### What was tried for the missed targets", "", attempts.read_text().strip(), ""]
+    return lines + ["", f"What was tried for the missed targets is not recorded in this bundle (no `{ATTEMPTS_FILE}` "
+                    "beside this card).", ""]
 
 
 def write_card(ds, results: dict, out: Path) -> None:
@@ -300,18 +356,11 @@ def write_card(ds, results: dict, out: Path) -> None:
                      f"{100 * s['mean_undefended']:.1f} | **{100 * s['mean_purified']:.1f}** ({100 * lo:.1f}–{100 * hi:.1f}) | "
                      f"{share(s['mean_purified'], clean['none']['acc'])} |")
     s = summ[seen]
-    best_name, best = max(s["mean_baselines"].items(), key=lambda kv: kv[1])
-    lo, hi = intervals[seen]
     lines += ["", "The interval of a mean over the 7 attacks is the mean of their Wilson bounds: the attacks share "
               "the test images, so their outcomes are correlated, and this interval is never narrower than one "
               "from the per-image outcomes would be (conservative, in the normal approximation).",
-              "", "Targets (issue 3) for the seen classifier: mean purified ≥ 80% → "
-              f"{100 * s['mean_purified']:.1f}% (95% interval {100 * lo:.1f}–{100 * hi:.1f}%); ≥ best baseline + 10 pp → best baseline {best_name} {100 * best:.1f}%, "
-              f"margin {points(100 * (s['mean_purified'] - best), signed=True)}; clean accuracy lost ≤ 2 pp → "
-              f"{points(s['clean_drop_pp'])}; unseen classifiers within 10 pp of the seen one → "
-              + ", ".join(f"{c} {points(100 * (summ[c]['mean_purified'] - s['mean_purified']), signed=True)}"
-                          for c in summ if c != seen) + "." + out_of_reach(results, s["mean_purified"]),
-              "", "## Adaptive white-box attacks (through purifier + seen classifier, end to end)", "",
+              "", *targets_section(results, intervals[seen], out),
+              "## Adaptive white-box attacks (through purifier + seen classifier, end to end)", "",
               "The purifier is differentiable, so no BPDA is needed: the attacker back-propagates through it.", "",
               "| attack | parameters | accuracy |", "|---|---|---|"]
     for name, r in results["adaptive"].items():

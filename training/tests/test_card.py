@@ -1,7 +1,7 @@
 from purifyd_train.attacks import PAPER_ATTACKS
 from purifyd_train.card import (attack_pairs, history_table, jpeg_source_caveat, kept_epochs, loss_line, mean_interval,
-                                noise_pairs, out_of_reach, pair_rounds, points, purifier_origin, schedule_line, share,
-                                source_role, unseen_role, validation_sets)
+                                noise_pairs, pair_rounds, points, purifier_origin, schedule_line, share, source_role,
+                                target_rows, targets_section, unseen_role, validation_sets)
 from purifyd_train.data import spec
 
 
@@ -124,13 +124,44 @@ def test_mean_interval_averages_the_paper_attacks_bounds_and_ignores_the_others(
     assert (round(lo, 6), round(hi, 6)) == (0.73, 0.87)
 
 
-def test_out_of_reach_names_only_unseen_classifiers_too_weak_for_the_target():
-    results = {"seen": "resnet", "summary": {"resnet": {}, "vgg": {}, "mlp": {}},
-               "clean": {"resnet": {"none": {"acc": 0.85}}, "vgg": {"none": {"acc": 0.82}}, "mlp": {"none": {"acc": 0.594}}}}
-    sentence = out_of_reach(results, 0.72)
-    assert sentence.startswith(" Out of reach for mlp, whose own clean accuracy (59.4%) is 12.6 pp below")
-    assert "vgg" not in sentence and "resnet" not in sentence
-    assert out_of_reach(results, 0.69) == ""
+def _results(seen_purified: float, best_baseline: float, seen_clean: float = 0.85, mlp_clean: float = 0.594,
+             mlp_purified: float = 0.209) -> dict:
+    return {"seen": "resnet",
+            "summary": {"resnet": {"mean_purified": seen_purified, "mean_baselines": {"jpeg75": 0.3, "tv": best_baseline},
+                                   "clean_drop_pp": -0.3},
+                        "vgg": {"mean_purified": seen_purified - 0.05}, "mlp": {"mean_purified": mlp_purified}},
+            "clean": {"resnet": {"none": {"acc": seen_clean}}, "vgg": {"none": {"acc": 0.82}}, "mlp": {"none": {"acc": mlp_clean}}}}
+
+
+def test_target_rows_say_by_how_much_each_target_is_missed_and_which_are_out_of_reach():
+    rows = target_rows(_results(0.72, 0.399), (0.70, 0.739))
+    assert rows[0] == ("mean purified accuracy over the 7 paper attacks ≥ 80%", "72.0% (95% interval 70.0–73.9%)",
+                       "missed by 8.0 pp")
+    assert rows[1] == ("≥ best baseline + 10 pp", "best baseline tv 39.9%, margin +32.1 pp", "met")
+    assert rows[2] == ("clean accuracy lost ≤ 2 pp", "-0.3 pp", "met")
+    assert rows[3] == ("unseen `vgg` within 10 pp of the seen classifier", "-5.0 pp", "met")
+    assert rows[4][1:] == ("-51.1 pp", "missed by 41.1 pp (out of reach: it needs 62.0%, above that classifier's clean accuracy, 59.4%)")
+    reachable = target_rows(_results(0.72, 0.399, mlp_clean=0.63), (0.70, 0.739))[4]
+    assert reachable[2] == "missed by 41.1 pp"
+
+
+def test_the_baseline_margin_is_out_of_reach_when_the_best_baseline_is_near_clean_accuracy():
+    mnist = target_rows(_results(0.982, 0.923, seen_clean=0.997), (0.975, 0.987))
+    assert mnist[1][2] == "missed by 4.1 pp (out of reach: it needs 102.3%, above that classifier's clean accuracy, 99.7%)"
+    assert target_rows(_results(0.982, 0.85, seen_clean=0.997), (0.975, 0.987))[1][2] == "met"
+
+
+def test_targets_section_includes_what_was_tried_only_for_a_bundle_that_misses_one(tmp_path):
+    missed = targets_section(_results(0.72, 0.399), (0.70, 0.739), tmp_path)
+    assert missed[-2].startswith("What was tried for the missed targets is not recorded in this bundle")
+    assert any(line.startswith("No purifier can lift") and line.endswith("of different strength.") for line in missed)
+    mnist = targets_section(_results(0.982, 0.923, seen_clean=0.997, mlp_clean=0.97, mlp_purified=0.937), (0.97, 0.99), tmp_path)
+    assert any(line.startswith("No purifier can lift") and line.endswith("whatever the purifier.") for line in mnist)
+    (tmp_path / "attempts.md").write_text("- guidance 30: 67.6 → 72.0%\n")
+    tried = targets_section(_results(0.72, 0.399), (0.70, 0.739), tmp_path)
+    assert tried[-4:] == ["### What was tried for the missed targets", "", "- guidance 30: 67.6 → 72.0%", ""]
+    met = targets_section(_results(0.85, 0.5, mlp_clean=0.9, mlp_purified=0.8), (0.83, 0.87), tmp_path)
+    assert met[-1] == "" and "What was tried" not in "\n".join(met) and "No purifier" not in "\n".join(met)
 
 
 def test_share_of_clean_accuracy_survives_a_classifier_with_none():
