@@ -77,6 +77,22 @@ def attack_pairs(label: str, record: dict, seen: str) -> str:
     return f"{label}: n={record['n']}, {target} accuracy {100 * accuracy:.1f}%"
 
 
+def pair_attack_parameters(pairs: dict) -> str:
+    """The parameters of the attacks that made the training pairs, each kind once: its ε is in each pair's label,
+    and PGD's step is given as a share of it."""
+    kinds: dict[str, str] = {}
+    for label, record in pairs.get("attacks", {}).items():
+        params = dict(record.get("params", {}))
+        eps = params.pop("eps", None)
+        if eps and "alpha" in params:
+            params["alpha"] = f"ε/{eps / params['alpha']:.3g}"
+        kinds.setdefault(label.split("(")[0].split(" ")[0], f"`{json.dumps(params, ensure_ascii=False)}`" if params else "ε only")
+    if not kinds:
+        return ""
+    seed = f", seed {pairs['seed']}" if "seed" in pairs else ""
+    return f"- Training attacks (torchattacks{seed}): " + "; ".join(f"{kind} {params}" for kind, params in kinds.items()) + "."
+
+
 def made_pairs(network: str, pairs: dict) -> bool:
     """Whether training pairs were made against this network (pairs.json's per-attack records name it)."""
     return any(v.get("classifier") == network for v in pairs.get("attacks", {}).values())
@@ -217,6 +233,38 @@ def mean_interval(per_attack: dict, defense: str) -> tuple[float, float]:
     """
     bounds = [per_attack[a][defense]["ci95"] for a in PAPER_ATTACKS]
     return (sum(lo for lo, _ in bounds) / len(bounds), sum(hi for _, hi in bounds) / len(bounds))
+
+
+def sweep_section(results: dict) -> list[str]:
+    """The figure's ε sweep as a table, with its attacks and the number of images it ran on."""
+    from .evaluate import SWEEP_ATTACKS, parse_args
+    sweep_n = parse_args(results["command"].split()[4:]).sweep_n
+    lines = [f"The figure's ε sweep: {' and '.join(SWEEP_ATTACKS)} with the parameters below at each ε (PGD's step "
+             f"scales with ε), on the seen classifier, n = {sweep_n} (the first test images of the same permutation):",
+             "", "| ε | " + " | ".join(f"{a}, {d}" for a in SWEEP_ATTACKS for d in ("none", "purifier")) + " |",
+             "|---" * (1 + 2 * len(SWEEP_ATTACKS)) + "|"]
+    for row in zip(*(results["sweep"][a] for a in SWEEP_ATTACKS)):
+        lines.append(f"| {row[0]['eps']:.4g} | "
+                     + " | ".join(f"{100 * point[d]:.1f}" for point in row for d in ("none", "purifier")) + " |")
+    return lines + [""]
+
+
+NEAR_ZERO = 0.05  # the most undefended accuracy an attack may leave the seen classifier (issue 3)
+WEAK_BY_DESIGN = {
+    "FGSM": "a single step of size ε along the gradient's sign, with no other parameter to strengthen; its "
+            "iterated forms at the same budget are BIM, PGD and MI-FGSM",
+    "Square": "a black-box attack limited to the queries above",
+}
+
+
+def weak_attacks(per_attack: dict) -> list[str]:
+    """A paragraph on the attacks that leave the undefended seen classifier above NEAR_ZERO, and why."""
+    weak = {a: r["none"]["acc"] for a, r in per_attack.items() if a not in L2_ATTACKS and r["none"]["acc"] > NEAR_ZERO}
+    if not weak:
+        return []
+    return [f"Attacks that leave the undefended classifier above {100 * NEAR_ZERO:.0f}%: " + "; ".join(
+        f"{a} {100 * acc:.1f}%, " + WEAK_BY_DESIGN.get(a, "a configuration to fix before trusting its figures")
+        for a, acc in weak.items()) + ".", ""]
 
 
 def validation_images(kind: str, n: int) -> str:
@@ -375,12 +423,15 @@ def write_card(ds, results: dict, out: Path) -> None:
             extra = f" (success {100 * r['success_rate']:.1f}%)" if attack in L2_ATTACKS else ""
             lines.append(f"| {attack}{extra} | " + " | ".join(pct(r[d]) for d in defenses) + f" | {r['norms']['median_l2']:.3f} |")
         lines.append("")
+        if cname == seen:
+            lines += weak_attacks(per_attack)
     q = results["quality"]
     lines += ["## Image quality (purified vs clean)", "",
               f"- clean inputs: PSNR {q['clean']['psnr']:.2f} dB, SSIM {q['clean']['ssim']:.4f}",
               f"- PGD inputs: adversarial PSNR {q['pgd']['psnr_adversarial']:.2f} dB / SSIM {q['pgd']['ssim_adversarial']:.4f}; "
               f"purified PSNR {q['pgd']['psnr_purified']:.2f} dB / SSIM {q['pgd']['ssim_purified']:.4f}", "",
-              "![contact sheet](figures/contact_sheet.png)", "", "![accuracy vs epsilon](figures/accuracy_vs_eps.png)", ""]
+              "![contact sheet](figures/contact_sheet.png)", "", "![accuracy vs epsilon](figures/accuracy_vs_eps.png)", "",
+              *sweep_section(results)]
     check = _read(out / "through_purify.json")
     if check:
         lines += ["## The same images through `purify` (purifyd's Swift engine and pipeline)", "",
@@ -390,7 +441,9 @@ def write_card(ds, results: dict, out: Path) -> None:
                   f"Mean purified accuracy over the 7 paper attacks (seen): with residual blocks {100 * s['mean_purified']:.1f}%, "
                   f"without {100 * s['mean_purified_no_residual']:.1f}% (same pairs and losses; "
                   + epochs_compared(history, records["ablation_history"])
-                  + kept_epochs(results["generator"], results.get("ablation_generator")) + ").", ""]
+                  + kept_epochs(results["generator"], results.get("ablation_generator")) + "): the residual blocks "
+                  + ("add " if s["mean_purified"] >= s["mean_purified_no_residual"] else "cost ")
+                  + points(abs(100 * (s["mean_purified"] - s["mean_purified_no_residual"]))) + ".", ""]
     else:
         lines += ["## Ablation: no residual blocks", "",
                   "Not run for this bundle yet (`python -m purifyd_train gan --no-residual`, then evaluate).", ""]
@@ -414,6 +467,7 @@ def write_card(ds, results: dict, out: Path) -> None:
               "images only, seeded): " + "; ".join(attack_pairs(k, v, attacked)
                                                    for k, v in pairs.get("attacks", {}).items())
               + noise_pairs(pairs) + f"; clean pairs: {pairs.get('clean', 0)}" + pair_rounds(pairs) + ".",
+              *([line] if (line := pair_attack_parameters(pairs)) else []),
               "- Input: NCHW float32 in [0,1]; reflect-padded (centred) to a multiple of "
               f"{2 ** len(g['config']['res_blocks'])} and cropped back.",
               f"- ONNX (opset 17) vs PyTorch, max |error|: {export.get('max_abs_error', 'not exported yet')}.", "",

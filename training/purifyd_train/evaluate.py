@@ -8,6 +8,7 @@ names another bundle folder (one that `export --out` wrote, for a candidate besi
 """
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import sys
@@ -137,14 +138,22 @@ def evaluate(args) -> dict:
     return results
 
 
+SWEEP_FRACTIONS = (0.25, 0.5, 0.75, 1.0, 1.25)  # of the dataset's budget
+SWEEP_ATTACKS = ("FGSM", "PGD")
+
+
+def sweep_attacks(dataset: str, eps: float, quick: bool) -> list[AttackConfig]:
+    """The ε sweep's attacks at one budget: the evaluation's own FGSM and PGD (PGD's step scales with ε)."""
+    return [a for a in evaluation_attacks(dataset, eps, quick) if a.name in SWEEP_ATTACKS]
+
+
 def eps_sweep(ds, model, defenses, x, y, args) -> dict:
     out = {}
-    steps = 10 if args.quick else 40
-    for frac in (0.25, 0.5, 0.75, 1.0, 1.25):
-        eps = ds.eps * frac
-        for name, cfg in (("FGSM", dict(eps=eps)), ("PGD", dict(eps=eps, alpha=2.5 * eps / steps, steps=steps, random_start=True))):
-            adv = run_attack(AttackConfig(name, cfg).build(model, args.seed), x, y)
-            out.setdefault(name, []).append({"eps": eps, **{d: acc_record(predict(model, fn(adv)), y)["acc"] for d, (fn, _) in defenses.items()}})
+    for frac in SWEEP_FRACTIONS:
+        for attack in sweep_attacks(ds.name, ds.eps * frac, args.quick):
+            adv = run_attack(attack.build(model, args.seed), x, y)
+            out.setdefault(attack.name, []).append({"eps": ds.eps * frac, **{d: acc_record(predict(model, fn(adv)), y)["acc"]
+                                                                             for d, (fn, _) in defenses.items()}})
     return out
 
 
@@ -202,7 +211,8 @@ def plot_sweep(sweep: dict, path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command's options with their defaults filled in; the card reads the sizes of a recorded command."""
     p = command_parser(__doc__, seed=0)
     p.add_argument("--quick", action="store_true", help="200 images, fewer steps, results under training/runs")
     p.add_argument("--n", type=int, default=None, help="test images (default 2000, quick 200)")
@@ -221,6 +231,11 @@ def main(argv: list[str] | None = None) -> None:
     args.adaptive_n = min(args.n, args.adaptive_n or (100 if args.quick else 500))
     args.sweep_n = min(args.n, args.sweep_n or (100 if args.quick else 1000))
     args.val_n = args.val_n or (200 if args.quick else 1000)
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     setup(args.seed, args.threads, args.device)
     ds = spec(args.dataset)
     out = args.out or (run_dir(ds.name) / "eval-quick" if args.quick else REPO_ROOT / "models" / ds.name)

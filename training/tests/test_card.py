@@ -1,7 +1,8 @@
 from purifyd_train.attacks import PAPER_ATTACKS
 from purifyd_train.card import (attack_pairs, history_table, jpeg_source_caveat, kept_epochs, loss_line, mean_interval,
-                                noise_pairs, pair_rounds, points, purifier_origin, schedule_line, share, source_role,
-                                target_rows, targets_section, unseen_role, validation_sets)
+                                noise_pairs, pair_attack_parameters, pair_rounds, points, purifier_origin, schedule_line, share, source_role,
+                                sweep_section, target_rows, targets_section, unseen_role, validation_sets,
+                                weak_attacks)
 from purifyd_train.data import spec
 
 
@@ -167,3 +168,35 @@ def test_targets_section_includes_what_was_tried_only_for_a_bundle_that_misses_o
 def test_share_of_clean_accuracy_survives_a_classifier_with_none():
     assert share(0.72, 0.85) == "85%"
     assert share(0.0, 0.0) == "–"
+
+
+def test_pair_attack_parameters_give_each_kind_once_with_pgds_step_as_a_share_of_its_budget():
+    pgd = lambda eps: {"n": 10, "classifier": "cnn", "params": {"eps": eps, "alpha": eps / 4, "steps": 10, "random_start": True}}
+    pairs = {"seed": 1, "attacks": {"FGSM(eps=0.0500)": {"n": 10, "params": {"eps": 0.05}}, "PGD(eps=0.0500)": pgd(0.05),
+                                    "PGD(eps=0.1000) on fc": pgd(0.1), "CW": {"n": 5, "params": {"c": 5.0, "steps": 50}}}}
+    assert pair_attack_parameters(pairs) == ('- Training attacks (torchattacks, seed 1): FGSM ε only; '
+                                             'PGD `{"alpha": "ε/4", "steps": 10, "random_start": true}`; CW `{"c": 5.0, "steps": 50}`.')
+    assert pair_attack_parameters({}) == ""
+
+
+def test_weak_attacks_explain_fgsm_and_flag_any_other_attack_left_above_near_zero():
+    per_attack = {"FGSM": {"none": {"acc": 0.164}}, "PGD": {"none": {"acc": 0.002}}, "CW": {"none": {"acc": 0.3}}}
+    text = weak_attacks(per_attack)[0]
+    assert text.startswith("Attacks that leave the undefended classifier above 5%: FGSM 16.4%, a single step")
+    assert "CW" not in text  # an L2 attack: its success rate and median L2 are reported instead
+    per_attack["BIM"] = {"none": {"acc": 0.2}}
+    assert "BIM 20.0%, a configuration to fix before trusting its figures" in weak_attacks(per_attack)[0]
+    assert weak_attacks({"PGD": {"none": {"acc": 0.05}}}) == []
+
+
+def test_sweep_section_tabulates_each_budget_and_reads_the_recorded_commands_image_count():
+    point = lambda eps, none, purified: {"eps": eps, "none": none, "purifier": purified, "tv": 0.5}
+    results = {"command": "python -m purifyd_train evaluate --dataset mnist --n 2000 --sweep-n 500",
+               "sweep": {"FGSM": [point(0.15, 0.106, 0.984), point(0.3, 0.104, 0.978)],
+                         "PGD": [point(0.15, 0.084, 0.988), point(0.3, 0.004, 0.984)]}}
+    lines = sweep_section(results)
+    assert "n = 500 (the first test images" in lines[0]
+    assert lines[2] == "| ε | FGSM, none | FGSM, purifier | PGD, none | PGD, purifier |"
+    assert lines[4:6] == ["| 0.15 | 10.6 | 98.4 | 8.4 | 98.8 |", "| 0.3 | 10.4 | 97.8 | 0.4 | 98.4 |"]
+    results["command"] = "python -m purifyd_train evaluate --dataset mnist --quick"
+    assert "n = 100 (" in sweep_section(results)[0]

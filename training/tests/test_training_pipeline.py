@@ -271,7 +271,7 @@ def test_quick_evaluation_writes_results_and_card(runs, tmp_path):
     assert "Adaptive white-box" in text and "jpeg75" in text and "JPEG-compressed" not in text  # MNIST is no JPEG copy
     assert "- `fc` (training attacks only)" in text and "- `features` (perceptual features, training attacks; never evaluated)" in text
     assert "(`fc`): hidden layers [1024], seed 0" in text and "the unseen `mlp` is a separate network: hidden layers [512, 256]" in text
-    assert "- `res` (training attacks only)" in text
+    assert "- `res` (training attacks only)" in text and "on the seen classifier, n = 6 (the first test images" in text
     assert ("(`res`): width 24, residual blocks per stage [1, 1], seed 0" in text
             and "the unseen `resnet` is a separate network: width 16, residual blocks per stage [1, 1, 1]" in text)
     assert (out / "figures" / "contact_sheet.png").stat().st_size > 1000
