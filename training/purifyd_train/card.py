@@ -7,7 +7,7 @@ from pathlib import Path
 from .attacks import L2_ATTACKS, PAPER_ATTACKS
 from .common import run_dir
 from .models import FAMILY_SOURCES, classifier_zoo, source_networks
-from .train_gan import LEARNING_RATE, PAPER_LOSS_WEIGHTS, VALIDATION_IMAGES, run_folder
+from .train_gan import LEARNING_RATE, PAPER_LOSS_WEIGHTS, VALIDATION_IMAGES, recorded_loss_weights, run_folder
 
 PAPER = ("Zhang, Yao, Sakurai, Saitoh, \"Leveraging Generalizability of Image-to-Image Translation for "
          "Enhanced Adversarial Defense\", arXiv 2504.01399")
@@ -24,7 +24,7 @@ def _read(path: Path) -> dict:
 
 def loss_line(weights: dict) -> str:
     """The generator's loss as trained, and how it departs from the paper's."""
-    weights = {**PAPER_LOSS_WEIGHTS, **weights}  # records from before a term existed lack it
+    weights = recorded_loss_weights(weights)
     gan = "cGAN" if weights["gan"] == 1 else f"{weights['gan']:g}·cGAN"
     text = f"Loss: {gan} + {weights['l1']:g}·L1 + {weights['perceptual']:g}·perceptual"
     if weights["guidance"]:
@@ -47,7 +47,7 @@ def loss_line(weights: dict) -> str:
 
 def purifier_origin(weights: dict) -> str:
     """What the purifier is, for the card's first line: the paper's GAN, or its generator alone."""
-    if {**PAPER_LOSS_WEIGHTS, **weights}["gan"]:
+    if recorded_loss_weights(weights)["gan"]:
         return f"the pix2pix-style GAN of {PAPER}"
     return f"the generator of the pix2pix-style GAN of {PAPER}, trained without the cGAN term (see Model)"
 
@@ -456,7 +456,7 @@ def write_card(ds, results: dict, out: Path) -> None:
               *(["- Output: the generator's Tanh output is a correction added to its input and clipped to [0, 1] "
                  "(a global skip, `--residual-output`; the paper's generator outputs the image itself)."]
                 if g["config"].get("residual_output") else []),
-              "- Discriminator: conditional PatchGAN with two residual blocks. " + loss_line(g.get("loss_weights", PAPER_LOSS_WEIGHTS)),
+              "- Discriminator: conditional PatchGAN with two residual blocks. " + loss_line(g.get("loss_weights", {})),
               schedule_line(g.get("schedule")),
               "- Perceptual features: a VGG-style network (`FeatureNet`) trained here on the same training set, "
               "separate from every evaluated classifier. It stands in for ImageNet VGG19, whose weights cannot be "

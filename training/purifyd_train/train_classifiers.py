@@ -92,6 +92,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--from-bundle", type=Path, default=None,
                    help="take the seen classifier from this bundle's classifier.onnx instead of training it")
     args = p.parse_args(argv)
+    if args.from_bundle and (args.only is not None or args.epochs or args.lr or args.bf16):
+        p.error("--from-bundle restores the seen classifier as it was trained: it takes no --only, --epochs, --lr or --bf16")
     setup(args.seed, args.threads, args.device)
     ds = spec(args.dataset)
     out = run_dir(ds.name) / "classifiers"

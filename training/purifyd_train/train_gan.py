@@ -66,12 +66,16 @@ def run_folder(dataset: str, ablation: bool = False) -> Path:
     return run_dir(dataset) / (ABLATION_RUN if ablation else SHIPPED_RUN)
 
 
+def recorded_loss_weights(weights: dict) -> dict:
+    """A record's loss weights, the paper's for the terms that records from before them lack."""
+    return {**PAPER_LOSS_WEIGHTS, **weights}
+
+
 def load_generator(path) -> tuple[UNetGenerator, dict]:
     state = load(path)
     g = UNetGenerator(state["channels"], **{k: (tuple(v) if k == "res_blocks" else v) for k, v in state["config"].items()})
     g.load_state_dict(state["generator"])
-    # Files from before the options existed.
-    state["loss_weights"] = {**PAPER_LOSS_WEIGHTS, **state.get("loss_weights", {})}
+    state["loss_weights"] = recorded_loss_weights(state.get("loss_weights", {}))
     return freeze(g), state
 
 

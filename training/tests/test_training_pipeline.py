@@ -166,6 +166,15 @@ def test_a_missing_seen_classifier_names_the_command_that_trains_it(tmp_path, mo
         make_pairs.load_classifier("mnist")
 
 
+@pytest.mark.parametrize("option", [["--only", "fc"], ["--epochs", "3"], ["--lr", "0.1"], ["--bf16"]])
+def test_classifiers_from_a_bundle_refuse_the_options_of_training(option, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PURIFYD_RUNS", str(tmp_path))
+    with pytest.raises(SystemExit):
+        train_classifiers.main(["--dataset", "mnist", "--from-bundle", "models/mnist", *option])
+    assert "--from-bundle restores the seen classifier as it was trained" in capsys.readouterr().err
+    assert not (tmp_path / "mnist").exists()
+
+
 def test_gan_with_decay_weight_average_and_flips_ships_the_average_and_resumes_it(runs):
     folder = runs / "mnist" / "gan-averaged"
     common = ["--dataset", "mnist", "--name", "gan-averaged", "--limit", "48", "--batch", "16", "--val-n", "16",
