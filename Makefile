@@ -47,6 +47,8 @@ test-swift:
 
 # Training and evaluation (training/README.md): `make train DATASET=fashion-mnist`, then
 # `make evaluate DATASET=fashion-mnist` (QUICK=1 for the small version under training/runs/).
+# `make train` runs the paper's recipe (its losses, default sizes; GAN_ARGS adds gan options); the
+# shipped bundles' recipes, step by step, are in training/README.md, "How the shipped bundles were made".
 train: venv
 	$(TRAIN) classifiers --dataset $(DATASET)
 	$(TRAIN) pairs --dataset $(DATASET)
