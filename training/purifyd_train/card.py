@@ -238,7 +238,8 @@ def mean_interval(per_attack: dict, defense: str) -> tuple[float, float]:
 def sweep_section(results: dict) -> list[str]:
     """The figure's ε sweep as a table, with its attacks and the number of images it ran on."""
     from .evaluate import SWEEP_ATTACKS, parse_args
-    sweep_n = parse_args(results["command"].split()[4:]).sweep_n
+    command = results["command"].split()
+    sweep_n = parse_args(command[command.index("evaluate") + 1:]).sweep_n
     lines = [f"The figure's ε sweep: {' and '.join(SWEEP_ATTACKS)} with the parameters below at each ε (PGD's step "
              f"scales with ε), on the seen classifier, n = {sweep_n} (the first test images of the same permutation):",
              "", "| ε | " + " | ".join(f"{a}, {d}" for a in SWEEP_ATTACKS for d in ("none", "purifier")) + " |",
