@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .attacks import L2_ATTACKS, PAPER_ATTACKS
 from .common import run_dir
+from .evaluate import SWEEP_ATTACKS, parse_args
 from .models import FAMILY_SOURCES, classifier_zoo, source_networks
 from .train_gan import LEARNING_RATE, PAPER_LOSS_WEIGHTS, VALIDATION_IMAGES, recorded_loss_weights, run_folder
 
@@ -237,7 +238,6 @@ def mean_interval(per_attack: dict, defense: str) -> tuple[float, float]:
 
 def sweep_section(results: dict) -> list[str]:
     """The figure's ε sweep as a table, with its attacks and the number of images it ran on."""
-    from .evaluate import SWEEP_ATTACKS, parse_args
     command = results["command"].split()
     sweep_n = parse_args(command[command.index("evaluate") + 1:]).sweep_n
     lines = [f"The figure's ε sweep: {' and '.join(SWEEP_ATTACKS)} with the parameters below at each ε (PGD's step "
@@ -320,13 +320,13 @@ TARGET_UNSEEN_GAP = 0.10  # an unseen classifier's purified mean below the seen 
 ATTEMPTS_FILE = "attempts.md"
 
 
-def verdict(excess: float, needed: float, ceiling: float) -> str:
+def verdict(excess: float, needed: float | None = None, ceiling: float | None = None) -> str:
     """"met" for a target exceeded by `excess` ≥ 0, else by how much it is missed, and whether the accuracy it
-    needs lies above `ceiling`, the clean accuracy of the classifier it is measured on."""
+    `needed` lies above `ceiling`, the clean accuracy of the classifier it is measured on."""
     if excess >= 0:
         return "met"
     text = f"missed by {points(-100 * excess)}"
-    if needed > ceiling:
+    if needed is not None and ceiling is not None and needed > ceiling:
         text += f" (out of reach: it needs {100 * needed:.1f}%, above that classifier's clean accuracy, {100 * ceiling:.1f}%)"
     return text
 
@@ -351,7 +351,7 @@ def target_rows(results: dict, interval: tuple[float, float]) -> list[tuple[str,
              f"best baseline {best_name} {100 * best:.1f}%, margin {points(100 * (purified - best), signed=True)}",
              verdict(purified - best - TARGET_BASELINE_MARGIN, best + TARGET_BASELINE_MARGIN, clean[seen])),
             (f"clean accuracy lost ≤ {TARGET_CLEAN_LOSS_PP:g} pp", points(s["clean_drop_pp"]),
-             verdict((TARGET_CLEAN_LOSS_PP - s["clean_drop_pp"]) / 100, 0.0, clean[seen]))]
+             verdict((TARGET_CLEAN_LOSS_PP - s["clean_drop_pp"]) / 100))]
     for c, entry in results["summary"].items():
         if c != seen:
             gap = entry["mean_purified"] - purified
