@@ -3,8 +3,8 @@ import Foundation
 
 /// Builds an `ExecutionPlan` for one set of input shapes: walks the lowered graph in order,
 /// infers shapes, creates oneDNN primitives (weights in the layout oneDNN picks with
-/// `format_tag_any`, reordered once; activations of whole 16-channel blocks kept in nChw16c from
-/// layer to layer), and lays every activation out in one arena by liveness.
+/// `format_tag_any`, reordered once; activations of whole channel blocks kept in nChw16c, or
+/// nChw8c on a CPU without AVX-512, from layer to layer), and lays every activation out in one arena by liveness.
 final class PlanBuilder {
     private enum Value {
         case constant(ConstantTensor)
@@ -361,7 +361,7 @@ final class PlanBuilder {
     }
 
     /// A 4×4 stride-2 pad-1 transposed convolution as four stride-1 2×2 convolutions, one per
-    /// output pixel phase (row parity a, column parity b), written side by side in nChw16c
+    /// output pixel phase (row parity a, column parity b), written side by side in the blocked layout
     /// (channels padded to a whole block) and interleaved into the output by one reorder. Output pixel (2m + a, 2p + b) takes input rows
     /// m - 1, m (a = 0; kernel rows 3, 1) or m, m + 1 (a = 1; kernel rows 2, 0), same for columns.
     private func addSubpixelDeconvolution(input: Int, _ convolution: Convolution, outputShape: [Int],
@@ -370,7 +370,8 @@ final class PlanBuilder {
         let (batch, inputs, height, width) = (shape[0], shape[1], shape[2], shape[3])
         let outputs = convolution.outputChannels
         let phaseShape = [batch, outputs, height, width]
-        let phaseLayout = try dnnl_memory_desc_t.float32(phaseShape, layout: .tag(dnnl_aBcd16b))
+        let block = Self.channelBlock
+        let phaseLayout = try dnnl_memory_desc_t.float32(phaseShape, layout: .tag(Self.blockedTag))
         let phaseBytes = phaseLayout.byteCount
         let phases = addStorage(bytes: 0, kind: .arena)
         let weights = convolution.weights.floats
@@ -398,18 +399,18 @@ final class PlanBuilder {
                                        name: "\(name) phase \(a)\(b)", category: .deconvolution)
             }
         }
-        // Both sides as plain 7-D tensors [n, channel block, m, a, p, b, 16]: the phases are
-        // stored [a][b][n][block][m][p][16], the nChw16c output [n][block][m][a][p][b][16].
-        let blocks = (outputs + 15) / 16
-        let phaseElements = Int64(batch * blocks * height * width * 16)
-        let dims = [batch, blocks, height, 2, width, 2, 16].map { Int64($0) }
-        let phaseStrides: [Int64] = [Int64(blocks * height * width * 16), Int64(height * width * 16), Int64(width * 16),
-                                     2 * phaseElements, 16, phaseElements, 1]
+        // Both sides as plain 7-D tensors [n, channel block, m, a, p, b, B]: the phases are
+        // stored [a][b][n][block][m][p][B], the blocked output [n][block][m][a][p][b][B].
+        let blocks = (outputs + block - 1) / block
+        let phaseElements = Int64(batch * blocks * height * width * block)
+        let dims = [batch, blocks, height, 2, width, 2, block].map { Int64($0) }
+        let phaseStrides: [Int64] = [Int64(blocks * height * width * block), Int64(height * width * block), Int64(width * block),
+                                     2 * phaseElements, Int64(block), phaseElements, 1]
         var interleavedView = dnnl_memory_desc_t()
         try dnnlCheck(dnnl_memory_desc_init_by_strides(&interleavedView, 7, dims, dnnl_f32, phaseStrides),
                       "describing the deconvolution phases")
         let source = addActivation(shape: dims.map { Int($0) }, descriptor: interleavedView, storage: phases)
-        let output = addActivation(shape: outputShape, descriptor: try .float32(outputShape, layout: .tag(dnnl_aBcd16b)))
+        let output = addActivation(shape: outputShape, descriptor: try .float32(outputShape, layout: .tag(Self.blockedTag)))
         let destination = addActivation(shape: dims.map { Int($0) }, descriptor: try .float32(dims.map { Int($0) }),
                                         storage: activations[output].storage)
         try addReorder(from: source, to: destination, name: "\(name) interleave", category: .deconvolution)
@@ -786,10 +787,22 @@ final class PlanBuilder {
 
     /// The layout for a convolution's source and destination. Left to oneDNN, 2.6 picks NHWC
     /// for convolutions (brgconv) but nChw16c for deconvolutions, and every switch between them
-    /// costs a reorder and a slow mixed-layout concat; so wide tensors are pinned to nChw16c.
+    /// costs a reorder and a slow mixed-layout concat; so wide tensors are pinned to the
+    /// blocked layout.
     private static func activationLayout(channels: Int) -> MemoryLayoutChoice {
-        channels % 16 == 0 ? .tag(dnnl_aBcd16b) : .any
+        channels % channelBlock == 0 ? .tag(blockedTag) : .any
     }
+
+    /// The channel block of the blocked activation layout: the floats in one vector register,
+    /// 16 with AVX-512 and 8 with AVX2. oneDNN's JIT convolutions take only their own ISA's
+    /// block; given the other, it falls back to reference kernels a hundred times slower.
+    static let channelBlock: Int = {
+        let avx512Core = dnnl_cpu_isa_avx512_core.rawValue
+        return dnnl_get_effective_cpu_isa().rawValue & avx512Core == avx512Core ? 16 : 8
+    }()
+
+    /// nChw16c or nChw8c, after ``channelBlock``.
+    static var blockedTag: dnnl_format_tag_t { channelBlock == 16 ? dnnl_aBcd16b : dnnl_aBcd8b }
 
     private func addEltwise(_ eltwise: Eltwise, input: Int, name: String) throws -> Int {
         var data = activations[input].descriptor
