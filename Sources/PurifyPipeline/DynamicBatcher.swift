@@ -1,6 +1,9 @@
-/// Groups decoded images into batches of one purifier input shape.
+import PurifyImage
+
+/// Groups purifier inputs (images or tiles) into batches of one shape.
 ///
-/// A group leaves as a batch when it holds `maxBatchSize` images, when its first image has
+/// A group leaves as a batch when it holds `maxBatchSize` inputs, or as many as fit in
+/// `maxBatchPixels` (at least one), when its first image has
 /// waited `maxDelay`, when `maxPending` images wait in all groups together (the oldest group
 /// leaves), or at ``finish()``. ``add(_:)`` suspends while the batch it completes waits for
 /// room in `output`, which carries the purifier's backpressure back to the decoders.
@@ -11,14 +14,15 @@ actor DynamicBatcher {
     }
 
     private struct Group {
-        var images: [DecodedImage] = []
+        var tiles: [PurifierTile] = []
         /// Tells this group from a later one of the same shape, for its deadline.
         let generation: UInt64
         let opened: ContinuousClock.Instant
     }
 
-    private let output: BoundedChannel<[DecodedImage]>
+    private let output: BoundedChannel<[PurifierTile]>
     private let maxBatchSize: Int
+    private let maxBatchPixels: Int
     private let maxDelay: Duration
     private let maxPending: Int
     private var groups: [Shape: Group] = [:]
@@ -28,17 +32,18 @@ actor DynamicBatcher {
     private var sending = 0
     private var sendsDrained: [CheckedContinuation<Void, Never>] = []
 
-    init(output: BoundedChannel<[DecodedImage]>, maxBatchSize: Int, maxDelay: Duration, maxPending: Int) {
+    init(output: BoundedChannel<[PurifierTile]>, maxBatchSize: Int, maxBatchPixels: Int, maxDelay: Duration, maxPending: Int) {
         self.output = output
         self.maxBatchSize = maxBatchSize
+        self.maxBatchPixels = maxBatchPixels
         self.maxDelay = maxDelay
         self.maxPending = max(1, maxPending)
     }
 
-    /// Adds an image to the group of its shape; throws ``PipelineError/closed`` if the
+    /// Adds an input to the group of its shape; throws ``PipelineError/closed`` if the
     /// pipeline is stopping.
-    func add(_ image: DecodedImage) async throws {
-        let shape = Shape(width: image.modelWidth, height: image.modelHeight)
+    func add(_ tile: PurifierTile) async throws {
+        let shape = Shape(width: tile.pixels.width, height: tile.pixels.height)
         if groups[shape] == nil {
             generations += 1
             let generation = generations
@@ -50,9 +55,10 @@ actor DynamicBatcher {
                 try? await self?.emitIfDue(shape, generation: generation)
             }
         }
-        groups[shape]!.images.append(image)
+        groups[shape]!.tiles.append(tile)
         pending += 1
-        if groups[shape]!.images.count >= maxBatchSize {
+        let fits = max(1, maxBatchPixels / max(1, shape.width * shape.height))
+        if groups[shape]!.tiles.count >= min(maxBatchSize, fits) {
             try await emit(shape)
         } else if pending >= maxPending, let oldest = groups.min(by: { $0.value.opened < $1.value.opened })?.key {
             try await emit(oldest)
@@ -81,7 +87,7 @@ actor DynamicBatcher {
 
     private func emit(_ shape: Shape) async throws {
         guard let group = groups.removeValue(forKey: shape) else { return }
-        pending -= group.images.count
+        pending -= group.tiles.count
         sending += 1
         defer {
             sending -= 1
@@ -90,6 +96,6 @@ actor DynamicBatcher {
                 sendsDrained.removeAll()
             }
         }
-        try await output.send(group.images)
+        try await output.send(group.tiles)
     }
 }

@@ -3,43 +3,89 @@ import Foundation
 import PurifyEngine
 import PurifyImage
 
-/// An image decoded and converted to the purifier's input, waiting for a batch.
+/// An input read and its header parsed, waiting for its pixels to fit the pipeline's budget.
+struct InspectedImage: Sendable {
+    var request: PurificationRequest
+    var input: PurificationReport.Input
+    var bytes: [UInt8]
+    var header: ImageHeader
+    var timings: PurificationReport.Timings
+    var started: ContinuousClock.Instant
+    var read: ContinuousClock.Instant
+
+    /// The pixels decoding will hold.
+    var pixelCount: Int { header.width * header.height }
+}
+
+/// An image decoded, planned and converted for the purifier, waiting for its tiles' batches.
 struct DecodedImage: Sendable {
+    /// Tells the image's tiles from other images'.
+    var id: UInt64
     var request: PurificationRequest
     var input: PurificationReport.Input
     var format: ImageFormat
-    /// The input's color channels (`.gray` or `.rgb`), as decoded.
+    /// The input's color channels (`.gray` or `.rgb`) at the output's size.
     var color: PixelImage
-    /// The input's alpha channel, put back on the output.
+    /// The input's alpha channel at the output's size, put back on the output.
     var alpha: PixelImage?
-    /// The purifier's input: the image in the bundle's channels, padded (or resized). Kept as
-    /// 8-bit pixels until its batch is assembled, a quarter of the memory of floats.
-    var modelInput: PixelImage
-    var modelWidth: Int
-    var modelHeight: Int
-    /// The reflection padding inside `modelInput` (zero when resized instead).
-    var padding: Padding
+    /// What the purifier is given: the image in the bundle's channels, or in its own colors
+    /// when each channel is purified on its own; tiles are cut from it.
+    var work: PixelImage
+    var plan: PurificationPlan
+    var grid: TileGrid
+    /// Whether the purifier takes one fixed size, so that the image is resized to it and back.
+    var resizesToFit: Bool
     /// The input as the classifier takes it; `nil` when not classifying.
     var classifierInput: PixelImage?
+    /// Pixels held against the pipeline's budget until the image is committed.
+    var reservedPixels: Int
     var timings: PurificationReport.Timings
     var started: ContinuousClock.Instant
     var decoded: ContinuousClock.Instant
+
+    /// Planes purified one by one: each color channel when ``PurificationPlan/perChannel``.
+    var planes: Int { plan.perChannel ? work.layout.channelCount : 1 }
+    /// Tiles over all planes.
+    var tileCount: Int { planes * (resizesToFit ? 1 : grid.count) }
+
+    /// What the report says of the plan.
+    func domainReport() -> PurificationReport.Domain {
+        PurificationReport.Domain(policy: plan.policy.rawValue, inDomain: plan.inDomain, applied: plan.action.rawValue,
+                                  perChannel: plan.perChannel, tiles: tileCount, width: work.width, height: work.height,
+                                  outsideBecause: plan.outsideBecause)
+    }
+}
+
+/// One purifier input: a tile of one plane of an image (the whole image when it is one tile).
+struct PurifierTile: Sendable {
+    var image: DecodedImage
+    /// The color channel of ``DecodedImage/work`` purified, when per channel; else 0.
+    var plane: Int
+    /// The tile's index in the image's grid.
+    var index: Int
+    /// The purifier's input: the tile in the bundle's channels, padded (or resized).
+    var pixels: PixelImage
 }
 
 /// A batch taken by the purifier stage.
 struct PurifierBatch: Sendable {
-    var images: [DecodedImage]
+    var tiles: [PurifierTile]
     /// When the purifier stage took it: the end of its images' batch wait.
     var dequeued: ContinuousClock.Instant
-    var modelWidth: Int { images[0].modelWidth }
-    var modelHeight: Int { images[0].modelHeight }
+    var modelWidth: Int { tiles[0].pixels.width }
+    var modelHeight: Int { tiles[0].pixels.height }
 }
 
-/// A batch the purifier has run on, with its output.
+/// A batch the purifier has run on, with its output or why it failed.
 struct PurifiedBatch: Sendable {
     var batch: PurifierBatch
-    var output: Tensor
-    var purifyTime: Duration
+    var output: Result<Tensor, InferenceFailure>
+    var finished: ContinuousClock.Instant
+}
+
+/// The engine's failure on a batch.
+struct InferenceFailure: Error, Sendable {
+    var message: String
 }
 
 /// An image purified and cropped back, in the input's color layout, before classification.
@@ -57,12 +103,21 @@ struct FailedImage: Sendable {
     var request: PurificationRequest
     var input: PurificationReport.Input
     var batch: PurificationReport.Batch?
+    var domain: PurificationReport.Domain?
     var failure: PurificationReport.Failure
     var timings: PurificationReport.Timings
     var started: ContinuousClock.Instant
+    /// Pixels held against the pipeline's budget, returned once the failure is committed.
+    var reservedPixels: Int = 0
 }
 
-/// What came of reading and decoding an input.
+/// What came of reading an input and its header.
+enum Inspection: Sendable {
+    case inspected(InspectedImage)
+    case failed(FailedImage)
+}
+
+/// What came of decoding an input.
 enum Preparation: Sendable {
     case decoded(DecodedImage)
     case failed(FailedImage)
@@ -72,21 +127,35 @@ enum Preparation: Sendable {
 enum FinishedImage: Sendable {
     case purified(PurifiedImage, PurificationReport.Classification?)
     case failed(FailedImage)
+
+    /// Pixels the image holds against the pipeline's budget.
+    var reservedPixels: Int {
+        switch self {
+        case .purified(let image, _): image.source.reservedPixels
+        case .failed(let failed): failed.reservedPixels
+        }
+    }
 }
 
 /// The per-image work of the pipeline, all of it synchronous and run on the pipeline's I/O
-/// threads: decoding and conversion, batch tensors, cropping, measuring, classification
-/// read-out, encoding and committing.
+/// threads: reading and decoding, planning against the bundle's domain, cutting tiles, batch
+/// tensors, putting tiles back together, measuring, classification read-out, encoding and
+/// committing.
 struct ImageProcessor: Sendable {
     let configuration: PipelineConfiguration
     let bundleDescription: PurificationReport.Bundle
     let modelLayout: ChannelLayout
+    let domain: InputDomain
     let fullyConvolutional: Bool
     let sizeMultiple: Int
     /// The fixed purifier input `(width, height)` when not fully convolutional.
     let trainedSize: (width: Int, height: Int)
+    /// Where the resize policy takes an image: the classifier's input size, or the trained size.
+    let resizeTarget: (width: Int, height: Int)
     /// The classifier's input `(width, height)`, `nil` when not classifying.
     let classifierSize: (width: Int, height: Int)?
+    /// Per channel of the classifier's input, `(mean, 1 / std)`; `nil` for [0, 1] input.
+    let classifierNormalization: [(mean: Float, scale: Float)]?
     let labels: [String]
     let classifierOutputsLogits: Bool
     private let decoder: ImageDecoder
@@ -100,34 +169,47 @@ struct ImageProcessor: Sendable {
             name: manifest.name, version: manifest.version, purifierSha256: manifest.purifier.sha256.lowercased(),
             classifierSha256: configuration.classifies ? manifest.classifier?.sha256.lowercased() : nil)
         modelLayout = bundle.colorLayout
+        domain = InputDomain(manifest)
         fullyConvolutional = manifest.purifier.fullyConvolutional
         sizeMultiple = manifest.purifier.sizeMultiple
         trainedSize = (manifest.input.trainedSize[1], manifest.input.trainedSize[0])
+        resizeTarget = manifest.classifier.map { ($0.inputSize[1], $0.inputSize[0]) } ?? trainedSize
         if configuration.classifies, let classifier = manifest.classifier {
             classifierSize = (classifier.inputSize[1], classifier.inputSize[0])
             labels = classifier.labels
             classifierOutputsLogits = classifier.output == "logits"
+            if classifier.mean != nil || classifier.std != nil {
+                let channels = manifest.input.channels
+                let mean = classifier.mean ?? Array(repeating: 0, count: channels)
+                let std = classifier.std ?? Array(repeating: 1, count: channels)
+                classifierNormalization = zip(mean, std).map { (Float($0), Float(1 / $1)) }
+            } else {
+                classifierNormalization = nil
+            }
         } else {
             classifierSize = nil
             labels = []
             classifierOutputsLogits = false
+            classifierNormalization = nil
         }
         decoder = ImageDecoder(limits: configuration.decodeLimits)
         encoder = ImageEncoder(options: configuration.encodeOptions)
     }
 
-    // MARK: Decoding
+    // MARK: Reading and decoding
 
-    /// Reads, hashes and decodes the input, and converts it for the purifier and classifier.
-    func prepare(_ request: PurificationRequest) -> Preparation {
+    /// Reads and hashes the input and parses its header; under the reject policy, an image
+    /// whose size lies outside the domain fails here, before it is decoded.
+    func inspect(_ request: PurificationRequest) -> Inspection {
         let started = clock.now
         var timings = PurificationReport.Timings()
         var input = PurificationReport.Input(name: request.name, path: request.inputPath)
-        func failed(_ code: String, _ stage: PurificationReport.Stage, _ message: String) -> Preparation {
+        func failed(_ code: String, _ stage: PurificationReport.Stage, _ message: String,
+                    domain: PurificationReport.Domain? = nil) -> Inspection {
             timings.total = milliseconds(started.duration(to: clock.now))
-            return .failed(FailedImage(request: request, input: input, batch: nil,
-                                        failure: .init(code: code, stage: stage, message: message),
-                                        timings: timings, started: started))
+            return .failed(FailedImage(request: request, input: input, batch: nil, domain: domain,
+                                       failure: .init(code: code, stage: stage, message: message),
+                                       timings: timings, started: started))
         }
         let bytes: [UInt8]
         do {
@@ -141,91 +223,191 @@ struct ImageProcessor: Sendable {
         let read = clock.now
         timings.read = milliseconds(started.duration(to: read))
         let header: ImageHeader
-        let image: PixelImage
         do {
             header = try decoder.readHeader(bytes)
-            input.format = header.format.rawValue
-            input.width = header.width
-            input.height = header.height
-            input.channels = header.layout.reportName
-            image = try decoder.decode(bytes)
         } catch {
             timings.decode = milliseconds(read.duration(to: clock.now))
             return failed(error.code.name, .decode, error.message)
         }
-        let format = header.format
-        let (color, alpha) = image.splittingAlpha()
-        let model = color.layout == modelLayout ? color : color.converted(to: modelLayout)
-        let padding: Padding
-        let purifierInput: PixelImage
-        if fullyConvolutional {
-            padding = Padding.centered(width: model.width, height: model.height, toMultipleOf: sizeMultiple)
-            purifierInput = padding.isZero ? model : model.reflectPadded(padding)
-        } else {
-            padding = .zero
-            purifierInput = resized(model, to: trainedSize)
+        input.format = header.format.rawValue
+        input.width = header.width
+        input.height = header.height
+        input.channels = header.layout.reportName
+        if configuration.inputPolicy == .reject, !domain.contains(width: header.width, height: header.height) {
+            let layout = header.layout.withoutAlpha == .gray ? ChannelLayout.gray : .rgb
+            if case .failure(let violation) = domain.plan(width: header.width, height: header.height, layout: layout,
+                                                          policy: .reject, resizeTarget: resizeTarget) {
+                timings.decode = milliseconds(read.duration(to: clock.now))
+                return failed(PurificationReport.Failure.outOfDomain, .decode, violation.message,
+                              domain: rejectedDomain(violation))
+            }
         }
-        let classifierInput = classifierSize.map { resized(model, to: $0) }
+        return .inspected(InspectedImage(request: request, input: input, bytes: bytes, header: header,
+                                         timings: timings, started: started, read: read))
+    }
+
+    /// Decodes an inspected input, plans its purification against the domain and the input
+    /// policy, and converts it for the purifier and the classifier.
+    func decode(_ inspected: InspectedImage, id: UInt64, reservedPixels: Int) -> Preparation {
+        var timings = inspected.timings
+        let read = inspected.read
+        func failed(_ code: String, _ message: String, domain: PurificationReport.Domain? = nil) -> Preparation {
+            timings.decode = milliseconds(read.duration(to: clock.now))
+            timings.total = milliseconds(inspected.started.duration(to: clock.now))
+            return .failed(FailedImage(request: inspected.request, input: inspected.input, batch: nil, domain: domain,
+                                       failure: .init(code: code, stage: .decode, message: message),
+                                       timings: timings, started: inspected.started, reservedPixels: reservedPixels))
+        }
+        let image: PixelImage
+        do {
+            image = try decoder.decode(inspected.bytes)
+        } catch {
+            return failed(error.code.name, error.message)
+        }
+        var (color, alpha) = image.splittingAlpha()
+        if color.layout == .rgb && modelLayout == .gray && color.isGrayStoredAsRGB {
+            color = color.converted(to: .gray)
+        }
+        let plan: PurificationPlan
+        switch domain.plan(width: color.width, height: color.height, layout: color.layout,
+                           policy: configuration.inputPolicy, resizeTarget: resizeTarget) {
+        case .success(let planned):
+            plan = planned
+        case .failure(let violation):
+            return failed(PurificationReport.Failure.outOfDomain, violation.message, domain: rejectedDomain(violation))
+        }
+        if plan.action == .resized {
+            color = resized(color, to: plan.size)
+            alpha = alpha.map { resized($0, to: plan.size) }
+        }
+        let work = plan.perChannel || color.layout == modelLayout ? color : color.converted(to: modelLayout)
+        let resizesToFit = !fullyConvolutional && plan.action != .tiled
+        let overlap = configuration.tileSide / 8
+        let grid = fullyConvolutional
+            ? TileGrid.fullyConvolutional(width: work.width, height: work.height, side: configuration.tileSide,
+                                          overlap: overlap, multiple: sizeMultiple)
+            : TileGrid.fixedSize(width: work.width, height: work.height, tile: trainedSize, overlap: overlap)
+        let classifierInput = classifierSize.map { size in
+            resized(work.layout == modelLayout ? work : work.converted(to: modelLayout), to: size)
+        }
         let decoded = clock.now
         timings.decode = milliseconds(read.duration(to: decoded))
         return .decoded(DecodedImage(
-            request: request, input: input, format: format, color: color, alpha: alpha,
-            modelInput: purifierInput, modelWidth: purifierInput.width,
-            modelHeight: purifierInput.height, padding: padding, classifierInput: classifierInput,
-            timings: timings, started: started, decoded: decoded))
+            id: id, request: inspected.request, input: inspected.input, format: inspected.header.format,
+            color: color, alpha: alpha, work: work, plan: plan, grid: grid, resizesToFit: resizesToFit,
+            classifierInput: classifierInput, reservedPixels: reservedPixels, timings: timings,
+            started: inspected.started, decoded: decoded))
     }
 
-    // MARK: Batches
+    private func rejectedDomain(_ violation: DomainViolation) -> PurificationReport.Domain {
+        PurificationReport.Domain(policy: InputPolicy.reject.rawValue, inDomain: false, applied: "rejected",
+                                  perChannel: false, tiles: nil, width: nil, height: nil, outsideBecause: violation.message)
+    }
 
-    /// The purifier's input for a batch: the images' planar floats one after the other.
+    // MARK: Tiles and batches
+
+    /// The purifier inputs for tiles `range` of an image (counted over its planes, plane-major).
+    func tiles(of image: DecodedImage, _ range: Range<Int>) -> [PurifierTile] {
+        let perPlane = image.tileCount / image.planes
+        return range.map { position in
+            let plane = position / perPlane
+            let index = position % perPlane
+            var source = image.work
+            if image.resizesToFit {
+                if image.plan.perChannel { source = source.channel(plane) }
+                return PurifierTile(image: image, plane: plane, index: index, pixels: resized(source, to: trainedSize))
+            }
+            let grid = image.grid
+            let origin = grid.origin(of: index)
+            source = source.cropped(x: origin.x, y: origin.y, width: grid.x.cropLength, height: grid.y.cropLength)
+            if image.plan.perChannel { source = source.channel(plane) }
+            return PurifierTile(image: image, plane: plane, index: index, pixels: source.reflectPadded(grid.padding))
+        }
+    }
+
+    /// The purifier's input for a batch: the tiles' planar floats one after the other.
     func purifierTensor(for batch: PurifierBatch) -> Tensor {
-        batchTensor(batch.images.map(\.modelInput), width: batch.modelWidth, height: batch.modelHeight)
+        batchTensor(batch.tiles.map(\.pixels), width: batch.modelWidth, height: batch.modelHeight, normalization: nil)
     }
 
-    /// NCHW floats in [0, 1] of images of one size and layout (the bundle's).
-    private func batchTensor(_ images: [PixelImage], width: Int, height: Int) -> Tensor {
+    /// NCHW floats of images of one size and layout (the bundle's): in [0, 1], or normalised
+    /// as `(x - mean) * scale` per channel.
+    private func batchTensor(_ images: [PixelImage], width: Int, height: Int,
+                             normalization: [(mean: Float, scale: Float)]?) -> Tensor {
         let perImage = modelLayout.channelCount * width * height
+        let plane = width * height
         let values = [Float](unsafeUninitializedCapacity: perImage * images.count) { buffer, initialized in
             for (index, image) in images.enumerated() {
-                image.writePlanar(into: UnsafeMutableBufferPointer(rebasing: buffer[(index * perImage)..<((index + 1) * perImage)]))
+                let slice = UnsafeMutableBufferPointer(rebasing: buffer[(index * perImage)..<((index + 1) * perImage)])
+                image.writePlanar(into: slice)
+                guard let normalization else { continue }
+                for (channel, (mean, scale)) in normalization.enumerated() {
+                    for offset in (channel * plane)..<((channel + 1) * plane) {
+                        slice[offset] = (slice[offset] - mean) * scale
+                    }
+                }
             }
             initialized = perImage * images.count
         }
         return Tensor(shape: [images.count, modelLayout.channelCount, height, width], values: values)
     }
 
-    /// Splits the purifier's output into images, crops (or resizes) them back, returns them to
-    /// the input's color layout and measures the change. Also returns the classifier's input
-    /// for the batch: every original, then every purified image.
-    func split(_ result: PurifiedBatch) -> (images: [PurifiedImage], classifierInput: Tensor?) {
+    /// Puts the purifier's output for a batch back into images: a one-tile image directly,
+    /// cropped (or resized) back; the tiles of a larger one into its entry of `assemblies`,
+    /// until the last arrives. Returns the images completed by this batch, in the input's color
+    /// layout with their change measured, and the classifier's input for them (every original,
+    /// then every purified image); and the images whose batch failed, each once.
+    func split(_ result: PurifiedBatch, assemblies: TileAssemblies) -> (images: [PurifiedImage], classifierInput: Tensor?, failed: [FailedImage]) {
         let batch = result.batch
-        let perImage = modelLayout.channelCount * batch.modelWidth * batch.modelHeight
-        let batchDescription = PurificationReport.Batch(size: batch.images.count, modelWidth: batch.modelWidth,
+        let batchDescription = PurificationReport.Batch(size: batch.tiles.count, modelWidth: batch.modelWidth,
                                                         modelHeight: batch.modelHeight)
         let started = clock.now
         var images: [PurifiedImage] = []
-        images.reserveCapacity(batch.images.count)
-        for (index, source) in batch.images.enumerated() {
-            let model = result.output.values.withUnsafeBufferPointer { values in
-                PixelImage(planar: UnsafeBufferPointer(rebasing: values[(index * perImage)..<((index + 1) * perImage)]),
-                           width: batch.modelWidth, height: batch.modelHeight, layout: modelLayout)
+        var failed: [FailedImage] = []
+        switch result.output {
+        case .failure(let failure):
+            for tile in batch.tiles where assemblies.abandon(tile) {
+                failed.append(tile.image.failing(message: failure.message, batch: batchDescription))
             }
-            let restored = fullyConvolutional
-                ? (source.padding.isZero ? model : model.cropped(removing: source.padding))
-                : resized(model, to: (source.color.width, source.color.height))
-            let purified = restored.layout == source.color.layout ? restored : restored.converted(to: source.color.layout)
-            images.append(PurifiedImage(source: source, purified: purified, change: change(from: source.color, to: purified),
-                                        batch: batchDescription,
-                                        classifierInput: classifierSize.map { resized(restored, to: $0) }))
+        case .success(let output):
+            let planes = modelLayout.channelCount
+            let perTile = planes * batch.modelWidth * batch.modelHeight
+            for (position, tile) in batch.tiles.enumerated() {
+                let source = tile.image
+                let restored: PixelImage
+                var firstDequeued = batch.dequeued
+                if source.tileCount == 1 {
+                    let model = output.values.withUnsafeBufferPointer { values in
+                        PixelImage(planar: UnsafeBufferPointer(rebasing: values[(position * perTile)..<((position + 1) * perTile)]),
+                                   width: batch.modelWidth, height: batch.modelHeight, layout: modelLayout)
+                    }
+                    restored = source.resizesToFit
+                        ? resized(model, to: (source.work.width, source.work.height))
+                        : model.cropped(removing: source.grid.padding)
+                } else {
+                    let completed = output.values.withUnsafeBufferPointer { values in
+                        assemblies.add(UnsafeBufferPointer(rebasing: values[(position * perTile)..<((position + 1) * perTile)]),
+                                       planes: planes, of: tile, dequeued: batch.dequeued,
+                                       resize: source.resizesToFit ? { resized($0, to: (source.work.width, source.work.height)) } : nil)
+                    }
+                    guard let completed else { continue }
+                    restored = completed.image
+                    firstDequeued = completed.firstDequeued
+                }
+                let purified = restored.layout == source.color.layout ? restored : restored.converted(to: source.color.layout)
+                var image = PurifiedImage(
+                    source: source, purified: purified, change: change(from: source.color, to: purified),
+                    batch: batchDescription,
+                    classifierInput: classifierSize.map { resized(restored.layout == modelLayout ? restored : restored.converted(to: modelLayout), to: $0) })
+                image.source.timings.batchWait = milliseconds(source.decoded.duration(to: firstDequeued))
+                image.source.timings.purify = milliseconds(firstDequeued.duration(to: result.finished) + started.duration(to: clock.now))
+                images.append(image)
+            }
         }
-        let purifyTime = milliseconds(result.purifyTime + started.duration(to: clock.now))
-        for index in images.indices {
-            images[index].source.timings.batchWait = milliseconds(images[index].source.decoded.duration(to: batch.dequeued))
-            images[index].source.timings.purify = purifyTime
-        }
-        guard let classifierSize else { return (images, nil) }
+        guard let classifierSize, !images.isEmpty else { return (images, nil, failed) }
         let inputs = images.compactMap(\.source.classifierInput) + images.compactMap(\.classifierInput)
-        return (images, batchTensor(inputs, width: classifierSize.width, height: classifierSize.height))
+        return (images, batchTensor(inputs, width: classifierSize.width, height: classifierSize.height,
+                                    normalization: classifierNormalization), failed)
     }
 
     /// The classifier's verdicts from its output for a batch made by ``split(_:)``;
@@ -298,9 +480,11 @@ struct ImageProcessor: Sendable {
             let report = PurificationReport(
                 schemaVersion: PurificationReport.currentSchemaVersion, status: .purified, input: image.source.input,
                 bundle: bundleDescription,
-                output: .init(path: path, format: format.rawValue, bytes: encoded.count,
+                output: .init(path: path, format: format.rawValue, bytes: encoded.count, width: output.width,
+                              height: output.height,
                               jpegQuality: format == .jpeg ? configuration.encodeOptions.jpegQuality : nil),
-                batch: image.batch, timingsMs: timings, change: image.change, classification: classification, error: nil)
+                batch: image.batch, domain: image.source.domainReport(),
+                timingsMs: timings, change: image.change, classification: classification, error: nil)
             return commitReport(report, for: image.source.request, to: committer)
         }
     }
@@ -310,7 +494,7 @@ struct ImageProcessor: Sendable {
         timings.total = milliseconds(failed.started.duration(to: clock.now))
         let report = PurificationReport(
             schemaVersion: PurificationReport.currentSchemaVersion, status: .failed, input: failed.input,
-            bundle: bundleDescription, output: nil, batch: failed.batch, timingsMs: timings, change: nil,
+            bundle: bundleDescription, output: nil, batch: failed.batch, domain: failed.domain, timingsMs: timings, change: nil,
             classification: nil, error: failed.failure)
         return commitReport(report, for: failed.request, to: committer)
     }
@@ -356,20 +540,37 @@ struct ImageProcessor: Sendable {
 }
 
 extension DecodedImage {
-    /// This image as a failure of the engine on its batch.
-    func failing(stage: PurificationReport.Stage, message: String, batchSize: Int) -> FailedImage {
-        FailedImage(request: request, input: input,
-                    batch: .init(size: batchSize, modelWidth: modelWidth, modelHeight: modelHeight),
-                    failure: .init(code: "inference", stage: stage, message: message),
-                    timings: timings, started: started)
+    /// This image as a failure of the engine on a batch of its tiles.
+    func failing(message: String, batch: PurificationReport.Batch) -> FailedImage {
+        FailedImage(request: request, input: input, batch: batch, domain: nil,
+                    failure: .init(code: "inference", stage: .purify, message: message),
+                    timings: timings, started: started, reservedPixels: reservedPixels)
     }
 }
 
 extension PurifiedImage {
     /// This image as a failure at a later stage.
     func failing(_ failure: PurificationReport.Failure, _ timings: PurificationReport.Timings) -> FailedImage {
-        FailedImage(request: source.request, input: source.input, batch: batch, failure: failure,
-                    timings: timings, started: source.started)
+        FailedImage(request: source.request, input: source.input, batch: batch,
+                    domain: source.domainReport(), failure: failure,
+                    timings: timings, started: source.started, reservedPixels: source.reservedPixels)
+    }
+}
+
+extension PixelImage {
+    /// Channel `index` of the image, as a gray image.
+    func channel(_ index: Int) -> PixelImage {
+        let channels = layout.channelCount
+        if channels == 1 { return self }
+        var plane = [UInt8](repeating: 0, count: width * height)
+        pixels.withUnsafeBufferPointer { samples in
+            var source = index
+            for offset in plane.indices {
+                plane[offset] = samples[source]
+                source &+= channels
+            }
+        }
+        return PixelImage(width: width, height: height, layout: .gray, pixels: plane)
     }
 }
 

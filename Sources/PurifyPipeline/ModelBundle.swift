@@ -13,10 +13,17 @@ public struct BundleManifest: Sendable, Hashable, Decodable {
         public var channels: Int
         /// The image size the models were trained at, `[height, width]`.
         public var trainedSize: [Int]
+        /// The smallest image, `[height, width]`, the purifier serves as it is: with
+        /// ``maxSize``, the bundle's domain. Images outside it meet the input policy.
+        public var minSize: [Int]
+        /// The largest image, `[height, width]`, the purifier serves as it is.
+        public var maxSize: [Int]
 
         enum CodingKeys: String, CodingKey {
             case channels
             case trainedSize = "trained_size"
+            case minSize = "min_size"
+            case maxSize = "max_size"
         }
     }
 
@@ -55,9 +62,16 @@ public struct BundleManifest: Sendable, Hashable, Decodable {
         public var output: String
         /// One label per output class, in order.
         public var labels: [String]
+        /// How images are brought to ``inputSize``: `"bilinear"` (antialiased, Pillow's), the
+        /// only method known and the default.
+        public var resize: String?
+        /// Per channel, subtracted from [0, 1] pixels before the classifier; zeros if absent.
+        public var mean: [Double]?
+        /// Per channel, what the pixels are divided by after ``mean``; ones if absent.
+        public var std: [Double]?
 
         enum CodingKeys: String, CodingKey {
-            case file, sha256, architecture, output, labels
+            case file, sha256, architecture, output, labels, resize, mean, std
             case inputSize = "input_size"
         }
     }
@@ -170,6 +184,14 @@ public struct ModelBundle: Sendable {
         guard manifest.input.trainedSize.count == 2, manifest.input.trainedSize.allSatisfy({ $0 > 0 }) else {
             throw invalid("input.trained_size must be [height, width], not \(manifest.input.trainedSize)")
         }
+        for (key, size) in [("min_size", manifest.input.minSize), ("max_size", manifest.input.maxSize)] {
+            guard size.count == 2, size.allSatisfy({ $0 > 0 }) else {
+                throw invalid("input.\(key) must be [height, width], not \(size)")
+            }
+        }
+        guard manifest.input.minSize[0] <= manifest.input.maxSize[0], manifest.input.minSize[1] <= manifest.input.maxSize[1] else {
+            throw invalid("input.min_size \(manifest.input.minSize) exceeds input.max_size \(manifest.input.maxSize)")
+        }
         guard manifest.purifier.sizeMultiple >= 1 else {
             throw invalid("purifier.size_multiple must be positive, not \(manifest.purifier.sizeMultiple)")
         }
@@ -184,6 +206,20 @@ public struct ModelBundle: Sendable {
                 throw invalid("classifier.output '\(classifier.output)' is unknown (\"probabilities\" or \"logits\")")
             }
             guard !classifier.labels.isEmpty else { throw invalid("classifier.labels is empty") }
+            if let resize = classifier.resize, resize != "bilinear" {
+                throw invalid("classifier.resize '\(resize)' is unknown (only \"bilinear\")")
+            }
+            let channels = manifest.input.channels
+            if let mean = classifier.mean {
+                guard mean.count == channels, mean.allSatisfy(\.isFinite) else {
+                    throw invalid("classifier.mean must hold \(channels) finite numbers, one per channel, not \(mean)")
+                }
+            }
+            if let std = classifier.std {
+                guard std.count == channels, std.allSatisfy({ $0.isFinite && $0 > 0 }) else {
+                    throw invalid("classifier.std must hold \(channels) positive numbers, one per channel, not \(std)")
+                }
+            }
         }
     }
 

@@ -13,10 +13,15 @@ import Synchronization
 /// engine's compute thread; file I/O and per-image work on the pipeline's own threads; never
 /// on Swift's cooperative pool. ``process(_:onResult:)`` does all of that for a list of files.
 ///
-/// Images are purified at their own size, reflect-padded (centered) to the bundle's multiple
-/// and cropped back, or resized to the trained size and back for a fixed-size purifier; they
-/// are converted to the bundle's channels (gray ⇄ RGB) and back; alpha is set aside and put
-/// back. Images of one padded shape share batches.
+/// Each image is first held against the bundle's domain (``InputDomain``) and the input
+/// policy: rejected, resized to the classifier's input size, or purified at its own size.
+/// Images are purified reflect-padded (centered) to the bundle's multiple and cropped back, or
+/// resized to the trained size and back for a fixed-size purifier; an image larger than a
+/// tile is purified in overlapping tiles, blended back together. Images are converted to the
+/// bundle's channels (gray → RGB) and back, a color image through a gray purifier channel by
+/// channel; alpha is set aside and put back. Inputs of one padded shape share batches, as
+/// many as fit the batch's pixel budget; an image waits before decoding until its pixels fit
+/// the pipeline's budget of pixels in flight.
 ///
 /// It is a `Service`: in a `ServiceGroup`, a graceful shutdown finishes the input, so that
 /// what was submitted is committed before ``run()`` returns.
@@ -28,11 +33,13 @@ public final class Pipeline: Service {
     private let committer: any ResultCommitter
     private let processor: ImageProcessor
     private let requests: BoundedChannel<PurificationRequest>
-    private let batches: BoundedChannel<[DecodedImage]>
+    private let batches: BoundedChannel<[PurifierTile]>
     private let purified: BoundedChannel<PurifiedBatch>
     private let finished: BoundedChannel<FinishedImage>
     private let committed: BoundedChannel<PurificationResult>
     private let started = Mutex(false)
+    private let budget: PixelBudget
+    private let imageIDs = Atomic<UInt64>(0)
 
     /// A pipeline over `bundle` that hands its results to `committer`.
     ///
@@ -45,6 +52,11 @@ public final class Pipeline: Service {
         guard configuration.queueCapacity >= 1 else { throw invalid("the queue capacity must be at least 1") }
         guard configuration.ioThreadCount >= 1 else { throw invalid("the I/O thread count must be at least 1") }
         guard configuration.topK >= 1 else { throw invalid("top-k must be at least 1") }
+        guard configuration.tileSide >= bundle.manifest.purifier.sizeMultiple, configuration.tileSide >= 8 else {
+            throw invalid("the tile side must be at least 8 and at least the bundle's size multiple (\(bundle.manifest.purifier.sizeMultiple)), not \(configuration.tileSide)")
+        }
+        guard configuration.maxBatchPixels >= 1 else { throw invalid("the batch pixel budget must be at least 1") }
+        guard configuration.maxPixelsInFlight >= 1 else { throw invalid("the pixels in flight must be at least 1") }
         guard (1...100).contains(configuration.encodeOptions.jpegQuality) else {
             throw invalid("the JPEG quality must be in 1...100, not \(configuration.encodeOptions.jpegQuality)")
         }
@@ -52,7 +64,11 @@ public final class Pipeline: Service {
             throw invalid("bundle '\(bundle.manifest.name)' has no classifier")
         }
         self.bundle = bundle
+        var configuration = configuration
+        let multiple = bundle.manifest.purifier.sizeMultiple
+        configuration.tileSide -= configuration.tileSide % multiple
         self.configuration = configuration
+        budget = PixelBudget(capacity: configuration.maxPixelsInFlight)
         self.committer = committer
         processor = ImageProcessor(bundle: bundle, configuration: configuration)
         let capacity = configuration.queueCapacity
@@ -92,7 +108,7 @@ public final class Pipeline: Service {
         guard !alreadyStarted else { throw .alreadyRunning }
         let pool = BlockingThreadPool(threadCount: configuration.ioThreadCount, name: "purify-io")
         let batcher = DynamicBatcher(output: batches, maxBatchSize: configuration.maxBatchSize,
-                                     maxDelay: configuration.maxBatchDelay, maxPending: configuration.queueCapacity)
+                                     maxBatchPixels: configuration.maxBatchPixels, maxDelay: configuration.maxBatchDelay, maxPending: configuration.queueCapacity)
         await withGracefulShutdownHandler {
             await runStages(pool: pool, batcher: batcher)
         } onGracefulShutdown: { [requests] in
@@ -138,12 +154,32 @@ public final class Pipeline: Service {
 
     private func decode(on pool: BlockingThreadPool, into batcher: DynamicBatcher) async {
         let processor = processor
+        let chunk = configuration.maxBatchSize
         while let request = await requests.next() {
-            let prepared = await pool.run { processor.prepare(request) }
+            let inspection = await pool.run { processor.inspect(request) }
+            let prepared: Preparation
+            switch inspection {
+            case .failed(let failure):
+                prepared = .failed(failure)
+            case .inspected(let inspected):
+                guard let reserved = await budget.reserve(inspected.pixelCount) else { return }  // cancelled
+                let id = imageIDs.wrappingAdd(1, ordering: .relaxed).newValue
+                prepared = await pool.run { processor.decode(inspected, id: id, reservedPixels: reserved) }
+            }
             do {
                 switch prepared {
-                case .decoded(let image): try await batcher.add(image)
-                case .failed(let failure): try await finished.send(.failed(failure))
+                case .decoded(let image):
+                    // Tiles are cut a batch's worth at a time, so that a large image is never
+                    // held twice over.
+                    var next = 0
+                    while next < image.tileCount {
+                        let range = next..<min(next + chunk, image.tileCount)
+                        let tiles = await pool.run { processor.tiles(of: image, range) }
+                        for tile in tiles { try await batcher.add(tile) }
+                        next = range.upperBound
+                    }
+                case .failed(let failure):
+                    try await finished.send(.failed(failure))
                 }
             } catch {
                 return  // the pipeline is stopping
@@ -154,27 +190,26 @@ public final class Pipeline: Service {
     private func purify(on pool: BlockingThreadPool) async {
         let processor = processor
         let clock = ContinuousClock()
-        while let images = await batches.next() {
-            let batch = PurifierBatch(images: images, dequeued: clock.now)
+        while let tiles = await batches.next() {
+            let batch = PurifierBatch(tiles: tiles, dequeued: clock.now)
             let tensor = await pool.run { processor.purifierTensor(for: batch) }
-            let output: Tensor
+            let output: Result<Tensor, InferenceFailure>
             do {
-                output = try await bundle.purifier.run(tensor)
+                output = .success(try await bundle.purifier.run(tensor))
             } catch {
-                let failures = images.map { $0.failing(stage: .purify, message: "\(error)", batchSize: images.count) }
-                guard await send(failures) else { return }
-                continue
+                output = .failure(InferenceFailure(message: "\(error)"))
             }
-            let result = PurifiedBatch(batch: batch, output: output, purifyTime: batch.dequeued.duration(to: clock.now))
-            guard (try? await purified.send(result)) != nil else { return }
+            guard (try? await purified.send(PurifiedBatch(batch: batch, output: output, finished: clock.now))) != nil else { return }
         }
     }
 
     private func classify(on pool: BlockingThreadPool) async {
         let processor = processor
         let clock = ContinuousClock()
+        let assemblies = TileAssemblies()
         while let batch = await purified.next() {
-            var (images, classifierInput) = await pool.run { processor.split(batch) }
+            var (images, classifierInput, failed) = await pool.run { processor.split(batch, assemblies: assemblies) }
+            guard await send(failed) else { return }
             var verdicts: [PurificationReport.Classification?] = Array(repeating: nil, count: images.count)
             if let classifierInput, let classifier = bundle.classifier {
                 let start = clock.now
@@ -211,6 +246,7 @@ public final class Pipeline: Service {
         let committer = committer
         while let item = await finished.next() {
             let result = await pool.run { processor.commit(item, to: committer) }
+            budget.release(item.reservedPixels)
             guard (try? await committed.send(result)) != nil else { return }
         }
     }

@@ -27,15 +27,38 @@ public struct PipelineConfiguration: Sendable, Hashable {
     public var decodeLimits: DecodeLimits
     /// Whether inputs may be symbolic links (a spool refuses them: `false`).
     public var followsSymlinks: Bool
+    /// What happens to an image outside the bundle's domain.
+    public var inputPolicy: InputPolicy
+    /// The side of the square tiles a larger image is purified in (rounded down to the
+    /// bundle's size multiple); neighbours overlap by an eighth of it.
+    public var tileSide: Int
+    /// The most pixels in one purifier batch: a batch of large tiles or images holds fewer
+    /// than ``maxBatchSize``, which bounds the engine's activation memory.
+    public var maxBatchPixels: Int
+    /// The most pixels decoded and not yet committed at once: an image waits before decoding
+    /// until its pixels fit, so that memory follows pixels, not file counts. An image larger
+    /// than this runs alone.
+    public var maxPixelsInFlight: Int
+
+    /// The defaults of ``init(maxBatchSize:maxBatchDelay:queueCapacity:ioThreadCount:outputFormat:encodeOptions:classifies:topK:probabilityDropThreshold:decodeLimits:followsSymlinks:inputPolicy:tileSide:maxBatchPixels:maxPixelsInFlight:)``.
+    public enum Defaults {
+        public static let inputPolicy = InputPolicy.reject
+        public static let tileSide = 256
+        public static let maxBatchPixels = 1 << 19
+        public static let maxPixelsInFlight = 1 << 25
+    }
 
     /// Defaults: batches of up to 16 after at most 5 ms, 64 items per queue, 2 I/O threads,
     /// the input's format, JPEG quality 95, classification on with top-3 and a 0.5 drop
-    /// threshold, default decode limits, symbolic links followed.
+    /// threshold, default decode limits, symbolic links followed, images outside the domain
+    /// rejected, tiles of 256, 2^19 pixels per batch and 2^25 in flight.
     public init(maxBatchSize: Int = 16, maxBatchDelay: Duration = .milliseconds(5), queueCapacity: Int = 64,
                 ioThreadCount: Int = 2, outputFormat: ImageFormat? = nil,
                 encodeOptions: EncodeOptions = EncodeOptions(), classifies: Bool = true, topK: Int = 3,
                 probabilityDropThreshold: Double = 0.5, decodeLimits: DecodeLimits = .default,
-                followsSymlinks: Bool = true) {
+                followsSymlinks: Bool = true, inputPolicy: InputPolicy = Defaults.inputPolicy,
+                tileSide: Int = Defaults.tileSide, maxBatchPixels: Int = Defaults.maxBatchPixels,
+                maxPixelsInFlight: Int = Defaults.maxPixelsInFlight) {
         self.maxBatchSize = maxBatchSize
         self.maxBatchDelay = maxBatchDelay
         self.queueCapacity = queueCapacity
@@ -47,6 +70,10 @@ public struct PipelineConfiguration: Sendable, Hashable {
         self.probabilityDropThreshold = probabilityDropThreshold
         self.decodeLimits = decodeLimits
         self.followsSymlinks = followsSymlinks
+        self.inputPolicy = inputPolicy
+        self.tileSide = tileSide
+        self.maxBatchPixels = maxBatchPixels
+        self.maxPixelsInFlight = maxPixelsInFlight
     }
 }
 

@@ -52,6 +52,11 @@ public struct PurificationReport: Sendable, Hashable, Codable {
         /// `"png"` or `"jpeg"`.
         public var format: String
         public var bytes: Int
+        /// The purified image's width: the input's, or the classifier's input width under the
+        /// resize policy.
+        public var width: Int
+        /// The purified image's height.
+        public var height: Int
         /// The JPEG quality (1...100) for a JPEG output; JPEG re-encoding itself alters fine
         /// perturbations. Absent for PNG, which is lossless.
         public var jpegQuality: Int?
@@ -66,6 +71,28 @@ public struct PurificationReport: Sendable, Hashable, Codable {
         public var modelWidth: Int
         /// The purifier's input height.
         public var modelHeight: Int
+    }
+
+    /// How the image stood against the bundle's domain (the channels and sizes its purifier
+    /// serves) and what the input policy did with it.
+    public struct Domain: Sendable, Hashable, Codable {
+        /// The input policy: `"reject"`, `"resize"` or `"tile"`.
+        public var policy: String
+        /// Whether the image lies inside the domain.
+        public var inDomain: Bool
+        /// What was done: `"as_is"` (inside the domain), `"resize"` (purified at the
+        /// classifier's input size), `"tile"` (purified at its own size) or `"rejected"`.
+        public var applied: String
+        /// Whether each color channel went through a gray purifier on its own, so that a color
+        /// image keeps its colors.
+        public var perChannel: Bool
+        /// The purifier runs the image took (tiles over every plane); absent when rejected.
+        public var tiles: Int?
+        /// The size purified; absent when rejected.
+        public var width: Int?
+        public var height: Int?
+        /// Why the image lies outside the domain; absent inside it.
+        public var outsideBecause: String?
     }
 
     /// Milliseconds per stage. `purify` and `classify` are the whole batch's time on the engine,
@@ -142,8 +169,11 @@ public struct PurificationReport: Sendable, Hashable, Codable {
     public struct Failure: Sendable, Hashable, Codable {
         /// A stable code: an image error's name (`"truncated"`, `"corrupt"`, `"unsupported"`,
         /// `"too_large"`, `"empty"`, `"io"`, `"out_of_memory"`, `"invalid_argument"`,
-        /// `"encoding_failed"`) or `"inference"` for a failure of the engine.
+        /// `"encoding_failed"`), ``outOfDomain``, or `"inference"` for a failure of the engine.
         public var code: String
+
+        /// The code of an image outside the bundle's domain under the reject policy.
+        public static let outOfDomain = "out_of_domain"
         /// The stage that failed.
         public var stage: Stage
         public var message: String
@@ -164,8 +194,10 @@ public struct PurificationReport: Sendable, Hashable, Codable {
     public var bundle: Bundle
     /// Present when purified.
     public var output: Output?
-    /// Present when the image reached the purifier.
+    /// Present when the image reached the purifier: its (last) batch.
     public var batch: Batch?
+    /// Present when the image was decoded and planned, or rejected as out of its domain.
+    public var domain: Domain?
     /// Milliseconds per stage reached.
     public var timingsMs: Timings
     /// Present when purified.

@@ -64,6 +64,19 @@ struct Purify: AsyncParsableCommand {
             help: "Suspect an image also when purification cuts its top-1 probability by more than this.")
     var dropThreshold = 0.5
 
+    @Option(name: .customLong("input-policy"),
+            help: ArgumentHelp("What to do with an image outside the bundle's domain (the channels and sizes its purifier serves): reject it (error out_of_domain), resize it to the classifier's input size, or tile it at its own size.", valueName: "reject|resize|tile"))
+    var inputPolicy = PolicyOption(PipelineConfiguration.Defaults.inputPolicy)
+
+    @Option(name: .customLong("tile-side"), help: "The side of the tiles larger images are purified in, in pixels.")
+    var tileSide = PipelineConfiguration.Defaults.tileSide
+
+    @Option(name: .customLong("batch-pixels"), help: "The most pixels in one purifier batch.")
+    var batchPixels = PipelineConfiguration.Defaults.maxBatchPixels
+
+    @Option(name: .customLong("pixels-in-flight"), help: "The most pixels decoded and not yet written at once.")
+    var pixelsInFlight = PipelineConfiguration.Defaults.maxPixelsInFlight
+
     @Flag(name: .long, help: "fsync every output and report before renaming it into place.")
     var fsync = false
 
@@ -75,6 +88,15 @@ struct Purify: AsyncParsableCommand {
         case jpeg
     }
 
+    enum PolicyOption: String, ExpressibleByArgument, CaseIterable {
+        case reject
+        case resize
+        case tile
+
+        init(_ policy: InputPolicy) { self = Self(rawValue: policy.rawValue)! }
+        var policy: InputPolicy { InputPolicy(rawValue: rawValue)! }
+    }
+
     func validate() throws {
         guard batchSize >= 1 else { throw ValidationError("--batch must be at least 1") }
         guard maxDelayMilliseconds >= 0 else { throw ValidationError("--max-delay-ms must not be negative") }
@@ -83,6 +105,9 @@ struct Purify: AsyncParsableCommand {
         guard (1...100).contains(jpegQuality) else { throw ValidationError("--jpeg-quality must be in 1...100") }
         guard topK >= 1 else { throw ValidationError("--top-k must be at least 1") }
         guard (0...1).contains(dropThreshold) else { throw ValidationError("--drop-threshold must be in 0...1") }
+        guard tileSide >= 8 else { throw ValidationError("--tile-side must be at least 8") }
+        guard batchPixels >= 1 else { throw ValidationError("--batch-pixels must be at least 1") }
+        guard pixelsInFlight >= 1 else { throw ValidationError("--pixels-in-flight must be at least 1") }
     }
 
     func run() async throws {
@@ -112,7 +137,8 @@ struct Purify: AsyncParsableCommand {
             maxBatchSize: batchSize, maxBatchDelay: .milliseconds(maxDelayMilliseconds), ioThreadCount: ioThreads,
             outputFormat: format.map { $0 == .png ? ImageFormat.png : .jpeg },
             encodeOptions: EncodeOptions(jpegQuality: jpegQuality), classifies: !noClassifier, topK: topK,
-            probabilityDropThreshold: dropThreshold)
+            probabilityDropThreshold: dropThreshold, inputPolicy: inputPolicy.policy, tileSide: tileSide,
+            maxBatchPixels: batchPixels, maxPixelsInFlight: pixelsInFlight)
         let pipeline: Pipeline
         do {
             pipeline = try Pipeline(bundle: models, configuration: settings, committer: committer)

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import PurifyDaemon
 import PurifyEngine
+import PurifyPipeline
 import Testing
 
 @Suite("Configuration")
@@ -41,6 +42,8 @@ struct ConfigurationTests {
         #expect(inbox.jpegQuality == defaults.inboxes[0].jpegQuality)
         #expect(inbox.outputFormat == defaults.inboxes[0].outputFormat)
         #expect(inbox.classifierEnabled == defaults.inboxes[0].classifierEnabled)
+        #expect(inbox.inputPolicy == defaults.inboxes[0].inputPolicy)
+        #expect(inbox.memory == defaults.inboxes[0].memory)
     }
 
     @Test("defaults fill in and relative paths resolve against the base directory")
@@ -81,6 +84,8 @@ struct ConfigurationTests {
             spool_dir = "/spool/a"
             limits = { max_bytes = 100, max_pixels = 200, max_side = 300 }
             batch = { max_batch = 4, max_delay_ms = 0 }
+            input_policy = "tile"
+            memory = { tile_side = 128, batch_pixels = 65536, pixels_in_flight = 1000000 }
             [[inbox]]
             path = "/in/b"
             outbox = "/out/b"
@@ -100,7 +105,8 @@ struct ConfigurationTests {
                     name: "a", path: "/in/a", outbox: "/out/a", bundlePath: "/b", outputFormat: .jpeg,
                     jpegQuality: 75, classifierEnabled: false,
                     limits: InputLimits(maxBytes: 100, maxPixels: 200, maxSide: 300),
-                    batching: BatchingConfiguration(maxBatch: 4, maxDelay: .zero), queueCapacity: 8,
+                    batching: BatchingConfiguration(maxBatch: 4, maxDelay: .zero), inputPolicy: .tile,
+                    memory: MemoryConfiguration(tileSide: 128, batchPixels: 65536, pixelsInFlight: 1_000_000), queueCapacity: 8,
                     afterSuccess: .archive(directory: "/archive"), spoolDirectory: "/spool/a", failedDirectory: "/failed"
                 ),
                 InboxConfiguration(name: "b", path: "/in/b", outbox: "/out/b", bundlePath: "/b", spoolDirectory: "/s/b"),
@@ -115,6 +121,8 @@ struct ConfigurationTests {
         ("colour = 1\n[[inbox]]\npath=\"/i\"\noutbox=\"/o\"\nbundle=\"/b\"", "colour", "unknown key"),
         ("[[inbox]]\npath=\"/i\"\noutbox=\"/o\"\nbundle=\"/b\"\n[[inbox]]\npath=\"/j\"\noutbox=\"/p\"", "inbox[1].bundle", "is required"),
         ("[[inbox]]\npath=\"/i\"\noutbox=\"/o\"\nbundle=\"/b\"\noutput_format=\"gif\"", "inbox[0].output_format", "must be one of same, png, jpeg (got \"gif\")"),
+        ("[[inbox]]\npath=\"/i\"\noutbox=\"/o\"\nbundle=\"/b\"\ninput_policy=\"crop\"", "inbox[0].input_policy", "must be one of reject, resize, tile (got \"crop\")"),
+        ("[[inbox]]\npath=\"/i\"\noutbox=\"/o\"\nbundle=\"/b\"\n[inbox.memory]\ntile_side = 4", "inbox[0].memory.tile_side", "must be between 8 and 8192 (got 4)"),
         ("[[inbox]]\npath=\"/i\"\noutbox=\"/o\"\nbundle=\"/b\"\nafter_success=\"archive\"", "inbox[0].archive_dir", "is required when after_success = \"archive\""),
         ("[[inbox]]\npath=\"/i\"\noutbox=\"/i\"\nbundle=\"/b\"", "inbox[0].outbox", "must differ from path (/i)"),
         ("[[inbox]]\npath=\"/x/i\"\noutbox=\"/o\"\nbundle=\"/b\"\n[[inbox]]\npath=\"/y/i\"\noutbox=\"/p\"\nbundle=\"/b\"", "inbox[1].name", "\"i\" is already the name of inbox[0]"),

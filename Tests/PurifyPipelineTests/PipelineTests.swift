@@ -12,16 +12,16 @@ struct PipelineTests {
         let bundle = try await TestSupport.loadFixtureBundle()
         let input = try TestSupport.temporaryFolder()
         var requests: [PurificationRequest] = []
-        // Eight 28×28 gray images (one 32×32 padded shape) and three 40×30 RGB ones (48×32).
+        // Eight 28×28 gray images (one 32×32 padded shape) and three 30×40 ones (48×32).
         for index in 0..<8 {
             let image = TestSupport.noiseImage(width: 28, height: 28, layout: .gray, seed: UInt64(index))
             let path = try TestSupport.write(image, as: .png, to: input, name: "gray\(index).png")
             requests.append(PurificationRequest(inputPath: path, name: "gray\(index).png"))
         }
         for index in 0..<3 {
-            let image = TestSupport.noiseImage(width: 30, height: 40, layout: .rgb, seed: 100 + UInt64(index))
-            let path = try TestSupport.write(image, as: .png, to: input, name: "rgb\(index).png")
-            requests.append(PurificationRequest(inputPath: path, name: "rgb\(index).png"))
+            let image = TestSupport.noiseImage(width: 30, height: 40, layout: .gray, seed: 100 + UInt64(index))
+            let path = try TestSupport.write(image, as: .png, to: input, name: "wide\(index).png")
+            requests.append(PurificationRequest(inputPath: path, name: "wide\(index).png"))
         }
         let probe = "gray5.png"
         let probeRequest = try #require(requests.first { $0.name == probe })
@@ -102,7 +102,7 @@ struct PipelineTests {
         #expect(try await TestSupport.schemaViolations(in: reports) == [])
     }
 
-    @Test("Alpha, channels and size are kept; JPEG quality is reported; PNG output on request")
+    @Test("Alpha, channels and size are kept (color through the gray purifier channel by channel, under the tile policy); JPEG quality is reported; PNG output on request")
     func formatsAndChannels() async throws {
         let bundle = try await TestSupport.loadFixtureBundle()
         let input = try TestSupport.temporaryFolder()
@@ -115,7 +115,7 @@ struct PipelineTests {
             PurificationRequest(inputPath: try TestSupport.write(rgb, as: .jpeg, to: input, name: "rgb.jpg"), name: "rgb.jpg"),
         ]
         let output = try TestSupport.temporaryFolder("formats-out")
-        let configuration = PipelineConfiguration(encodeOptions: EncodeOptions(jpegQuality: 80))
+        let configuration = PipelineConfiguration(encodeOptions: EncodeOptions(jpegQuality: 80), inputPolicy: .tile)
         let results = try await TestSupport.purify(requests, bundle: bundle, output: output, configuration: configuration)
         for (name, original) in [("rgba.png", rgba), ("ga.png", grayAlpha)] {
             let report = try #require(results[name]?.report)
@@ -132,10 +132,12 @@ struct PipelineTests {
         #expect(jpeg.input.channels == "rgb")
         let decodedJPEG = try ImageDecoder().decodeFile(atPath: try #require(jpeg.output?.path))
         #expect(decodedJPEG.layout == .rgb && decodedJPEG.width == 45 && decodedJPEG.height == 31)
+        #expect(jpeg.domain?.perChannel == true && jpeg.domain?.tiles == 3 && jpeg.domain?.applied == "tile")
+        #expect(!decodedJPEG.isGrayStoredAsRGB, "a color image came back gray")
 
         let pngOutput = try TestSupport.temporaryFolder("formats-png")
         let asPNG = try await TestSupport.purify([requests[2]], bundle: bundle, output: pngOutput,
-                                                 configuration: PipelineConfiguration(outputFormat: .png))
+                                                 configuration: PipelineConfiguration(outputFormat: .png, inputPolicy: .tile))
         #expect(asPNG["rgb.jpg"]?.report.output?.path == pngOutput + "/rgb.png")
         #expect(asPNG["rgb.jpg"]?.report.output?.jpegQuality == nil)
         #expect(try await TestSupport.schemaViolations(in: TestSupport.reports(under: output) + TestSupport.reports(under: pngOutput)) == [])

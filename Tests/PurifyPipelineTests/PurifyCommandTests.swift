@@ -24,8 +24,9 @@ struct PurifyCommandTests {
         return try await TestSupport.run(executable, arguments)
     }
 
-    /// A folder of five good images (PNG and JPEG, in a subfolder too), a truncated one and a
-    /// dot-file that must be skipped.
+    /// A folder of five good images (PNG and JPEG, in a subfolder too; two in color, which the
+    /// gray fixture bundle serves under the tile policy only), a truncated one and a dot-file
+    /// that must be skipped.
     private func makeInputs() throws -> String {
         let input = try TestSupport.temporaryFolder()
         try FileManager.default.createDirectory(atPath: input + "/sub", withIntermediateDirectories: true)
@@ -48,7 +49,7 @@ struct PurifyCommandTests {
         let input = try makeInputs()
         let output = try TestSupport.temporaryFolder("cli-out")
         let (status, text) = try await purify(["--bundle", TestSupport.fixtureBundle, input, "--out", output, "--json",
-                                         "--batch", "4", "--jpeg-quality", "85"])
+                                         "--batch", "4", "--jpeg-quality", "85", "--input-policy", "tile"])
         #expect(status == 65, "\(text)")
         let summaryLine = try #require(text.split(separator: "\n").last { $0.hasPrefix("{") })
         let summary = try #require(try JSONSerialization.jsonObject(with: Data(summaryLine.utf8)) as? [String: Any])
@@ -75,7 +76,8 @@ struct PurifyCommandTests {
         try FileManager.default.removeItem(atPath: input + "/cut.png")
         let output = try TestSupport.temporaryFolder("cli-good")
         let (status, text) = try await purify(["--bundle", TestSupport.fixtureBundle, input, "--out", output,
-                                         "--format", "png", "--no-classifier", "--threads", "1", "--max-delay-ms", "1"])
+                                         "--format", "png", "--no-classifier", "--threads", "1", "--max-delay-ms", "1",
+                                         "--input-policy", "tile"])
         #expect(status == 0, "\(text)")
         #expect(text.contains("5 of 5 purified"))
         #expect(FileManager.default.fileExists(atPath: output + "/sub/photo.png"))
@@ -83,6 +85,22 @@ struct PurifyCommandTests {
         #expect(report.output?.format == "png")
         #expect(report.classification == nil)
         #expect(report.bundle.classifierSha256 == nil)
+    }
+
+    @Test("By default a color image is refused by a gray bundle: out_of_domain, exit 65, nothing written but the report")
+    func outOfDomainByDefault() async throws {
+        let input = try makeInputs()
+        try FileManager.default.removeItem(atPath: input + "/cut.png")
+        let output = try TestSupport.temporaryFolder("cli-domain")
+        let (status, text) = try await purify(["--bundle", TestSupport.fixtureBundle, input, "--out", output, "--json"])
+        #expect(status == 65, "\(text)")
+        let summaryLine = try #require(text.split(separator: "\n").last { $0.hasPrefix("{") })
+        let summary = try #require(try JSONSerialization.jsonObject(with: Data(summaryLine.utf8)) as? [String: Any])
+        #expect((summary["failures"] as? [String: Int]) == ["out_of_domain": 2])
+        #expect(!FileManager.default.fileExists(atPath: output + "/sub/photo.jpg"))
+        let photo = try PurificationReport(json: Array(try Data(contentsOf: URL(fileURLWithPath: output + "/sub/photo.jpg.json"))))
+        #expect(photo.error?.code == "out_of_domain" && photo.domain?.policy == "reject")
+        #expect(photo.error?.message.contains("gray images") == true)
     }
 
     @Test("Exit codes: 66 for a missing input, 78 for a bad bundle, 64 for a bad option or an output over an input")

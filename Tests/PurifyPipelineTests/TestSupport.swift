@@ -34,6 +34,19 @@ enum TestSupport {
         return try await ModelBundle.load(from: fixtureBundle, engine: engine)
     }
 
+    /// A copy of the fixture bundle in a fresh folder whose bundle.toml has `original`
+    /// replaced (the model files, and so their checksums, unchanged).
+    static func copyOfFixtureBundle(replacing original: String, with replacement: String,
+                                    label: String = #function) throws -> String {
+        let folder = try temporaryFolder(label) + "/bundle"
+        try FileManager.default.copyItem(atPath: fixtureBundle, toPath: folder)
+        let manifest = folder + "/bundle.toml"
+        let text = try String(contentsOfFile: manifest, encoding: .utf8)
+        try #require(text.contains(original), "bundle.toml has no '\(original)'")
+        try text.replacingOccurrences(of: original, with: replacement).write(toFile: manifest, atomically: true, encoding: .utf8)
+        return folder
+    }
+
     /// A deterministic noisy image.
     static func noiseImage(width: Int, height: Int, layout: ChannelLayout, seed: UInt64) -> PixelImage {
         var state = seed &* 6364136223846793005 &+ 1442695040888963407

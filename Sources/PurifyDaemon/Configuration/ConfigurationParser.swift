@@ -1,6 +1,7 @@
 internal import Foundation
 internal import Logging
 internal import PurifyEngine
+internal import PurifyPipeline
 internal import TOMLKit
 
 /// A configuration file that cannot be used: the key it concerns (a dotted path such as
@@ -157,6 +158,20 @@ private struct ConfigurationParser {
             limits.maxSide = try limitsTable.int("max_side", in: 1...(1 << 20)) ?? limits.maxSide
             try limitsTable.rejectUnknownKeys()
         }
+        var inputPolicy = DaemonConfiguration.Defaults.inputPolicy
+        if let policy = try table.string("input_policy") {
+            guard let parsed = InputPolicy(rawValue: policy) else {
+                throw table.error("input_policy", "must be one of reject, resize, tile (got \"\(policy)\")")
+            }
+            inputPolicy = parsed
+        }
+        var memory = DaemonConfiguration.Defaults.memory
+        if let memoryTable = try table.subtable("memory") {
+            memory.tileSide = try memoryTable.int("tile_side", in: 8...8192) ?? memory.tileSide
+            memory.batchPixels = try memoryTable.int("batch_pixels", in: 1...(1 << 30)) ?? memory.batchPixels
+            memory.pixelsInFlight = try memoryTable.int("pixels_in_flight", in: 1...(1 << 40)) ?? memory.pixelsInFlight
+            try memoryTable.rejectUnknownKeys()
+        }
         var batching = DaemonConfiguration.Defaults.batching
         if let batchTable = try table.subtable("batch") {
             batching.maxBatch = try batchTable.int("max_batch", in: 1...4096) ?? batching.maxBatch
@@ -180,6 +195,8 @@ private struct ConfigurationParser {
             classifierEnabled: classifier,
             limits: limits,
             batching: batching,
+            inputPolicy: inputPolicy,
+            memory: memory,
             queueCapacity: queueCapacity,
             afterSuccess: afterSuccess,
             spoolDirectory: spoolDirectory,

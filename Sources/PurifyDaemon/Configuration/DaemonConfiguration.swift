@@ -1,5 +1,6 @@
 public import Logging
 public import PurifyEngine
+public import PurifyPipeline
 
 /// Everything `purifyd` reads from its TOML configuration file, with defaults filled in and
 /// relative paths resolved.
@@ -58,6 +59,10 @@ public struct DaemonConfiguration: Sendable, Equatable {
         public static let queueCapacity = 64
         public static let limits = InputLimits(maxBytes: 32 << 20, maxPixels: 1 << 24, maxSide: 8192)
         public static let batching = BatchingConfiguration(maxBatch: 16, maxDelay: .milliseconds(10))
+        public static let inputPolicy = InputPolicy.reject
+        public static let memory = MemoryConfiguration(
+            tileSide: PipelineConfiguration.Defaults.tileSide, batchPixels: PipelineConfiguration.Defaults.maxBatchPixels,
+            pixelsInFlight: PipelineConfiguration.Defaults.maxPixelsInFlight)
     }
 }
 
@@ -94,6 +99,10 @@ public struct InboxConfiguration: Sendable, Equatable {
     public var limits: InputLimits
     /// How the pipeline batches images for the purifier.
     public var batching: BatchingConfiguration
+    /// What happens to an image outside the bundle's domain.
+    public var inputPolicy: InputPolicy
+    /// The bounds on the pixels the inbox's pipeline holds.
+    public var memory: MemoryConfiguration
     /// How many claimed files may be in flight; past it the daemon stops claiming and files wait
     /// in the inbox.
     public var queueCapacity: Int
@@ -115,6 +124,8 @@ public struct InboxConfiguration: Sendable, Equatable {
         classifierEnabled: Bool = DaemonConfiguration.Defaults.classifierEnabled,
         limits: InputLimits = DaemonConfiguration.Defaults.limits,
         batching: BatchingConfiguration = DaemonConfiguration.Defaults.batching,
+        inputPolicy: InputPolicy = DaemonConfiguration.Defaults.inputPolicy,
+        memory: MemoryConfiguration = DaemonConfiguration.Defaults.memory,
         queueCapacity: Int = DaemonConfiguration.Defaults.queueCapacity,
         afterSuccess: AfterSuccessPolicy = .delete,
         spoolDirectory: String,
@@ -129,6 +140,8 @@ public struct InboxConfiguration: Sendable, Equatable {
         self.classifierEnabled = classifierEnabled
         self.limits = limits
         self.batching = batching
+        self.inputPolicy = inputPolicy
+        self.memory = memory
         self.queueCapacity = queueCapacity
         self.afterSuccess = afterSuccess
         self.spoolDirectory = spoolDirectory
@@ -172,6 +185,22 @@ public struct BatchingConfiguration: Sendable, Equatable {
     public init(maxBatch: Int, maxDelay: Duration) {
         self.maxBatch = maxBatch
         self.maxDelay = maxDelay
+    }
+}
+
+/// The `[inbox.memory]` table: what bounds an inbox's memory by pixels rather than files.
+public struct MemoryConfiguration: Sendable, Equatable {
+    /// The side of the square tiles larger images are purified in.
+    public var tileSide: Int
+    /// The most pixels in one purifier batch.
+    public var batchPixels: Int
+    /// The most pixels decoded and not yet committed at once.
+    public var pixelsInFlight: Int
+
+    public init(tileSide: Int, batchPixels: Int, pixelsInFlight: Int) {
+        self.tileSide = tileSide
+        self.batchPixels = batchPixels
+        self.pixelsInFlight = pixelsInFlight
     }
 }
 

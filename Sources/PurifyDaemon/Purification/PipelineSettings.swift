@@ -3,7 +3,7 @@ public import PurifyPipeline
 
 extension InboxConfiguration {
     /// The pipeline settings of this inbox: its batching, output format, JPEG quality,
-    /// classifier switch and decode limits, a queue as deep as its `queue_capacity` (so the
+    /// classifier switch, decode limits, input policy and memory bounds, a queue as deep as its `queue_capacity` (so the
     /// spool's in-flight bound, which `status` reports, is the one that stops the claiming), and
     /// symbolic links refused.
     public var pipelineConfiguration: PipelineConfiguration {
@@ -15,7 +15,11 @@ extension InboxConfiguration {
             encodeOptions: EncodeOptions(jpegQuality: jpegQuality),
             classifies: classifierEnabled,
             decodeLimits: DecodeLimits(maxBytes: limits.maxBytes, maxPixels: limits.maxPixels, maxSide: limits.maxSide),
-            followsSymlinks: false
+            followsSymlinks: false,
+            inputPolicy: inputPolicy,
+            tileSide: memory.tileSide,
+            maxBatchPixels: memory.batchPixels,
+            maxPixelsInFlight: memory.pixelsInFlight
         )
     }
 }

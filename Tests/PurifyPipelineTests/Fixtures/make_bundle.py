@@ -5,8 +5,10 @@ Run from the repository root with the project venv:
 
 purifier.onnx: UNetGenerator(1, ngf=8, cap=16) with random weights (dynamic batch, height, width;
 sides a multiple of 16). classifier.onnx: PlainCNN(1, 28, width=8) + softmax, random weights.
-bundle.toml: written by the exporter's own `bundle_toml`, so its keys are the shipped ones.
+bundle.toml: written by the exporter's own `bundle_toml`, so its keys are the shipped ones, with a
+domain of any size from 1×1 to 16384×16384 (pipeline tests push images of many sizes through it).
 """
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -29,8 +31,11 @@ def main() -> None:
     OUT.mkdir(exist_ok=True)
     (OUT / "purifier.onnx").write_bytes(purifier)
     (OUT / "classifier.onnx").write_bytes(probabilities)
-    (OUT / "bundle.toml").write_text(bundle_toml(ds, "0.1.0", generator.multiple, sha256(purifier),
-                                                 sha256(probabilities), "cnn"))
+    manifest = bundle_toml(ds, "0.1.0", generator.multiple, sha256(purifier), sha256(probabilities), "cnn")
+    for key, size in (("min_size", "[1, 1]"), ("max_size", "[16384, 16384]")):
+        manifest, found = re.subn(rf"^{key} = .*$", f"{key} = {size}", manifest, flags=re.M)
+        assert found == 1, f"the exporter wrote no {key}"
+    (OUT / "bundle.toml").write_text(manifest)
 
 
 if __name__ == "__main__":
