@@ -44,6 +44,7 @@ struct ConfigurationTests {
         #expect(inbox.classifierEnabled == defaults.inboxes[0].classifierEnabled)
         #expect(inbox.inputPolicy == defaults.inboxes[0].inputPolicy)
         #expect(inbox.memory == defaults.inboxes[0].memory)
+        #expect(inbox.rescanInterval == nil && defaults.inboxes[0].rescanInterval == nil)
     }
 
     @Test("defaults fill in and relative paths resolve against the base directory")
@@ -85,6 +86,7 @@ struct ConfigurationTests {
             limits = { max_bytes = 100, max_pixels = 200, max_side = 300 }
             batch = { max_batch = 4, max_delay_ms = 0 }
             input_policy = "tile"
+            rescan_interval_s = 30
             memory = { tile_side = 128, batch_pixels = 65536, pixels_in_flight = 1000000 }
             [[inbox]]
             path = "/in/b"
@@ -107,7 +109,8 @@ struct ConfigurationTests {
                     limits: InputLimits(maxBytes: 100, maxPixels: 200, maxSide: 300),
                     batching: BatchingConfiguration(maxBatch: 4, maxDelay: .zero), inputPolicy: .tile,
                     memory: MemoryConfiguration(tileSide: 128, batchPixels: 65536, pixelsInFlight: 1_000_000), queueCapacity: 8,
-                    afterSuccess: .archive(directory: "/archive"), spoolDirectory: "/spool/a", failedDirectory: "/failed"
+                    afterSuccess: .archive(directory: "/archive"), rescanInterval: .seconds(30), spoolDirectory: "/spool/a",
+                    failedDirectory: "/failed"
                 ),
                 InboxConfiguration(name: "b", path: "/in/b", outbox: "/out/b", bundlePath: "/b", spoolDirectory: "/s/b"),
             ]

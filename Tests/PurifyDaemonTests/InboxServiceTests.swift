@@ -96,6 +96,22 @@ struct InboxServiceTests {
         #expect(service.spool.statistics.committed == 300)
     }
 
+    @Test("with rescan_interval_s the inbox is listed again on its own, as a network filesystem needs")
+    func periodicRescan() async throws {
+        let fixture = try Fixture(capacity: 4)
+        var configuration = fixture.configuration
+        configuration.rescanInterval = .milliseconds(100)
+        let service = try InboxService(configuration: configuration, processor: CopyingProcessor(), settleInterval: .zero, logger: testLogger)
+        try await running(service) {
+            #expect(await eventually(timeout: .seconds(10)) { service.status.watcher.rescans >= 4 })
+        }
+        let quiet = try InboxService(configuration: fixture.configuration, processor: CopyingProcessor(), settleInterval: .zero, logger: testLogger)
+        try await running(quiet) {
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(quiet.status.watcher.rescans == 1)
+        }
+    }
+
     @Test("pause stops claiming (files wait in the inbox); resume picks them up")
     func pauseAndResume() async throws {
         let fixture = try Fixture(capacity: 8)

@@ -148,6 +148,7 @@ private struct ConfigurationParser {
         case let other:
             throw table.error("after_success", "must be \"delete\" or \"archive\" (got \"\(other)\")")
         }
+        let rescanSeconds = try table.int("rescan_interval_s", in: 1...86_400)
         let spoolDirectory = try table.path("spool_dir", base: baseDirectory) ?? FilePaths.join(stateDirectory, name)
         let failedDirectory = try table.path("failed_dir", base: baseDirectory)
 
@@ -199,6 +200,7 @@ private struct ConfigurationParser {
             memory: memory,
             queueCapacity: queueCapacity,
             afterSuccess: afterSuccess,
+            rescanInterval: rescanSeconds.map { .seconds($0) },
             spoolDirectory: spoolDirectory,
             failedDirectory: failedDirectory
         )

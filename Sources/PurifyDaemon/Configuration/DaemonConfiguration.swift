@@ -108,6 +108,10 @@ public struct InboxConfiguration: Sendable, Equatable {
     public var queueCapacity: Int
     /// What happens to the original once its output and report are written.
     public var afterSuccess: AfterSuccessPolicy
+    /// How often the inbox is listed again besides its inotify events; `nil` (the default)
+    /// for never. Set it for an inbox on a network filesystem (NFS, SMB), where files written
+    /// by another host raise no inotify event.
+    public var rescanInterval: Duration?
     /// Where files that cannot be processed go, with a JSON report each.
     public var failedDirectory: String
     /// The inbox's spool: `claimed/` and `journal/`. Files move between the inbox, the spool,
@@ -128,6 +132,7 @@ public struct InboxConfiguration: Sendable, Equatable {
         memory: MemoryConfiguration = DaemonConfiguration.Defaults.memory,
         queueCapacity: Int = DaemonConfiguration.Defaults.queueCapacity,
         afterSuccess: AfterSuccessPolicy = .delete,
+        rescanInterval: Duration? = nil,
         spoolDirectory: String,
         failedDirectory: String? = nil
     ) {
@@ -144,6 +149,7 @@ public struct InboxConfiguration: Sendable, Equatable {
         self.memory = memory
         self.queueCapacity = queueCapacity
         self.afterSuccess = afterSuccess
+        self.rescanInterval = rescanInterval
         self.spoolDirectory = spoolDirectory
         self.failedDirectory = failedDirectory ?? FilePaths.join(spoolDirectory, "failed")
     }

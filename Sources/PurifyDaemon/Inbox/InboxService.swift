@@ -120,6 +120,13 @@ public final class InboxService: Service, Sendable {
         for file in try spool.recover() {
             await processor.process(file, from: spool)
         }
+        // Files written by another host on a network filesystem raise no inotify event here.
+        let periodicRescans = configuration.rescanInterval.map { interval in
+            Task { [watcher] in
+                while (try? await Task.sleep(for: interval)) != nil { watcher.requestRescan() }
+            }
+        }
+        defer { periodicRescans?.cancel() }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await self.watcher.run() }
             await withTaskCancellationOrGracefulShutdownHandler {
