@@ -9,7 +9,7 @@ DEB_PACKAGES := libdnnl-dev libjpeg-dev libpng-dev zlib1g-dev python3-venv
 DATASET ?= mnist
 TRAIN := PYTHONPATH=training $(PY) -m purifyd_train
 
-.PHONY: deps debs venv build release test test-swift test-python run install clean train evaluate evaluate-purify install-daemon-files check-systemd
+.PHONY: deps debs venv build release test test-swift test-python run install clean train evaluate evaluate-purify bundle install-daemon-files check-systemd
 
 deps: debs venv
 
@@ -36,11 +36,13 @@ release: debs
 	$(SWIFT) build -c release
 
 test: deps
-	$(MAKE) test-python
+	$(SWIFT) build --product purify
+	$(MAKE) test-python PURIFY_BIN=$$($(SWIFT) build --show-bin-path)/purify
 	$(MAKE) test-swift
 
+# PURIFY_BIN: the `purify` binary the bundle's end-to-end test runs (`make test` builds it; without it that test fails).
 test-python:
-	$(PY) -m pytest -q training/tests
+	PURIFY_BIN=$(PURIFY_BIN) $(PY) -m pytest -q training/tests
 
 test-swift:
 	$(SWIFT) test
@@ -57,6 +59,13 @@ train: venv
 
 evaluate: venv
 	$(TRAIN) evaluate --dataset $(DATASET) $(if $(QUICK),--quick,)
+
+# A bundle from your own data and classifier (training/README.md, "Bundles from your own data"):
+# `make bundle DATA=DIR CLASSIFIER=FILE.onnx OUT=DIR [EPS=E] [QUICK=1] [BUNDLE_ARGS="--mean 0.5 --std 0.25 ..."]`.
+# DIR holds one sub-folder of PNG/JPEG images per class; OUT must not exist. Exit 64 usage, 65 bad data, 66 no input.
+bundle: venv
+	@test -n "$(DATA)" -a -n "$(CLASSIFIER)" -a -n "$(OUT)" || { echo "usage: make bundle DATA=DIR CLASSIFIER=FILE.onnx OUT=DIR [EPS=E] [QUICK=1] [BUNDLE_ARGS=...]" >&2; exit 64; }
+	$(TRAIN) bundle --data $(DATA) --classifier $(CLASSIFIER) --out $(OUT) $(if $(EPS),--eps $(EPS),) $(if $(QUICK),--quick,) $(BUNDLE_ARGS)
 
 # The evaluation's end-to-end mode: a PGD test set as PNGs through the `purify` CLI (issue 4).
 evaluate-purify: venv
@@ -180,3 +189,15 @@ bench-pipeline: venv
 	$(SWIFT) build -c release --scratch-path .build-pipeline --product purify-engine-bench
 	$(PY) bench/pipeline/bench.py --threads $(BENCH_THREADS) --batch $(BENCH_BATCH) \
 	  --purify .build-pipeline/release/purify --engine .build-pipeline/release/purify-engine-bench
+
+# Memory benchmark: wall time and peak RSS of `purify` (12 MP and 40 MP photos, every bundle,
+# --input-policy tile) and of `purifyd` (one 12 MP photo per bundle, then a burst of 64 into one
+# inbox) against the unit's MemoryMax (bench/memory/README.md). BENCH_MEMORY_ARGS adds options,
+# e.g. "--burst-bundles mnist fashion-mnist cifar10".
+BENCH_MEMORY_ARGS ?=
+.PHONY: bench-memory
+bench-memory: venv
+	$(SWIFT) build -c release --scratch-path .build-memory --product purify
+	$(SWIFT) build -c release --scratch-path .build-memory --product purifyd
+	$(PY) bench/memory/bench.py --threads $(BENCH_THREADS) \
+	  --purify .build-memory/release/purify --purifyd .build-memory/release/purifyd $(BENCH_MEMORY_ARGS)

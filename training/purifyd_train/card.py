@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .attacks import L2_ATTACKS, PAPER_ATTACKS
 from .common import run_dir
-from .evaluate import SWEEP_ATTACKS, parse_args
+from .evaluation_options import SWEEP_ATTACKS, parse_args
 from .models import FAMILY_SOURCES, classifier_zoo, source_networks
 from .train_gan import LEARNING_RATE, PAPER_LOSS_WEIGHTS, VALIDATION_IMAGES, recorded_loss_weights, run_folder
 

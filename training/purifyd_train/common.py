@@ -72,6 +72,12 @@ def run_dir(dataset: str) -> Path:
     return path
 
 
+def progress_options() -> dict:
+    """tqdm options: a bar redrawn often on a terminal, a line every 30 s in a log file."""
+    import sys
+    return {"mininterval": 0.5 if sys.stderr.isatty() else 30.0, "dynamic_ncols": True}
+
+
 def log(message: str) -> None:
     print(time.strftime("%H:%M:%S"), message, flush=True)
 

@@ -1,19 +1,14 @@
-"""Evaluates a dataset's purifier under the protocol of ../shared/DESIGN.md §5 and writes its card.
-
-Oblivious attacks (the paper's setting: the attacker sees only the classifier) against the seen
-and the unseen classifiers; the classic baselines under the same protocol; adaptive white-box
-attacks through purifier + classifier; image quality; an ε sweep and a contact sheet.
-`--quick` runs a small version into training/runs/<dataset>/eval-quick instead of models/; `--out`
-names another bundle folder (one that `export --out` wrote, for a candidate beside the shipped one).
-"""
+"""Evaluates a dataset's purifier under the protocol of ../shared/DESIGN.md §5 and writes its card
+(the options: evaluation_options.py)."""
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +17,9 @@ from torch import nn
 
 from .attacks import L2_ATTACKS, PAPER_ATTACKS, AttackConfig, evaluation_attacks, run_attack
 from .baselines import baselines, tune
-from .common import REPO_ROOT, batched, command_parser, gaussian_kernel, log, predict, run_dir, setup, wilson, write_json
+from .card import training_records, write_card
+from .common import REPO_ROOT, batched, gaussian_kernel, log, predict, progress_options, run_dir, setup, wilson, write_json
+from .evaluation_options import SWEEP_ATTACKS, SWEEP_FRACTIONS, parse_args
 from .data import spec, test_subset, train_tail
 from .make_pairs import load_classifier
 from .models import Purifier, classifier_zoo
@@ -67,33 +64,74 @@ def generator_record(generator: nn.Module, state: dict) -> dict:
             "parameters": sum(p.numel() for p in generator.parameters())}
 
 
+@dataclass
+class EvaluationInputs:
+    """Everything one evaluation runs on: test images, the purifier, the classifiers (the seen one first),
+    the images the baselines are tuned on, the budget and the attacks."""
+
+    name: str
+    x: torch.Tensor
+    y: torch.Tensor
+    purifier: nn.Module
+    generator: dict                      # generator_record of the purifier's generator
+    classifiers: dict[str, nn.Module]    # the seen classifier first
+    tuning: tuple[torch.Tensor, torch.Tensor]
+    eps: float
+    attacks: list[AttackConfig]
+    sweep_attacks: Callable[[float], list[AttackConfig]]
+    figures: Path
+    seed: int
+    quick: bool
+    adaptive_n: int
+    sweep_n: int
+    n_classes: int = 10
+    ablation: tuple[nn.Module, dict] | None = None   # the no-residual purifier and its generator_record
+    progress: bool = False
+
+
 def evaluate(args) -> dict:
+    """The protocol on a dataset's trained models (the run folder) and its seeded test subset."""
     ds = spec(args.dataset)
     x, y = test_subset(ds, args.n, seed=args.seed, root=args.data)
     generator, gen_state = load_generator(run_folder(ds.name) / "generator.pt")
-    purifier = Purifier(generator).eval()
-    purify = lambda t: batched(purifier, t, 250)
-    defenses = {"none": (lambda t: t, {}), "purifier": (purify, {})}
     ablation_path = run_folder(ds.name, ablation=True) / "generator.pt"
-    ablation_state = None
+    ablation = None
     if ablation_path.exists():
         ablation_generator, ablation_state = load_generator(ablation_path)
-        ablation = Purifier(ablation_generator).eval()
-        defenses["purifier-no-residual"] = (lambda t: batched(ablation, t, 250), {})
+        ablation = (Purifier(ablation_generator).eval(), generator_record(ablation_generator, ablation_state))
     zoo = classifier_zoo(ds.name, ds.channels, ds.size)
-    classifiers = {name: load_classifier(ds.name, name)[1] for name in zoo}
-    seen = next(iter(zoo))
+    inputs = EvaluationInputs(
+        ds.name, x, y, Purifier(generator).eval(), generator_record(generator, gen_state),
+        {name: load_classifier(ds.name, name)[1] for name in zoo}, train_tail(ds, args.val_n, args.seed, args.data),
+        ds.eps, evaluation_attacks(ds.name, ds.eps, quick=args.quick),
+        lambda eps: sweep_attacks(ds.name, eps, args.quick), args.figures, args.seed, args.quick, args.adaptive_n,
+        args.sweep_n, ablation=ablation)
+    return run_evaluation(inputs)
+
+
+def run_evaluation(inputs: EvaluationInputs) -> dict:
+    """Clean accuracy, oblivious attacks with the purifier and the baselines, adaptive attacks, image quality
+    and the ε sweep (with its figures), as the results dictionary the card reads."""
+    from tqdm import tqdm
+    x, y, purifier = inputs.x, inputs.y, inputs.purifier
+    purify = lambda t: batched(purifier, t, 250)
+    defenses = {"none": (lambda t: t, {}), "purifier": (purify, {})}
+    if inputs.ablation:
+        ablation = inputs.ablation[0]
+        defenses["purifier-no-residual"] = (lambda t: batched(ablation, t, 250), {})
+    classifiers = inputs.classifiers
+    seen = next(iter(classifiers))
     # The baselines' strengths are chosen on training images, never on the test images they are scored on.
-    tuning = tune(classifiers[seen], *train_tail(ds, args.val_n, args.seed, args.data), ds.eps, args.seed)
-    log(f"baselines tuned on {args.val_n} validation images: bits {tuning['bits']}, TV weight {tuning['tv_weight']}")
+    tuning = tune(classifiers[seen], *inputs.tuning, inputs.eps, inputs.seed)
+    log(f"baselines tuned on {len(inputs.tuning[0])} validation images: bits {tuning['bits']}, TV weight {tuning['tv_weight']}")
     defenses.update(baselines(tuning))
-    attacks = evaluation_attacks(ds.name, ds.eps, quick=args.quick)
-    results: dict = {"dataset": ds.name, "n": len(x), "seed": args.seed, "quick": args.quick, "eps": ds.eps,
+    attacks = inputs.attacks
+    results: dict = {"dataset": inputs.name, "n": len(x), "seed": inputs.seed, "quick": inputs.quick, "eps": inputs.eps,
                      "seen": seen, "attacks": {a.name: a.params for a in attacks},
                      "baselines": {k: v[1] for k, v in defenses.items() if k not in ("none", "purifier", "purifier-no-residual")},
                      "baseline_tuning": tuning,
-                     "generator": generator_record(generator, gen_state),
-                     "ablation_generator": ablation_state and generator_record(ablation_generator, ablation_state),
+                     "generator": inputs.generator,
+                     "ablation_generator": inputs.ablation and inputs.ablation[1],
                      "clean": {}, "oblivious": {}, "adaptive": {}, "quality": {}, "sweep": {}}
     t0 = time.time()
     defended_clean = {name: fn(x) for name, (fn, _) in defenses.items()}
@@ -101,12 +139,14 @@ def evaluate(args) -> dict:
         results["clean"][cname] = {d: acc_record(predict(model, xd), y) for d, xd in defended_clean.items()}
         log(f"clean {cname}: " + ", ".join(f"{d} {r['acc']:.4f}" for d, r in results["clean"][cname].items()))
     results["quality"]["clean"] = {"psnr": psnr(defended_clean["purifier"], x), "ssim": ssim(defended_clean["purifier"], x)}
+    bar = tqdm(total=len(classifiers) * len(attacks) + 2, desc="evaluation", unit="attack", disable=not inputs.progress,
+               **progress_options())
     for cname, model in classifiers.items():
         results["oblivious"][cname] = {}
         # Baselines are evaluated on the seen classifier; the unseen ones show the purifier's transfer.
         names = list(defenses) if cname == seen else ["none", "purifier"]
         for attack in attacks:
-            adv = run_attack(attack.build(model, args.seed), x, y)
+            adv = run_attack(attack.build(model, inputs.seed, inputs.n_classes), x, y)
             record = {"norms": perturbation_norms(adv, x)}
             for d in names:
                 record[d] = acc_record(predict(model, defenses[d][0](adv)), y)
@@ -115,45 +155,46 @@ def evaluate(args) -> dict:
             results["oblivious"][cname][attack.name] = record
             log(f"{cname} {attack.name}: " + ", ".join(f"{d} {record[d]['acc']:.4f}" for d in names)
                 + f" [{time.time() - t0:.0f}s]")
+            bar.update(1)
             if cname == seen and attack.name == "PGD":
                 purified = purify(adv)
                 results["quality"]["pgd"] = {"psnr_purified": psnr(purified, x), "ssim_purified": ssim(purified, x),
                                              "psnr_adversarial": psnr(adv, x), "ssim_adversarial": ssim(adv, x)}
-                contact_sheet(x[:10], adv[:10], purified[:10], args.figures / "contact_sheet.png", ds.name)
+                contact_sheet(x[:10], adv[:10], purified[:10], inputs.figures / "contact_sheet.png", inputs.name)
     # Adaptive white-box: the attacker differentiates through purifier + classifier end to end.
-    xa, ya = x[:args.adaptive_n], y[:args.adaptive_n]
+    xa, ya = x[:inputs.adaptive_n], y[:inputs.adaptive_n]
     pipeline = nn.Sequential(purifier, classifiers[seen]).eval()
-    steps = 10 if args.quick else 40
-    adaptive = [AttackConfig("PGD", dict(eps=ds.eps, alpha=2.5 * ds.eps / steps, steps=steps, random_start=True)),
-                AttackConfig("APGD", dict(norm="Linf", eps=ds.eps, steps=20 if args.quick else 100, n_restarts=1, loss="ce"))]
+    steps = 10 if inputs.quick else 40
+    adaptive = [AttackConfig("PGD", dict(eps=inputs.eps, alpha=2.5 * inputs.eps / steps, steps=steps, random_start=True)),
+                AttackConfig("APGD", dict(norm="Linf", eps=inputs.eps, steps=20 if inputs.quick else 100, n_restarts=1, loss="ce"))]
     for attack in adaptive:
-        atk = attack.build(pipeline, args.seed) if attack.name != "APGD" else torchattacks.APGD(pipeline, seed=args.seed, **attack.params)
+        atk = attack.build(pipeline, inputs.seed) if attack.name != "APGD" else torchattacks.APGD(pipeline, seed=inputs.seed, **attack.params)
         adv = run_attack(atk, xa, ya, batch=100)
         results["adaptive"][attack.name] = {"params": attack.params, **acc_record(predict(pipeline, adv), ya)}
         log(f"adaptive {attack.name}: {results['adaptive'][attack.name]['acc']:.4f} [{time.time() - t0:.0f}s]")
-    results["sweep"] = eps_sweep(ds, classifiers[seen], defenses, x[:args.sweep_n], y[:args.sweep_n], args)
-    plot_sweep(results["sweep"], args.figures / "accuracy_vs_eps.png", ds.name)
+        bar.update(1)
+    bar.close()
+    results["sweep"] = eps_sweep(inputs.eps, inputs.sweep_attacks, classifiers[seen], defenses,
+                                 x[:inputs.sweep_n], y[:inputs.sweep_n], inputs.seed)
+    plot_sweep(results["sweep"], inputs.figures / "accuracy_vs_eps.png", inputs.name)
     results["summary"] = summary(results)
     results["minutes"] = (time.time() - t0) / 60
     return results
 
 
-SWEEP_FRACTIONS = (0.25, 0.5, 0.75, 1.0, 1.25)  # of the dataset's budget
-SWEEP_ATTACKS = ("FGSM", "PGD")
-
-
-def sweep_attacks(dataset: str, eps: float, quick: bool) -> list[AttackConfig]:
+def sweep_attacks(dataset: str, eps: float, quick: bool, cw: dict | None = None) -> list[AttackConfig]:
     """The ε sweep's attacks at one budget: the evaluation's own FGSM and PGD (PGD's step scales with ε)."""
-    return [a for a in evaluation_attacks(dataset, eps, quick) if a.name in SWEEP_ATTACKS]
+    return [a for a in evaluation_attacks(dataset, eps, quick, cw) if a.name in SWEEP_ATTACKS]
 
 
-def eps_sweep(ds, model, defenses, x, y, args) -> dict:
+def eps_sweep(eps: float, attacks_at: Callable[[float], list[AttackConfig]], model, defenses, x, y, seed: int) -> dict:
+    """Accuracy under each defense at SWEEP_FRACTIONS of the budget eps."""
     out = {}
     for frac in SWEEP_FRACTIONS:
-        for attack in sweep_attacks(ds.name, ds.eps * frac, args.quick):
-            adv = run_attack(attack.build(model, args.seed), x, y)
-            out.setdefault(attack.name, []).append({"eps": ds.eps * frac, **{d: acc_record(predict(model, fn(adv)), y)["acc"]
-                                                                             for d, (fn, _) in defenses.items()}})
+        for attack in attacks_at(eps * frac):
+            adv = run_attack(attack.build(model, seed), x, y)
+            out.setdefault(attack.name, []).append({"eps": eps * frac, **{d: acc_record(predict(model, fn(adv)), y)["acc"]
+                                                                          for d, (fn, _) in defenses.items()}})
     return out
 
 
@@ -211,29 +252,6 @@ def plot_sweep(sweep: dict, path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """The command's options with their defaults filled in; the card reads the sizes of a recorded command."""
-    p = command_parser(__doc__, seed=0)
-    p.add_argument("--quick", action="store_true", help="200 images, fewer steps, results under training/runs")
-    p.add_argument("--n", type=int, default=None, help="test images (default 2000, quick 200)")
-    p.add_argument("--adaptive-n", type=int, default=None, help="images for adaptive attacks (default 500, quick 100)")
-    p.add_argument("--sweep-n", type=int, default=None, help="images for the ε sweep (default 1000, quick 100)")
-    p.add_argument("--val-n", type=int, default=None,
-                   help="training images to tune the baselines on (default 1000, quick 200)")
-    p.add_argument("--through-purify", type=Path, metavar="PURIFY", default=None,
-                   help="instead: PGD test set as PNGs through this `purify` binary, accuracy compared with PyTorch")
-    p.add_argument("--card-only", action="store_true", help="only rewrite card.md from the results.json already there")
-    p.add_argument("--out", type=Path, default=None,
-                   help="the bundle folder: results.json, card.md, figures/, and the bundle --through-purify runs "
-                        "(default models/D; with --quick, results under training/runs/D/eval-quick)")
-    args = p.parse_args(argv)
-    args.n = args.n or (200 if args.quick else 2000)
-    args.adaptive_n = min(args.n, args.adaptive_n or (100 if args.quick else 500))
-    args.sweep_n = min(args.n, args.sweep_n or (100 if args.quick else 1000))
-    args.val_n = args.val_n or (200 if args.quick else 1000)
-    return args
-
-
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     setup(args.seed, args.threads, args.device)
@@ -245,13 +263,11 @@ def main(argv: list[str] | None = None) -> None:
         through_purify(ds.name, args.through_purify, args.n, args.seed, out, bundle=args.out)
         return
     if args.card_only:
-        from .card import write_card
         write_card(ds, json.loads((out / "results.json").read_text()), out)
         return
     args.figures = out / "figures"
     results = evaluate(args)
     results["command"] = " ".join(["python -m purifyd_train evaluate", *(argv if argv is not None else sys.argv[1:])])
-    from .card import training_records, write_card
     results["training_records"] = training_records(ds.name)
     write_json(out / "results.json", results)
     write_card(ds, results, out)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -71,39 +72,99 @@ def toml_string(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def toml_list(values) -> str:
+    return "[" + ", ".join(toml_string(v) if isinstance(v, str) else f"{v:.6g}" if isinstance(v, float) else str(v)
+                           for v in values) + "]"
+
+
+@dataclass(frozen=True)
+class BundleManifest:
+    """bundle.toml's keys (../shared/DESIGN.md §2; read by Sources/PurifyPipeline/ModelBundle.swift). Sizes
+    are [height, width]; min_size and max_size bound the images the purifier serves whole."""
+
+    name: str
+    version: str
+    description: str
+    channels: int
+    trained_size: tuple[int, int]
+    min_size: tuple[int, int]
+    max_size: tuple[int, int]
+    size_multiple: int
+    purifier_sha256: str
+    classifier_sha256: str
+    architecture: str
+    input_size: tuple[int, int]
+    output: str
+    labels: tuple[str, ...]
+    attacks: tuple[str, ...]
+    epsilon_linf: float
+    mean: tuple[float, ...] | None = None   # written only when the classifier takes normalised input
+    std: tuple[float, ...] | None = None
+    resize: str | None = None               # written for bundles whose images are resized to input_size
+    writer: str = "`python -m purifyd_train export` (training/purifyd_train/export.py)"
+
+    def to_toml(self) -> str:
+        classifier_extra = []
+        if self.resize:
+            classifier_extra.append(f"resize = {toml_string(self.resize)}")
+        if self.mean is not None:
+            classifier_extra += [f"mean = {toml_list(self.mean)}", f"std = {toml_list(self.std)}"]
+        return "\n".join([
+            f"# purifyd model bundle: written by {self.writer}.",
+            f"name = {toml_string(self.name)}",
+            f"version = {toml_string(self.version)}",
+            f"description = {toml_string(self.description)}",
+            "",
+            "[input]",
+            f"channels = {self.channels}",
+            f"trained_size = {toml_list(self.trained_size)}",
+            f"min_size = {toml_list(self.min_size)}",
+            f"max_size = {toml_list(self.max_size)}",
+            "",
+            "[purifier]",
+            'file = "purifier.onnx"',
+            f"sha256 = {toml_string(self.purifier_sha256)}",
+            "fully_convolutional = true",
+            f"size_multiple = {self.size_multiple}",
+            'padding = "reflect-centered"',
+            "",
+            "[classifier]",
+            'file = "classifier.onnx"',
+            f"sha256 = {toml_string(self.classifier_sha256)}",
+            f"architecture = {toml_string(self.architecture)}",
+            f"input_size = {toml_list(self.input_size)}",
+            f"output = {toml_string(self.output)}",
+            f"labels = {toml_list(self.labels)}",
+            *classifier_extra,
+            "",
+            "[training]",
+            f"attacks = {toml_list(sorted(self.attacks))}",
+            f"epsilon_linf = {self.epsilon_linf:.6g}",
+            "",
+        ])
+
+
 def bundle_toml(ds, version: str, multiple: int, purifier_sha: str, classifier_sha: str, classifier_name: str) -> str:
-    attacks = sorted({a.name for a in training_attacks(ds.name, ds.eps)})
-    labels = ", ".join(toml_string(label) for label in ds.labels)
-    return "\n".join([
-        "# purifyd model bundle: written by `python -m purifyd_train export` (training/purifyd_train/export.py).",
-        f"name = {toml_string(ds.name)}",
-        f"version = {toml_string(version)}",
-        f"description = {toml_string(ds.note or ds.name)}",
-        "",
-        "[input]",
-        f"channels = {ds.channels}",
-        f"trained_size = [{ds.size}, {ds.size}]",
-        "",
-        "[purifier]",
-        'file = "purifier.onnx"',
-        f"sha256 = {toml_string(purifier_sha)}",
-        "fully_convolutional = true",
-        f"size_multiple = {multiple}",
-        'padding = "reflect-centered"',
-        "",
-        "[classifier]",
-        'file = "classifier.onnx"',
-        f"sha256 = {toml_string(classifier_sha)}",
-        f"architecture = {toml_string(classifier_name)}",
-        f"input_size = [{ds.size}, {ds.size}]",
-        'output = "probabilities"',
-        f"labels = [{labels}]",
-        "",
-        "[training]",
-        f"attacks = [{', '.join(toml_string(a) for a in attacks)}]",
-        f"epsilon_linf = {ds.eps:.6g}",
-        "",
-    ])
+    """A dataset bundle's manifest: the purifier serves the trained size (min_size = max_size = it)."""
+    size = (ds.size, ds.size)
+    return BundleManifest(
+        name=ds.name, version=version, description=ds.note or ds.name, channels=ds.channels, trained_size=size,
+        min_size=size, max_size=size, size_multiple=multiple, purifier_sha256=purifier_sha,
+        classifier_sha256=classifier_sha, architecture=classifier_name, input_size=size, output="probabilities",
+        labels=ds.labels, attacks=tuple(sorted({a.name for a in training_attacks(ds.name, ds.eps)})),
+        epsilon_linf=ds.eps).to_toml()
+
+
+def check_purifier(generator: nn.Module, channels: int, size: tuple[int, int]) -> tuple[bytes, float]:
+    """The generator as ONNX (dynamic batch, height and width) and the largest |ONNX Runtime - PyTorch| on
+    batches at the padded trained size and at another multiple."""
+    m = generator.multiple
+    h, w = (-(-s // m) * m for s in size)
+    torch.manual_seed(0)
+    data = to_onnx(generator, torch.rand(2, channels, h, w), "image", "purified", True)
+    error = max_error(generator, data, [torch.rand(1, channels, h, w), torch.rand(5, channels, h, w),
+                                        torch.rand(2, channels, 2 * m, 3 * m)])
+    return data, error
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -118,15 +179,11 @@ def main(argv: list[str] | None = None) -> None:
     generator, _ = load_generator(run_folder(ds.name) / "generator.pt")
     classifier_name, classifier = load_classifier(ds.name)
     m = generator.multiple
-    side = -(-ds.size // m) * m
-    torch.manual_seed(0)
-    purifier_onnx = to_onnx(generator, torch.rand(2, ds.channels, side, side), "image", "purified", True)
+    purifier_onnx, purifier_error = check_purifier(generator, ds.channels, (ds.size, ds.size))
     classifier_model = WithSoftmax(classifier).eval()
     classifier_onnx = to_onnx(classifier_model, torch.rand(2, ds.channels, ds.size, ds.size), "image", "probabilities", False)
     errors = {
-        "purifier": max_error(generator, purifier_onnx, [torch.rand(1, ds.channels, side, side),
-                                                          torch.rand(5, ds.channels, side, side),
-                                                          torch.rand(2, ds.channels, 2 * m, 3 * m)]),
+        "purifier": purifier_error,
         "classifier": max_error(classifier_model, classifier_onnx, [torch.rand(1, ds.channels, ds.size, ds.size),
                                                                     torch.rand(7, ds.channels, ds.size, ds.size)]),
     }

@@ -82,6 +82,68 @@ def sign_noise(x: torch.Tensor, eps: float, correlated: bool) -> torch.Tensor:
     return (x + budgets * signs).clamp_(0, 1)
 
 
+def pair_images(jobs: list[tuple], noise: int, correlated_noise: int, clean: int) -> int:
+    """How many training images a round of pairs takes: one per pair."""
+    return sum(n for *_, n in jobs) + noise + correlated_noise + clean
+
+
+def make_pair_set(x: torch.Tensor, y: torch.Tensor, jobs: list[tuple], eps: float, seen: str, *, seed: int,
+                  rounds: int = 1, noise: int = 0, correlated_noise: int = 0, clean: int = 0,
+                  progress=None) -> tuple[dict, dict]:
+    """(adversarial, clean) pairs from the first images of x: each job (attack config, target name, network,
+    n) attacks its own n images, then noise, correlated-noise and clean pairs take theirs; `rounds` rounds
+    move the images along by a 1/rounds share each. Returns the pairs ({adv, clean: float16, label, kind})
+    and per-attack statistics; `progress` (a tqdm bar, optional) advances by each job's images.
+
+    ValueError when the pairs need more images than x holds."""
+    images = pair_images(jobs, noise, correlated_noise, clean)
+    if images > len(x):
+        raise ValueError(f"{images} pairs a round asked for, but the training set has {len(x)} images "
+                         "and each pair of a round needs its own; ask for fewer")
+    advs, cleans, labels, kinds, stats = [], [], [], [], {}
+    for round_ in range(rounds):
+        shift = round_ * (images // rounds)
+        xr, yr = x[:images].roll(-shift, 0), y[:images].roll(-shift, 0)
+        start = 0
+        for config, target, victim, n in jobs:
+            xb, yb = xr[start:start + n], yr[start:start + n]
+            start += n
+            adv = run_attack(config.build(victim, seed + round_), xb, yb)
+            acc = (predict(victim, adv) == yb).float().mean().item()
+            label = f"{config.name}(eps={config.params['eps']:.4f})" if "eps" in config.params else config.name
+            label += "" if target == seen else f" on {target}"
+            (progress.write if progress is not None else log)(
+                f"round {round_ + 1}: {label} on {n} training images: {target} accuracy {acc:.4f}")
+            entry = stats.setdefault(label, {"n": 0, "classifier": target, "accuracy": 0.0, "params": config.params})
+            entry["accuracy"] = (entry["accuracy"] * entry["n"] + acc * n) / (entry["n"] + n)
+            entry["n"] += n
+            advs.append(adv.half())
+            cleans.append(xb.half())
+            labels.append(yb)
+            kinds += [label] * n
+            if progress is not None:
+                progress.update(n)
+        # Random-sign noise at the training budgets: no classifier involved, it teaches the purifier to
+        # remove dense perturbations whatever model they were made against (the unseen MLP's are dense).
+        for kind, n, correlated in (("noise", noise, False), ("correlated-noise", correlated_noise, True)):
+            if n == 0:
+                continue
+            xn = xr[start:start + n]
+            advs.append(sign_noise(xn, eps, correlated).half())
+            cleans.append(xn.half())
+            labels.append(yr[start:start + n])
+            kinds += [kind] * len(xn)
+            start += n
+        xc = xr[start:start + clean]
+        advs.append(xc.half())
+        cleans.append(xc.half())
+        labels.append(yr[start:start + clean])
+        kinds += ["clean"] * len(xc)
+        if progress is not None:
+            progress.update(noise + correlated_noise + len(xc))
+    return {"adv": torch.cat(advs), "clean": torch.cat(cleans), "label": torch.cat(labels), "kind": kinds}, stats
+
+
 def main(argv: list[str] | None = None) -> None:
     p = command_parser(__doc__, seed=1)
     p.add_argument("--per-attack", type=int, default=4000, help="images per attack configuration")
@@ -111,56 +173,21 @@ def main(argv: list[str] | None = None) -> None:
             network = load_source_network(ds.name, source)
             jobs += [(config, source, network, n) for config in configs if config.name != "CW"]
     # Every pair of a round takes its own training image; the GAN validates on the images after the last one.
-    images = sum(n for *_, n in jobs) + args.noise + args.correlated_noise + args.clean
+    images = pair_images(jobs, args.noise, args.correlated_noise, args.clean)
     if images > len(x):
         raise SystemExit(f"{ds.name}: {images} pairs a round asked for, but the training set has {len(x)} images "
                          "and each pair of a round needs its own; ask for fewer")
-    advs, cleans, labels, kinds, stats = [], [], [], [], {}
-    for round_ in range(args.rounds):
-        shift = round_ * (images // args.rounds)
-        xr, yr = x[:images].roll(-shift, 0), y[:images].roll(-shift, 0)
-        start = 0
-        for config, target, victim, n in jobs:
-            xb, yb = xr[start:start + n], yr[start:start + n]
-            start += n
-            adv = run_attack(config.build(victim, args.seed + round_), xb, yb)
-            acc = (predict(victim, adv) == yb).float().mean().item()
-            label = f"{config.name}(eps={config.params['eps']:.4f})" if "eps" in config.params else config.name
-            label += "" if target == name else f" on {target}"
-            log(f"{ds.name}: round {round_ + 1}: {label} on {n} training images: {target} accuracy {acc:.4f}")
-            entry = stats.setdefault(label, {"n": 0, "classifier": target, "accuracy": 0.0, "params": config.params})
-            entry["accuracy"] = (entry["accuracy"] * entry["n"] + acc * n) / (entry["n"] + n)
-            entry["n"] += n
-            advs.append(adv.half())
-            cleans.append(xb.half())
-            labels.append(yb)
-            kinds += [label] * n
-        # Random-sign noise at the training budgets: no classifier involved, it teaches the purifier to
-        # remove dense perturbations whatever model they were made against (the unseen MLP's are dense).
-        for kind, n, correlated in (("noise", args.noise, False), ("correlated-noise", args.correlated_noise, True)):
-            if n == 0:
-                continue
-            xn = xr[start:start + n]
-            advs.append(sign_noise(xn, ds.eps, correlated).half())
-            cleans.append(xn.half())
-            labels.append(yr[start:start + n])
-            kinds += [kind] * len(xn)
-            start += n
-        xc = xr[start:start + args.clean]
-        advs.append(xc.half())
-        cleans.append(xc.half())
-        labels.append(yr[start:start + args.clean])
-        kinds += ["clean"] * len(xc)
+    pairs, stats = make_pair_set(x, y, jobs, ds.eps, name, seed=args.seed, rounds=args.rounds, noise=args.noise,
+                                 correlated_noise=args.correlated_noise, clean=args.clean)
     out = run_dir(ds.name)
-    torch.save({"adv": torch.cat(advs), "clean": torch.cat(cleans), "label": torch.cat(labels), "kind": kinds},
-               out / "pairs.pt")
+    torch.save(pairs, out / "pairs.pt")
     budgets = [ds.eps * f for f in NOISE_BUDGETS]
     write_json(out / "pairs.json", {"classifier": name, "seed": args.seed, "images": images, "rounds": args.rounds,
                                        "attacks": stats, "clean": args.clean * args.rounds,
                                        "noise": {"n": args.noise * args.rounds, "eps": budgets},
                                        "correlated_noise": {"n": args.correlated_noise * args.rounds, "eps": budgets,
                                                             "sigma": list(CORRELATION_SIGMAS)}})
-    log(f"{ds.name}: wrote {sum(len(a) for a in advs)} pairs")
+    log(f"{ds.name}: wrote {len(pairs['adv'])} pairs")
 
 
 if __name__ == "__main__":

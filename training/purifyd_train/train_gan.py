@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import functools
+from dataclasses import dataclass
 import json
 import time
 from pathlib import Path
@@ -199,6 +200,74 @@ def guiding_sources(dataset: str) -> dict[str, torch.nn.Module]:
     return {name: load_source_network(dataset, name) for name in FAMILY_SOURCES}
 
 
+@dataclass
+class GanParts:
+    """The networks, optimisers and loss weights one GAN training step needs."""
+
+    g: UNetGenerator
+    d: PatchDiscriminator
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    features: FeatureNet
+    seen: torch.nn.Module
+    sources: dict[str, torch.nn.Module]
+    weights: dict
+    average: WeightAverage | None = None
+
+
+def train_epoch(parts: GanParts, adv: torch.Tensor, clean: torch.Tensor, *, batch: int, flip: bool = False,
+                bf16: bool = False, lr_factor: Callable[[float], float] = lambda done: 1.0, progress=None) -> dict:
+    """One epoch over the pairs in a random order: a discriminator step, then a generator step, per batch.
+    `lr_factor(share of the epoch done)` scales the learning rates; `progress` (tqdm, optional) advances by
+    each batch. Returns the summed per-pair losses."""
+    g, d, opt_g, opt_d, features, seen, sources, weights, average = (
+        parts.g, parts.d, parts.opt_g, parts.opt_d, parts.features, parts.seen, parts.sources, parts.weights, parts.average)
+    multiple = g.multiple
+    g.train(); d.train()
+    perm = torch.randperm(len(adv))
+    sums = {"d": 0.0, "gan": 0.0, "l1": 0.0, "perc": 0.0, "guide": 0.0, "fguide": 0.0, "sguide": 0.0}
+    for i in range(0, len(adv), batch):
+        factor = lr_factor(i / len(adv))
+        for group in (*opt_g.param_groups, *opt_d.param_groups):
+            group["lr"] = LEARNING_RATE * factor
+        idx = perm[i:i + batch]
+        a, c = adv[idx].float(), clean[idx].float()
+        if flip:
+            mirrored = torch.rand(len(idx)) < 0.5
+            a[mirrored], c[mirrored] = a[mirrored].flip(-1), c[mirrored].flip(-1)
+        a, (left, _, top, _) = reflect_pad_to(a, multiple)
+        c = reflect_pad_to(c, multiple)[0]
+        crop = lambda x: x[..., top:top + adv.shape[-2], left:left + adv.shape[-1]]
+        with autocast(bf16):
+            fake = g(a)
+            real_score, fake_score = d(a, c).float(), d(a, fake.detach()).float()
+        loss_d = 0.5 * (F.binary_cross_entropy_with_logits(real_score, torch.ones_like(real_score))
+                        + F.binary_cross_entropy_with_logits(fake_score, torch.zeros_like(fake_score)))
+        opt_d.zero_grad(set_to_none=True); loss_d.backward(); opt_d.step()
+        with autocast(bf16):
+            score = d(a, fake).float()
+            loss_perc = perceptual(features, fake, c)
+            loss_guide = guidance(seen, crop(fake), crop(c)) if weights["guidance"] else torch.zeros(())
+            loss_fguide = (guidance(features, crop(fake), crop(c)) if weights["feature_guidance"]
+                           else torch.zeros(()))
+            loss_sguide = (sum(guidance(net, crop(fake), crop(c)) for net in sources.values()) / len(sources)
+                           if sources else torch.zeros(()))
+        loss_gan = F.binary_cross_entropy_with_logits(score, torch.ones_like(score))
+        fake = fake.float()
+        loss_l1 = F.l1_loss(fake * 2 - 1, c * 2 - 1)
+        loss_g = (weights["gan"] * loss_gan + weights["l1"] * loss_l1 + weights["perceptual"] * loss_perc
+                  + weights["guidance"] * loss_guide + weights["feature_guidance"] * loss_fguide
+                  + weights["source_guidance"] * loss_sguide)
+        opt_g.zero_grad(set_to_none=True); loss_g.backward(); opt_g.step()
+        if average:
+            average.update()
+        for k, v in zip(sums, (loss_d, loss_gan, loss_l1, loss_perc, loss_guide, loss_fguide, loss_sguide)):
+            sums[k] += v.item() * len(idx)
+        if progress is not None:
+            progress.update(1)
+    return sums
+
+
 def main(argv: list[str] | None = None) -> None:
     p = command_parser(__doc__, seed=2)
     p.add_argument("--epochs", type=int, default=8)
@@ -305,7 +374,6 @@ def main(argv: list[str] | None = None) -> None:
     # A fixed validation set: PGD at the protocol budget on held-out images, against the seen classifier.
     pgd = AttackConfig("PGD", dict(eps=ds.eps, alpha=ds.eps / 4, steps=10, random_start=True)).build(seen, 99)
     xv_adv = run_attack(pgd, xv, yv)
-    multiple = g.multiple
     log(f"{ds.name}: generator {sum(p.numel() for p in g.parameters())} parameters, {config}; {len(adv)} pairs; loss weights {weights}")
     # The L1 column's yardstick: what passing every input through unchanged would score.
     log(f"{ds.name}: L1 of the identity on these pairs {F.l1_loss(adv.float() * 2 - 1, clean.float() * 2 - 1).item():.4f}")
@@ -315,47 +383,10 @@ def main(argv: list[str] | None = None) -> None:
             remade = time.time()
             fresh.remake()
             log(f"{ds.name}: remade {len(fresh.rows)} pairs in {time.time() - remade:.0f} s")
-        g.train(); d.train()
-        perm = torch.randperm(len(adv))
-        sums = {"d": 0.0, "gan": 0.0, "l1": 0.0, "perc": 0.0, "guide": 0.0, "fguide": 0.0, "sguide": 0.0}
-        for i in range(0, len(adv), args.batch):
-            factor = learning_rate_factor(
-                run_progress(epoch + i / len(adv), args.epochs, time.time() - started, args.minutes), args.decay_from)
-            for group in (*opt_g.param_groups, *opt_d.param_groups):
-                group["lr"] = LEARNING_RATE * factor
-            idx = perm[i:i + args.batch]
-            a, c = adv[idx].float(), clean[idx].float()
-            if args.flip:
-                mirrored = torch.rand(len(idx)) < 0.5
-                a[mirrored], c[mirrored] = a[mirrored].flip(-1), c[mirrored].flip(-1)
-            a, (left, _, top, _) = reflect_pad_to(a, multiple)
-            c = reflect_pad_to(c, multiple)[0]
-            crop = lambda x: x[..., top:top + adv.shape[-2], left:left + adv.shape[-1]]
-            with autocast(args.bf16):
-                fake = g(a)
-                real_score, fake_score = d(a, c).float(), d(a, fake.detach()).float()
-            loss_d = 0.5 * (F.binary_cross_entropy_with_logits(real_score, torch.ones_like(real_score))
-                            + F.binary_cross_entropy_with_logits(fake_score, torch.zeros_like(fake_score)))
-            opt_d.zero_grad(set_to_none=True); loss_d.backward(); opt_d.step()
-            with autocast(args.bf16):
-                score = d(a, fake).float()
-                loss_perc = perceptual(features, fake, c)
-                loss_guide = guidance(seen, crop(fake), crop(c)) if weights["guidance"] else torch.zeros(())
-                loss_fguide = (guidance(features, crop(fake), crop(c)) if weights["feature_guidance"]
-                               else torch.zeros(()))
-                loss_sguide = (sum(guidance(net, crop(fake), crop(c)) for net in sources.values()) / len(sources)
-                               if sources else torch.zeros(()))
-            loss_gan = F.binary_cross_entropy_with_logits(score, torch.ones_like(score))
-            fake = fake.float()
-            loss_l1 = F.l1_loss(fake * 2 - 1, c * 2 - 1)
-            loss_g = (weights["gan"] * loss_gan + weights["l1"] * loss_l1 + weights["perceptual"] * loss_perc
-                      + weights["guidance"] * loss_guide + weights["feature_guidance"] * loss_fguide
-                      + weights["source_guidance"] * loss_sguide)
-            opt_g.zero_grad(set_to_none=True); loss_g.backward(); opt_g.step()
-            if average:
-                average.update()
-            for k, v in zip(sums, (loss_d, loss_gan, loss_l1, loss_perc, loss_guide, loss_fguide, loss_sguide)):
-                sums[k] += v.item() * len(idx)
+        parts = GanParts(g, d, opt_g, opt_d, features, seen, sources, weights, average)
+        sums = train_epoch(parts, adv, clean, batch=args.batch, flip=args.flip, bf16=args.bf16,
+                           lr_factor=lambda done: learning_rate_factor(
+                               run_progress(epoch + done, args.epochs, time.time() - started, args.minutes), args.decay_from))
         epoch += 1
         shipped = average.net if average else g
         purifier = Purifier(shipped).eval()
