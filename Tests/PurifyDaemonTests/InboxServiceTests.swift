@@ -36,6 +36,22 @@ final class CopyingProcessor: ClaimedFileProcessor {
     }
 }
 
+/// Commits a copy of each file like ``CopyingProcessor``, but takes a failed commit in its
+/// stride, as the daemon's pipeline does: the spool holds the file and retries it.
+final class RetriedCopyingProcessor: ClaimedFileProcessor {
+    let committed = Collected<String>()
+
+    func process(_ file: ClaimedFile, from spool: InboxSpool) async {
+        let committed = self.committed
+        Task.detached {
+            guard let bytes = try? spool.contents(of: file) else { return }
+            if (try? spool.commit(file, output: bytes, outputExtension: "png", report: { name in Array("{\"output\":\"\(name)\"}".utf8) })) != nil {
+                committed.append(file.originalName)
+            }
+        }
+    }
+}
+
 @Suite("Inbox service (real files, inotify, service group)")
 struct InboxServiceTests {
     struct Fixture {
@@ -111,6 +127,51 @@ struct InboxServiceTests {
             #expect(quiet.status.watcher.rescans == 1)
         }
     }
+
+    @Test("a full outbox stops claiming, shows in status, leaves no temporary file, and resumes by itself once space is freed: nothing lost, nothing written twice")
+    func fullOutbox() async throws {
+        let fixture = try Fixture(capacity: 4)
+        let outbox = fixture.configuration.outbox
+        try FileManager.default.createDirectory(atPath: outbox, withIntermediateDirectories: true)
+        // A real full disk: a 64 KiB tmpfs (each file takes a 4 KiB page) as the outbox. It needs
+        // root, as CI has; mount(8) failing fails the test.
+        try runCommand("/bin/mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", outbox)
+        defer { try? runCommand("/bin/umount", outbox) }
+        let processor = RetriedCopyingProcessor()
+        let service = try InboxService(configuration: fixture.configuration, processor: processor, settleInterval: .zero, logger: testLogger)
+        let freed = try fixture.root.subdirectory("freed")
+        /// Moves what the outbox holds out of it, as an operator freeing space would.
+        func freeSpace() {
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: outbox)) ?? [] {
+                try? FileManager.default.moveItem(atPath: outbox + "/" + name, toPath: freed + "/" + name)
+            }
+        }
+        try await running(service) {
+            try fixture.drop(40)
+            #expect(await eventually(timeout: .seconds(30)) { service.status.spool.writeFailure != nil })
+            let stuck = service.status.spool
+            #expect(stuck.committed < 40 && stuck.stalled >= 1)
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(service.status.spool.claimed == stuck.claimed, "claiming went on while writes failed")
+            #expect(try FileManager.default.contentsOfDirectory(atPath: outbox).allSatisfy { !$0.hasPrefix(".purifyd-") },
+                    "a temporary file was left in the outbox")
+            // No restart: freeing space is enough, and the backlog drains as room is made.
+            #expect(await eventually(timeout: .seconds(90)) {
+                freeSpace()
+                return service.status.spool.committed == 40
+            })
+            #expect(service.status.spool.writeFailure == nil && service.status.spool.stalled == 0)
+            #expect(service.status.spool.writeFailureEpisodes >= 1)
+        }
+        freeSpace()
+        let outputs = try FileManager.default.contentsOfDirectory(atPath: freed)
+        #expect(outputs.filter { $0.hasSuffix(".png") }.sorted() == (0..<40).map { "f\($0).png" }.sorted(),
+                "an output is missing or was written twice")
+        #expect(outputs.count == 80)
+        #expect(Set(processor.committed.all).count == 40)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: service.spool.claimedDirectory).isEmpty)
+    }
+
 
     @Test("pause stops claiming (files wait in the inbox); resume picks them up")
     func pauseAndResume() async throws {

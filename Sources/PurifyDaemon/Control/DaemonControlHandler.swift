@@ -99,7 +99,7 @@ public struct DaemonControlHandler: ControlCommandHandler {
         case .status:
             var fields = await pipeline?.statusFields() ?? [:]
             let statuses = inboxes.map(\.status)
-            let state: String = if statuses.allSatisfy(\.isPaused) { "paused" } else if statuses.contains(where: \.spool.isWaitingForCapacity) { "backpressured" } else { "running" }
+            let state: String = if statuses.allSatisfy(\.isPaused) { "paused" } else if statuses.contains(where: { $0.spool.writeFailure != nil }) { "write_failing" } else if statuses.contains(where: \.spool.isWaitingForCapacity) { "backpressured" } else { "running" }
             fields["state"] = .string(state)
             fields["uptime_s"] = .double(Self.seconds(ContinuousClock.now - startedAt))
             fields["version"] = .string(version)
@@ -146,6 +146,8 @@ public struct DaemonControlHandler: ControlCommandHandler {
             "failed": .int(Int64(status.spool.failed)),
             "rejected": .int(Int64(status.spool.rejected)),
             "recovered": .int(Int64(status.spool.recovered)),
+            "write_failure": status.spool.writeFailure.map(JSONValue.string) ?? .null,
+            "stalled": .int(Int64(status.spool.stalled)),
             "rescans": .int(Int64(status.watcher.rescans)),
             "overflows": .int(Int64(status.watcher.overflows)),
             "last_error": status.lastError.map(JSONValue.string) ?? .null,
@@ -167,6 +169,9 @@ public struct DaemonControlHandler: ControlCommandHandler {
             ("purifyd_inbox_waiting", "gauge", "Files seen in the inbox and not yet claimed.", { $0.waitingInInbox }),
             ("purifyd_inbox_paused", "gauge", "1 while claiming is paused.", { $0.isPaused ? 1 : 0 }),
             ("purifyd_inbox_backpressured", "gauge", "1 while claiming waits for the pipeline.", { $0.spool.isWaitingForCapacity ? 1 : 0 }),
+            ("purifyd_inbox_write_failing", "gauge", "1 while writes fail (full disk, quota, read-only, I/O error) and claiming waits.", { $0.spool.writeFailure != nil ? 1 : 0 }),
+            ("purifyd_files_stalled", "gauge", "Files held for a retry after a write failure.", { $0.spool.stalled }),
+            ("purifyd_write_failure_episodes_total", "counter", "Episodes of failing writes.", { $0.spool.writeFailureEpisodes }),
         ]
         var text = ""
         for family in families {

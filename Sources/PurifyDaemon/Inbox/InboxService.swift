@@ -127,6 +127,8 @@ public final class InboxService: Service, Sendable {
             }
         }
         defer { periodicRescans?.cancel() }
+        let retries = Task { await retryStalledFiles() }
+        defer { retries.cancel() }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await self.watcher.run() }
             await withTaskCancellationOrGracefulShutdownHandler {
@@ -162,6 +164,27 @@ public final class InboxService: Service, Sendable {
         }
     }
 
+    /// Hands the files whose commit failed on a write back to the processor: one at a time,
+    /// with backoff from 1 s to 60 s, while writes keep failing; all of them once one succeeds.
+    private func retryStalledFiles() async {
+        var backoff = Self.firstRetry
+        while !Task.isCancelled {
+            let files = await spool.takeStalled(backoff: backoff)
+            if files.isEmpty { return }
+            if control.withLock({ $0.isStopping }) {
+                spool.abandonStalled()
+                return
+            }
+            backoff = spool.statistics.writeFailure == nil ? Self.firstRetry : min(backoff * 2, Self.lastRetry)
+            for file in files where !spool.finishJournaledCommit(file) {
+                await processor.process(file, from: spool)
+            }
+        }
+    }
+
+    static let firstRetry = Duration.seconds(1)
+    static let lastRetry = Duration.seconds(60)
+
     private func waitWhilePaused() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let proceed = control.withLock { control in
@@ -181,5 +204,7 @@ public final class InboxService: Service, Sendable {
         }
         waiter?.resume()
         watcher.stop()
+        // Files held after write failures stay claimed for the next start.
+        spool.abandonStalled()
     }
 }

@@ -108,9 +108,11 @@ public final class PurificationService: Service, ClaimedFileProcessor, PipelineC
     }
 
     /// A result the committer could not commit. A file still registered never reached the spool
-    /// (its report could not even be encoded): it goes to `failed/`. Otherwise the spool's commit
-    /// or fail threw, and the file stays claimed for recovery at the next start.
+    /// (its report could not even be encoded): it goes to `failed/`. A write failure left the
+    /// file held by its spool, which retries it. Otherwise the spool's commit or fail threw, and
+    /// the file stays claimed for recovery at the next start.
     private func uncommitted(_ result: PurificationResult, of entry: InboxPipeline) async {
+        if entry.committer.wasStalled(result.request) { return }
         let reason = result.report.error?.message ?? "unknown"
         guard let (file, spool) = entry.committer.unregister(result.request) else {
             recordError("cannot commit \(result.request.name) (it stays claimed until the next start): \(reason)")

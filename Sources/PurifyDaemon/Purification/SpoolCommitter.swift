@@ -22,6 +22,8 @@ public final class SpoolCommitter: ResultCommitter {
 
     /// Registered files by claimed path.
     private let entries = Mutex<[String: Entry]>([:])
+    /// Claimed paths whose commit failed on a write: their spool holds them for a retry.
+    private let stalled = Mutex<Set<String>>([])
 
     public init() {}
 
@@ -56,6 +58,21 @@ public final class SpoolCommitter: ResultCommitter {
         guard let entry = entries.withLock({ $0.removeValue(forKey: request.inputPath) }) else {
             throw SpoolCommitterError(request: request)
         }
+        do {
+            return try finish(entry, json: json, report: report)
+        } catch {
+            if InboxSpool.isWriteFailure(error) { _ = stalled.withLock { $0.insert(request.inputPath) } }
+            throw error
+        }
+    }
+
+    /// Whether the request's commit failed on a write, so that its spool holds the file for a
+    /// retry (and has logged the episode); forgets it.
+    public func wasStalled(_ request: PurificationRequest) -> Bool {
+        stalled.withLock { $0.remove(request.inputPath) != nil }
+    }
+
+    private func finish(_ entry: Entry, json: [UInt8], report: PurificationReport) throws -> String {
         if report.status == .purified, let image = entry.image {
             let committed = try entry.spool.commit(entry.file, output: image.bytes, outputExtension: image.format.fileExtension) { outputName in
                 var final = report

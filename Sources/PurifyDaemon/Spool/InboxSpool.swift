@@ -97,6 +97,14 @@ public final class InboxSpool: Sendable {
         public var rejected = 0
         /// Claimed files found unfinished at start and requeued.
         public var recovered = 0
+        /// Why writing into the outbox, `failed/` or the spool fails right now (a full disk, a
+        /// quota, a read-only remount, an I/O error); `nil` while writes succeed. While set, the
+        /// inbox claims nothing and retries the stalled files with backoff.
+        public var writeFailure: String?
+        /// Claimed files whose commit failed that way, held for a retry (still in flight).
+        public var stalled = 0
+        /// Write failures since start, one per episode.
+        public var writeFailureEpisodes = 0
     }
 
     /// The inbox this spool serves (output format, limits and batching for the pipeline too).
@@ -112,6 +120,10 @@ public final class InboxSpool: Sendable {
         var claimCounter: UInt32 = 0
         var capacityWaiter: CheckedContinuation<Void, Never>?
         var idleWaiters: [CheckedContinuation<Void, Never>] = []
+        /// Files whose commit failed on a write, oldest first, waiting for ``takeStalled()``.
+        var stalledFiles: [ClaimedFile] = []
+        var stallWaiter: CheckedContinuation<Void, Never>?
+        var failedWrites = 0
     }
 
     private let state: Mutex<State>
@@ -199,18 +211,19 @@ public final class InboxSpool: Sendable {
     public func setCapacity(_ capacity: Int) {
         precondition(capacity >= 1, "a spool needs room for one file")
         state.withLock { $0.statistics.capacity = capacity }
-        resumeCapacityWaiter(when: { $0.inFlight < $0.capacity })
+        resumeCapacityWaiter(when: \.hasRoom)
     }
 
     // MARK: - Claiming
 
-    /// Suspends until fewer than `queueCapacity` files are in flight (one waiter at a time: the
-    /// inbox's claim loop). Returns at once when the calling task is cancelled.
+    /// Suspends until fewer than `queueCapacity` files are in flight and writes succeed (one
+    /// waiter at a time: the inbox's claim loop). Returns at once when the calling task is
+    /// cancelled.
     public func waitForCapacity() async {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 let ready = state.withLock { state in
-                    if state.statistics.inFlight < state.statistics.capacity || Task.isCancelled { return true }
+                    if state.statistics.hasRoom || Task.isCancelled { return true }
                     precondition(state.capacityWaiter == nil, "InboxSpool.waitForCapacity() supports a single waiter")
                     state.capacityWaiter = continuation
                     state.statistics.isWaitingForCapacity = true
@@ -305,8 +318,11 @@ public final class InboxSpool: Sendable {
     /// outbox (or `<stem>-<n>.<ext>` if taken) and then the report `<output name>.json`, each
     /// through a temporary file, fsync and rename; then deletes or archives the original.
     ///
-    /// Frees the file's in-flight slot whether it succeeds or throws; after a throw the file stays
-    /// claimed and is recovered at the next start.
+    /// Frees the file's in-flight slot once it succeeds. When a write fails for a reason that
+    /// time may cure (``isWriteFailure(_:)``: a full disk, a quota, a read-only file system, an
+    /// I/O error, a permission), its temporary files are removed and the file is held, still in
+    /// flight, for ``takeStalled()``; the inbox stops claiming until a write succeeds again.
+    /// After any other throw the slot is freed and the file stays claimed for the next start.
     /// - Parameter report: Makes the report's bytes, given the output's final file name.
     public func commit(
         _ file: ClaimedFile,
@@ -314,7 +330,24 @@ public final class InboxSpool: Sendable {
         outputExtension: String,
         report: (_ outputName: String) throws -> [UInt8]
     ) throws -> CommittedOutput {
-        defer { releaseSlot() }
+        let outbox = configuration.outbox
+        let temporaries = ["output", "report"].map { FilePaths.join(outbox, "\(temporaryPrefix)\(file.claimID).\($0)") }
+        do {
+            let committed = try writeCommit(file, output: output, outputExtension: outputExtension, report: report)
+            finished(file)
+            return committed
+        } catch {
+            settle(file, after: error, removing: temporaries)
+            throw error
+        }
+    }
+
+    private func writeCommit(
+        _ file: ClaimedFile,
+        output: some Collection<UInt8>,
+        outputExtension: String,
+        report: (_ outputName: String) throws -> [UInt8]
+    ) throws -> CommittedOutput {
         let outbox = configuration.outbox
         let stem = FilePaths.splitExtension(file.originalName).stem
         let outputName = try reserveName("\(stem).\(outputExtension)", in: outbox, companionSuffix: ".json")
@@ -358,13 +391,154 @@ public final class InboxSpool: Sendable {
     /// Moves a claimed file that cannot be processed to the failed directory, with a report
     /// `<name>.error.json` giving `code`, `message` and any `details`.
     ///
-    /// Frees the file's in-flight slot whether it succeeds or throws.
+    /// Frees the file's in-flight slot once it succeeds; a write failure holds the file as
+    /// ``commit(_:output:outputExtension:report:)`` does.
     public func fail(_ file: ClaimedFile, code: String, message: String, details: [String: JSONValue] = [:]) throws(DaemonError) -> FailedFile {
-        defer { releaseSlot() }
-        let failed = try moveToFailed(from: file.path, originalName: file.originalName, claimID: file.claimID,
-                                      code: code, message: message, details: details)
-        state.withLock { $0.statistics.failed += 1 }
-        return failed
+        do {
+            let failed = try moveToFailed(from: file.path, originalName: file.originalName, claimID: file.claimID,
+                                          code: code, message: message, details: details)
+            state.withLock { $0.statistics.failed += 1 }
+            finished(file)
+            return failed
+        } catch {
+            settle(file, after: error, removing: [FilePaths.join(configuration.failedDirectory, "\(temporaryPrefix)\(file.claimID).error")])
+            throw error
+        }
+    }
+
+    // MARK: - Write failures
+
+    /// Whether `error` is a write failure that time may cure: ENOSPC, EDQUOT, EIO, EROFS,
+    /// EACCES or EPERM from a system call.
+    public static func isWriteFailure(_ error: any Error) -> Bool {
+        guard let error = error as? DaemonError, let errno = error.errno else { return false }
+        return [ENOSPC, EDQUOT, EIO, EROFS, EACCES, EPERM].contains(errno)
+    }
+
+    /// Waits for files held after write failures and takes them for another attempt: while
+    /// writes still fail, the oldest alone (a probe), no sooner than `backoff` after the call;
+    /// once a write has succeeded, all of them. They stay in flight. Returns `[]` when the
+    /// calling task is cancelled.
+    public func takeStalled(backoff: Duration) async -> [ClaimedFile] {
+        while !Task.isCancelled {
+            await withTaskCancellationHandler {
+                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                    let ready = state.withLock { state in
+                        if !state.stalledFiles.isEmpty || Task.isCancelled { return true }
+                        state.stallWaiter = continuation
+                        return false
+                    }
+                    if ready { continuation.resume() }
+                }
+            } onCancel: {
+                state.withLock { state in
+                    defer { state.stallWaiter = nil }
+                    return state.stallWaiter
+                }?.resume()
+            }
+            if state.withLock({ $0.statistics.writeFailure != nil }) {
+                guard (try? await Task.sleep(for: backoff)) != nil else { return [] }
+            }
+            let taken: [ClaimedFile] = state.withLock { state in
+                guard !state.stalledFiles.isEmpty else { return [] }
+                if state.statistics.writeFailure != nil {
+                    state.statistics.stalled -= 1
+                    return [state.stalledFiles.removeFirst()]
+                }
+                defer {
+                    state.stalledFiles = []
+                    state.statistics.stalled = 0
+                }
+                return state.stalledFiles
+            }
+            if !taken.isEmpty { return taken }
+        }
+        return []
+    }
+
+    /// Finishes the commit of a held file whose journal entry was written before a write failed
+    /// (the failure came while performing it): replays the entry rather than purifying the
+    /// file again, which would write its output twice. Returns false when the file has no
+    /// journal entry; true when it has one, whether the replay went through or the file is
+    /// held again.
+    public func finishJournaledCommit(_ file: ClaimedFile) -> Bool {
+        let path = FilePaths.join(journalDirectory, "\(file.claimID).json")
+        guard (try? FileSystem.exists(path)) == true else { return false }
+        do {
+            let journal = try SpoolJournal.read(from: path)
+            try journal.execute()
+            try FileSystem.removeIfPresent(path)
+            let intoFailed = journal.renames.first.map { FilePaths.directory(of: $0.to) == configuration.failedDirectory } ?? false
+            state.withLock { state in
+                if intoFailed { state.statistics.failed += 1 } else { state.statistics.committed += 1 }
+            }
+            finished(file)
+        } catch {
+            settle(file, after: error, removing: [])
+        }
+        return true
+    }
+
+    /// Lets go of the files held after write failures, freeing their slots: they stay claimed
+    /// and are recovered at the next start. For a shutdown, so that draining need not wait for
+    /// the disk.
+    public func abandonStalled() {
+        let count = state.withLock { state in
+            defer {
+                state.stalledFiles = []
+                state.statistics.stalled = 0
+            }
+            return state.stalledFiles.count
+        }
+        for _ in 0..<count { releaseSlot() }
+        wakeStallWaiter()
+    }
+
+    /// A file's commit or failure went through: its slot is free, and a write failure is over.
+    private func finished(_ file: ClaimedFile) {
+        let recovered: (message: String, failedWrites: Int)? = state.withLock { state in
+            guard let failure = state.statistics.writeFailure else { return nil }
+            state.statistics.writeFailure = nil
+            defer { state.failedWrites = 0 }
+            return (failure, state.failedWrites)
+        }
+        if let recovered {
+            logger.notice("writes succeed again; claiming resumes and the held files are retried",
+                          metadata: ["after": "\(recovered.message)", "failed_attempts": "\(recovered.failedWrites)"])
+            wakeStallWaiter()
+        }
+        releaseSlot()
+    }
+
+    /// A commit or failure threw: holds the file after a write failure (one log line per
+    /// episode), frees its slot otherwise; removes its temporary files either way.
+    private func settle(_ file: ClaimedFile, after error: any Error, removing temporaries: [String]) {
+        for temporary in temporaries { _ = try? FileSystem.removeIfPresent(temporary) }
+        guard Self.isWriteFailure(error) else {
+            releaseSlot()
+            return
+        }
+        let firstOfEpisode = state.withLock { state in
+            state.stalledFiles.append(file)
+            state.statistics.stalled += 1
+            state.failedWrites += 1
+            guard state.statistics.writeFailure == nil else { return false }
+            state.statistics.writeFailure = "\(error)"
+            state.statistics.writeFailureEpisodes += 1
+            return true
+        }
+        if firstOfEpisode {
+            logger.error("writes fail; claiming stops and the files are retried with backoff until writes succeed",
+                         metadata: ["error": "\(error)", "outbox": "\(configuration.outbox)"])
+        }
+        wakeStallWaiter()
+    }
+
+    private func wakeStallWaiter() {
+        state.withLock { state in
+            defer { state.stallWaiter = nil }
+            return state.stallWaiter
+        }?.resume()
     }
 
     // MARK: - Internals
@@ -459,7 +633,7 @@ public final class InboxSpool: Sendable {
 
     private func releaseSlot() {
         state.withLock { $0.statistics.inFlight -= 1 }
-        resumeCapacityWaiter(when: { $0.inFlight < $0.capacity })
+        resumeCapacityWaiter(when: \.hasRoom)
         resumeIdleWaiters(force: false)
     }
 
@@ -493,6 +667,11 @@ public final class InboxSpool: Sendable {
         }
         return String(nanoseconds, radix: 16) + "-" + String(counter, radix: 16)
     }
+}
+
+extension InboxSpool.Statistics {
+    /// Whether the claim loop may claim: a free slot, and writes succeeding.
+    var hasRoom: Bool { inFlight < capacity && writeFailure == nil }
 }
 
 /// The renames and removals that finish one commit, written durably before any of them is
