@@ -321,7 +321,7 @@ public final class InboxSpool: Sendable {
     /// Frees the file's in-flight slot once it succeeds. When a write fails for a reason that
     /// time may cure (``isWriteFailure(_:)``: a full disk, a quota, a read-only file system, an
     /// I/O error, a permission), its temporary files are removed and the file is held, still in
-    /// flight, for ``takeStalled()``; the inbox stops claiming until a write succeeds again.
+    /// flight, for ``takeStalled(backoff:)``; the inbox stops claiming until a write succeeds again.
     /// After any other throw the slot is freed and the file stays claimed for the next start.
     /// - Parameter report: Makes the report's bytes, given the output's final file name.
     public func commit(
