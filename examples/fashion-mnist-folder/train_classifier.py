@@ -88,7 +88,7 @@ def main() -> None:
     model.eval()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_bytes(to_onnx(model, torch.rand(2, channels, *args.size), "input", "logits", False))
-    record = {"architecture": "AllConvNet (5 strided 3x3 conv-BN-ReLU, global average pooling, linear)",
+    record = {"architecture": "AllConvNet (five 3x3 conv-BN-ReLU layers, two of them strided, global average pooling, linear)",
               "mean": mean, "std": std, "input": "(x - mean) / std, x in [0, 1]", "output": "logits",
               "split": {"seed": args.seed, "val_fraction": args.val_fraction, "test_fraction": args.test_fraction,
                         "train": len(split.train), "val": len(split.val)},

@@ -36,13 +36,14 @@ from .bundle_card import render_card
 from .common import RUNS_ROOT, log, predict, progress_options, write_json
 from .errors import BundleError, no_input, usage_error
 from .evaluate import EvaluationInputs, generator_record, run_evaluation, sweep_attacks
-from .export import TOLERANCE, BundleManifest, check_purifier, sha256
-from .folder import FolderListing, Split, image_channels, load_images, scan_folder, split_listing
+from .export import TOLERANCE, check_purifier, sha256
+from .folder import image_channels, load_images, scan_folder, split_listing
 from .make_pairs import CORRELATION_SIGMAS, NOISE_BUDGETS, make_pair_set, pair_images
 from .models import FeatureNet, PatchDiscriminator, Purifier, UNetGenerator
-from .onnx_classifier import ClassifierSpec, load_classifier
+from .onnx_classifier import load_classifier
+from .records import BundleManifest, BundleOptions, ClassifierSpec, FolderListing, Sizes, Split
 from .train_classifiers import train as train_network
-from .train_gan import (LEARNING_RATE, SELECTION, GanParts, WeightAverage, predict_purified, selection_score,
+from .train_gan import (LEARNING_RATE, SELECTION, GanParts, predict_purified, selection_score,
                         train_epoch)
 
 # The recipe of the shipped Fashion-MNIST and MNIST bundles (training/README.md): the paper's losses plus the
@@ -58,50 +59,8 @@ MIN_CLASSES = 4
 PROBE = 256  # validation images the classifiers are probed and checked on
 
 
-@dataclass(frozen=True)
-class Sizes:
-    """The run's sizes: full by default, small with --quick (a few minutes on two cores)."""
-
-    per_attack: int | None   # None: as many as the training images allow, up to per_attack_cap
-    per_attack_cap: int
-    epochs: int
-    batch: int
-    feature_epochs: int
-    feature_images: int | None  # training images the feature network learns from (None: all)
-    gan_val_n: int
-    n: int
-    adaptive_n: int
-    sweep_n: int
-    tuning_n: int
-
-
 FULL = Sizes(None, 1500, 8, 64, 2, None, 500, 1000, 200, 500, 1000)
 QUICK = Sizes(None, 6, 1, 16, 1, 2000, 16, 40, 16, 16, 24)
-
-
-@dataclass(frozen=True)
-class BundleOptions:
-    data: Path
-    classifier: Path
-    out: Path
-    work: Path
-    eps: float | None
-    quick: bool
-    extra_classifiers: tuple[Path, ...]
-    mean: tuple[float, ...] | None
-    std: tuple[float, ...] | None
-    name: str
-    version: str
-    description: str | None
-    seed: int
-    val_fraction: float
-    test_fraction: float
-    sizes: Sizes
-    threads: int | None
-    force: bool
-    minutes: float | None
-    notes: Path | None = None
-    command: str = ""
 
 
 @dataclass

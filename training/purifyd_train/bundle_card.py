@@ -171,3 +171,15 @@ def render_card(results: dict, notes: str | None = None) -> str:
         "notes": f"\n## Notes\n\n{notes.strip()}\n" if notes else "",
     }
     return Template(TEMPLATE.read_text()).substitute(values)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """python -m purifyd_train bundle-card --bundle DIR [--notes FILE]: rewrites a folder bundle's card.md from
+    its results.json (after a template change, or to add notes)."""
+    import argparse
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("--bundle", type=Path, required=True)
+    p.add_argument("--notes", type=Path, default=None, help="Markdown the card ends with under Notes")
+    args = p.parse_args(argv)
+    results = json.loads((args.bundle / "results.json").read_text())
+    (args.bundle / "card.md").write_text(render_card(results, args.notes.read_text() if args.notes else None))

@@ -6,55 +6,24 @@ import json
 import statistics
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 import torchattacks
 from torch import nn
 
 from .attacks import L2_ATTACKS, PAPER_ATTACKS, AttackConfig, evaluation_attacks, run_attack
 from .baselines import baselines, tune
 from .card import training_records, write_card
-from .common import REPO_ROOT, batched, gaussian_kernel, log, predict, progress_options, run_dir, setup, wilson, write_json
-from .evaluation_options import SWEEP_ATTACKS, SWEEP_FRACTIONS, parse_args
+from .common import REPO_ROOT, batched, log, predict, progress_options, run_dir, setup, write_json
 from .data import spec, test_subset, train_tail
+from .evaluation_options import SWEEP_ATTACKS, SWEEP_FRACTIONS, parse_args
+from .metrics import acc_record, perturbation_norms, psnr, ssim
+from .records import EvaluationInputs
 from .make_pairs import load_classifier
 from .models import Purifier, classifier_zoo
 from .train_gan import load_generator, run_folder
-
-
-def acc_record(pred: torch.Tensor, y: torch.Tensor) -> dict:
-    correct = int((pred == y).sum())
-    lo, hi = wilson(correct, len(y))
-    return {"acc": correct / len(y), "n": len(y), "ci95": [lo, hi]}
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = ((a - b) ** 2).flatten(1).mean(1).clamp_min(1e-10)
-    return float((10 * torch.log10(1 / mse)).mean())
-
-
-def ssim(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Mean SSIM (Wang et al. 2004): 11x11 Gaussian window, σ=1.5, per channel, valid region."""
-    c = a.shape[1]
-    g = gaussian_kernel(5, 1.5)
-    window = (g[:, None] * g[None, :]).expand(c, 1, 11, 11).contiguous()
-    conv = lambda t: F.conv2d(t, window, groups=c)
-    mu_a, mu_b = conv(a), conv(b)
-    var_a = conv(a * a) - mu_a ** 2
-    var_b = conv(b * b) - mu_b ** 2
-    cov = conv(a * b) - mu_a * mu_b
-    c1, c2 = 0.01 ** 2, 0.03 ** 2
-    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
-    return float(s.mean())
-
-
-def perturbation_norms(adv: torch.Tensor, x: torch.Tensor) -> dict:
-    d = (adv - x).flatten(1)
-    return {"median_l2": float(d.norm(dim=1).median()), "max_linf": float(d.abs().max(dim=1).values.max())}
 
 
 def generator_record(generator: nn.Module, state: dict) -> dict:
@@ -62,31 +31,6 @@ def generator_record(generator: nn.Module, state: dict) -> dict:
     return {"config": state["config"], "epoch": state["epoch"], "pairs": state["pairs"],
             "loss_weights": state["loss_weights"], "selection": state.get("selection"), "schedule": state.get("schedule"),
             "parameters": sum(p.numel() for p in generator.parameters())}
-
-
-@dataclass
-class EvaluationInputs:
-    """Everything one evaluation runs on: test images, the purifier, the classifiers (the seen one first),
-    the images the baselines are tuned on, the budget and the attacks."""
-
-    name: str
-    x: torch.Tensor
-    y: torch.Tensor
-    purifier: nn.Module
-    generator: dict                      # generator_record of the purifier's generator
-    classifiers: dict[str, nn.Module]    # the seen classifier first
-    tuning: tuple[torch.Tensor, torch.Tensor]
-    eps: float
-    attacks: list[AttackConfig]
-    sweep_attacks: Callable[[float], list[AttackConfig]]
-    figures: Path
-    seed: int
-    quick: bool
-    adaptive_n: int
-    sweep_n: int
-    n_classes: int = 10
-    ablation: tuple[nn.Module, dict] | None = None   # the no-residual purifier and its generator_record
-    progress: bool = False
 
 
 def evaluate(args) -> dict:

@@ -7,63 +7,22 @@ run over the same folder.
 """
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
 
+from .common import progress_options
 from .errors import BundleError, no_input, usage_error
+from .records import FolderListing, Split
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # Pillow modes that hold one colour channel (alpha, where there is one, is dropped like purifyd does for the models).
 GREY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 # How many offending paths an error message names before it says how many more there are.
 NAMED = 5
-
-
-@dataclass(frozen=True)
-class FolderListing:
-    """The files of a class folder tree, checked for shape but not yet decoded."""
-
-    root: Path
-    classes: tuple[str, ...]
-    files: tuple[Path, ...]
-    labels: tuple[int, ...]
-
-    def counts(self) -> list[int]:
-        return np.bincount(np.asarray(self.labels), minlength=len(self.classes)).tolist()
-
-    def fingerprint(self) -> str:
-        """A SHA-256 over the relative paths, labels and sizes of the files: what a work folder's
-        checkpoints were made from."""
-        h = hashlib.sha256()
-        for path, label in zip(self.files, self.labels):
-            h.update(f"{path.relative_to(self.root)}\0{label}\0{path.stat().st_size}\n".encode())
-        return h.hexdigest()
-
-
-@dataclass(frozen=True)
-class Split:
-    """Indices into a listing's files for each part; test images are never used for any choice."""
-
-    seed: int
-    val_fraction: float
-    test_fraction: float
-    train: np.ndarray
-    val: np.ndarray
-    test: np.ndarray
-
-    def record(self, listing: FolderListing) -> dict:
-        """What the card and split.json say about the split."""
-        labels = np.asarray(listing.labels)
-        per_class = {name: {part: int((labels[getattr(self, part)] == i).sum()) for part in ("train", "val", "test")}
-                     for i, name in enumerate(listing.classes)}
-        return {"seed": self.seed, "val_fraction": self.val_fraction, "test_fraction": self.test_fraction,
-                "train": len(self.train), "val": len(self.val), "test": len(self.test), "per_class": per_class,
-                "listing_sha256": listing.fingerprint()}
 
 
 def _named(paths: list, root: Path) -> str:
@@ -134,10 +93,10 @@ def image_channels(listing: FolderListing) -> int:
 def load_images(listing: FolderListing, channels: int, size: tuple[int, int], progress: bool = False) -> torch.Tensor:
     """Every image of the listing as uint8 N,C,H,W at `size` ([height, width]), resized with Pillow's
     bilinear filter where it differs."""
-    from tqdm import tqdm
     height, width = size
     out = np.empty((len(listing.files), height, width, channels), dtype=np.uint8)
-    for i, path in enumerate(tqdm(listing.files, desc="loading images", unit="img", disable=not progress)):
+    for i, path in enumerate(tqdm(listing.files, desc="loading images", unit="img", disable=not progress,
+                                      **progress_options())):
         try:
             with Image.open(path) as image:
                 image = _pixels(image, channels)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib.util
 import sys
 import types
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,28 +20,11 @@ from torch import nn
 
 from .errors import BundleError, no_input, usage_error
 from .models import Normalize
+from .records import ClassifierSpec
 
 # How far a row of a probabilities output may sum from 1, and how far torch may differ from ONNX Runtime.
 PROBABILITY_SUM_TOLERANCE = 1e-3
 CONVERSION_TOLERANCE = 1e-4
-
-
-@dataclass(frozen=True)
-class ClassifierSpec:
-    """What the bundle needs to know about a classifier file: its input and output shapes and normalisation."""
-
-    path: Path
-    channels: int
-    size: tuple[int, int]          # [height, width]
-    classes: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    output: str = "logits"         # or "probabilities", set by `probe`
-    architecture: str = ""
-
-    def record(self) -> dict:
-        return {"file": self.path.name, "channels": self.channels, "input_size": list(self.size), "classes": self.classes,
-                "mean": list(self.mean), "std": list(self.std), "output": self.output, "architecture": self.architecture}
 
 
 def _dims(value_info) -> list:

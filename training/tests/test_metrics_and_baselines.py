@@ -1,8 +1,8 @@
 import torch
 
 from purifyd_train.baselines import bit_depth, jpeg, median3, total_variation
-from purifyd_train.common import wilson
-from purifyd_train.evaluate import psnr, ssim
+from purifyd_train.metrics import wilson
+from purifyd_train.metrics import psnr, ssim
 
 
 def test_wilson_interval_contains_the_proportion_and_narrows_with_n():
