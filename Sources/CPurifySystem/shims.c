@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "CPurifySystem.h"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -26,8 +27,13 @@ int CPurify_peerGroups(int fd, gid_t *groups, int *count) {
     return result;
 }
 
-int CPurify_acceptCloexec(int fd) {
-    return accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+int CPurify_acceptNonblocking(int fd) {
+    return accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+}
+
+int CPurify_setNonblocking(int fd) {
+    int flags = fcntl(fd, F_GETFL);
+    return flags < 0 ? -1 : fcntl(fd, F_SETFL, flags | O_NONBLOCK);
 }
 
 int CPurify_renameNoReplace(int oldDirFD, const char *oldPath, int newDirFD, const char *newPath) {

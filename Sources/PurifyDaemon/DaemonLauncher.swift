@@ -33,6 +33,11 @@ public enum DaemonLauncher {
         let configuration = try load(configurationPath)
         let logThreshold = DaemonLogHandler.bootstrap(logLevel: configuration.logLevel, environment: environment)
         let logger = Logger(label: "purifyd")
+        do {
+            try FileSystem.raiseOpenFileLimit()
+        } catch {
+            logger.warning("cannot raise the limit on open files", metadata: ["error": "\(error)"])
+        }
         let engine = try startEngine(configuration.engine)
         let prepared = try await prepare(configuration, path: configurationPath, engine: engine)
         for entry in prepared.inboxes {

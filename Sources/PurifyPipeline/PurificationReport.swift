@@ -53,10 +53,10 @@ public struct PurificationReport: Sendable, Hashable, Codable {
         public var format: String
         public var bytes: Int
         /// The purified image's width: the input's, or the classifier's input width under the
-        /// resize policy.
-        public var width: Int
+        /// resize policy. Always written; optional for reports of earlier versions.
+        public var width: Int?
         /// The purified image's height.
-        public var height: Int
+        public var height: Int?
         /// The JPEG quality (1...100) for a JPEG output; JPEG re-encoding itself alters fine
         /// perturbations. Absent for PNG, which is lossless.
         public var jpegQuality: Int?

@@ -202,6 +202,67 @@ struct ControlServerTests {
         }
     }
 
+    @Test("a crowd: 100 clients × 50 requests, every one answered")
+    func crowd() async throws {
+        try await serving { path, _ in
+            try await withThrowingTaskGroup(of: Int.self) { group in
+                for clientIndex in 0..<100 {
+                    group.addTask { try await offPool {
+                        let client = try RawControlConnection(path: path)
+                        var answered = 0
+                        for requestIndex in 0..<50 {
+                            let id = clientIndex * 1000 + requestIndex
+                            if try client.request(#"{"id":\#(id),"cmd":"version"}"#) == ["id": .int(Int64(id)), "ok": true, "version": "test"] {
+                                answered += 1
+                            }
+                        }
+                        return answered
+                    } }
+                }
+                var total = 0
+                for try await answered in group { total += answered }
+                #expect(total == 5000)
+            }
+        }
+    }
+
+    @Test("1,000 idle connections lock nobody out: status is answered while they are held open")
+    func idleCrowd() async throws {
+        try await serving(configure: { $0.firstLineTimeout = .seconds(60) }) { path, _ in try await offPool {
+            let idle = try (0..<1000).map { _ in try RawControlConnection(path: path) }
+            let clock = ContinuousClock()
+            let started = clock.now
+            let reply = try RawControlConnection(path: path).request(#"{"id":1,"cmd":"status"}"#)
+            let elapsed = started.duration(to: clock.now)
+            #expect(reply?["ok"] == true)
+            // A lockout would last until the idle connections time out; the bound is far above a
+            // normal answer and far below that.
+            #expect(elapsed < .seconds(5), "status took \(elapsed) behind 1,000 idle connections")
+            #expect(idle.count == 1000)
+        } }
+    }
+
+    @Test("one uid holds at most maxConnectionsPerUID connections; a silent one is dropped after the first-line timeout")
+    func perUIDLimitAndFirstLineDeadline() async throws {
+        try await serving(configure: {
+            $0.maxConnectionsPerUID = 3
+            $0.firstLineTimeout = .milliseconds(300)
+        }) { path, _ in try await offPool {
+            let held = try (0..<3).map { _ in try RawControlConnection(path: path) }
+            let refused = try RawControlConnection(path: path).readReply()
+            guard case .object(let error)? = refused?["error"] else { Issue.record("no busy reply: \(String(describing: refused))"); return }
+            #expect(error["code"] == "busy")
+            #expect(error["message"] == .string("too many control connections from uid \(getuid())"))
+            for connection in held {
+                let timedOut = try connection.readReply()
+                guard case .object(let error)? = timedOut?["error"] else { Issue.record("no read_timeout"); return }
+                #expect(error["code"] == "read_timeout")
+                #expect(try connection.readReply() == nil)
+            }
+            #expect(try RawControlConnection(path: path).request(#"{"id":2,"cmd":"version"}"#)?["ok"] == true)
+        } }
+    }
+
     @Test("cancellation ends run() even while a handler hangs; the handler is cancelled and still answers")
     func cancellationWithHangingHandler() async throws {
         let directory = try TemporaryDirectory()

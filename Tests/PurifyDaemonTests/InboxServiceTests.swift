@@ -140,9 +140,10 @@ struct InboxServiceTests {
         let processor = RetriedCopyingProcessor()
         let service = try InboxService(configuration: fixture.configuration, processor: processor, settleInterval: .zero, logger: testLogger)
         let freed = try fixture.root.subdirectory("freed")
-        /// Moves what the outbox holds out of it, as an operator freeing space would.
+        /// Moves the finished outputs out of the outbox, as an operator freeing space would
+        /// (commits in progress keep their dot-named temporary files).
         func freeSpace() {
-            for name in (try? FileManager.default.contentsOfDirectory(atPath: outbox)) ?? [] {
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: outbox)) ?? [] where !name.hasPrefix(".") {
                 try? FileManager.default.moveItem(atPath: outbox + "/" + name, toPath: freed + "/" + name)
             }
         }

@@ -20,8 +20,12 @@ int CPurify_peerCredentials(int fd, CPurifyPeerCredentials *credentials);
 /// errno set (ERANGE: `groups` too small, `*count` says how many are needed).
 int CPurify_peerGroups(int fd, gid_t *groups, int *count);
 
-/// accept4(2) with SOCK_CLOEXEC. Returns the new descriptor, or -1 with errno set.
-int CPurify_acceptCloexec(int fd);
+/// accept4(2) with SOCK_CLOEXEC | SOCK_NONBLOCK. Returns the new descriptor, or -1 with errno set.
+int CPurify_acceptNonblocking(int fd);
+
+/// Sets O_NONBLOCK on `fd` (fcntl is variadic, which Swift does not import). Returns 0, or -1
+/// with errno set.
+int CPurify_setNonblocking(int fd);
 
 /// renameat2(2) with RENAME_NOREPLACE: fails with EEXIST instead of replacing `newPath`.
 int CPurify_renameNoReplace(int oldDirFD, const char *oldPath, int newDirFD, const char *newPath);

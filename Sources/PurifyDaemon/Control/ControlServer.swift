@@ -12,9 +12,14 @@ internal import Synchronization
 ///
 /// - Each request line `{"id":1,"cmd":"status"}` gets one reply line, `{"id":1,"ok":true,...}` or
 ///   `{"id":1,"ok":false,"error":{"code":...,"message":...}}`; a connection may send many.
-/// - Lines longer than ``Configuration/maxLineLength`` and connections idle or stalled past
+/// - Lines longer than ``Configuration/maxLineLength``, connections that send no complete first
+///   line within ``Configuration/firstLineTimeout`` and connections idle or stalled past
 ///   ``Configuration/readTimeout`` get an error reply and are closed; malformed JSON gets an
 ///   error reply and the connection stays usable. Nothing a client sends can stop the server.
+/// - One thread serves every connection with poll(2), so a crowd of connections, idle ones
+///   included, costs a few hundred bytes each and never delays another client's request:
+///   up to ``Configuration/maxConnections`` at once, ``Configuration/maxConnectionsPerUID`` of
+///   them from one uid, so that one local user cannot lock another out of `status` or `drain`.
 /// - Peers are checked with SO_PEERCRED / SO_PEERGROUPS: root, the daemon's own uid, the
 ///   allowed uids, and peers with an allowed gid among their primary or supplementary groups.
 /// - The socket appears with mode 0660 and never with any other: it is bound under a temporary
@@ -22,7 +27,7 @@ internal import Synchronization
 ///   and only then renamed into place, which also replaces a stale socket from a crash. A path
 ///   where another process is listening is left alone and the server fails to start.
 ///
-/// `accept` and each connection run on threads of their own; handlers run as tasks.
+/// Requests run as tasks, one at a time per connection, and their replies go out in order.
 public final class ControlServer: Service, Sendable {
     public struct Configuration: Sendable {
         /// Where the socket is created.
@@ -33,8 +38,12 @@ public final class ControlServer: Service, Sendable {
         public var maxLineLength = 16 * 1024
         /// How long a connection may take to send its next line.
         public var readTimeout: Duration = .seconds(10)
+        /// How long a new connection may take to send its first complete line.
+        public var firstLineTimeout: Duration = .seconds(2)
         /// Connections served at once; more get a `busy` reply and are closed.
-        public var maxConnections = 64
+        public var maxConnections = 4096
+        /// Connections served at once for one peer uid; more get a `busy` reply and are closed.
+        public var maxConnectionsPerUID = 1024
         /// Called once the socket is in place and accepting (e.g. to send READY=1).
         public var onListening: (@Sendable () -> Void)?
 
@@ -48,13 +57,13 @@ public final class ControlServer: Service, Sendable {
     private struct Shared {
         var stopRequested = false
         var started = false
-        var openConnections: Set<Int32> = []
         var runningThreads = 0
         var finishedWaiter: CheckedContinuation<Void, Never>?
-        /// Set on cancellation: ``run()`` returns without waiting for connection threads.
+        /// Set on cancellation: ``run()`` returns without waiting for the serving thread.
         var abandoned = false
-        var handlerTasks: [Int: Task<Void, Never>] = [:]
-        var nextHandlerTask = 0
+        var handlerTasks: [UInt64: Task<Void, Never>] = [:]
+        /// Replies of finished handlers, by connection, for the serving thread to send.
+        var replies: [(connection: UInt64, line: String)] = []
     }
 
     public let configuration: Configuration
@@ -89,8 +98,8 @@ public final class ControlServer: Service, Sendable {
         configuration.onListening?()
         shared.withLock { $0.runningThreads += 1 }
         do {
-            try DedicatedThread.start(name: "control-accept") { [self] in
-                acceptLoop(listener: listener)
+            try DedicatedThread.start(name: "control-serve") { [self] in
+                ConnectionLoop(server: self, listener: listener).run()
                 close(listener)
                 _ = try? FileSystem.removeIfPresent(configuration.path)
                 threadFinished()
@@ -118,14 +127,16 @@ public final class ControlServer: Service, Sendable {
         }
     }
 
-    /// Stops accepting and ends every connection once its current request (if any) is answered:
-    /// reading is shut down, writing is not, so a `drain` that triggered the shutdown still gets
-    /// its reply. ``run()`` returns when all connections are closed.
+    /// Stops accepting and ends every connection once its current request (if any) is answered,
+    /// so a `drain` that triggered the shutdown still gets its reply. ``run()`` returns when all
+    /// connections are closed.
     public func stop() {
-        shared.withLock { shared in
-            shared.stopRequested = true
-            for connection in shared.openConnections { shutdown(connection, Int32(SHUT_RD)) }
-        }
+        shared.withLock { $0.stopRequested = true }
+        wake()
+    }
+
+    /// Wakes the serving thread's poll.
+    fileprivate func wake() {
         var one: UInt64 = 1
         _ = write(wakeFD, &one, MemoryLayout<UInt64>.size)
     }
@@ -202,79 +213,57 @@ public final class ControlServer: Service, Sendable {
         return result == 0
     }
 
-    // MARK: - Threads
+    // MARK: - Serving
 
-    private func acceptLoop(listener: Int32) {
-        while !shared.withLock({ $0.stopRequested }) {
-            var descriptors = [
-                pollfd(fd: listener, events: Int16(POLLIN), revents: 0),
-                pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0),
-            ]
-            if poll(&descriptors, 2, -1) < 0 {
-                if errno == EINTR { continue }
-                logger.critical("poll failed on the control socket; no longer accepting", metadata: ["errno": "\(errno)"])
-                return
-            }
-            guard descriptors[0].revents != 0 else { continue }
-            let connection = CPurify_acceptCloexec(listener)
-            guard connection >= 0 else {
-                if errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM {
-                    // Out of descriptors or memory: back off instead of spinning on a ready socket.
-                    logger.warning("cannot accept a control connection", metadata: ["errno": "\(errno)"])
-                    usleep(100_000)
+    /// Starts the handler for `request` of connection `id` as a task; its reply line is queued
+    /// for the serving thread, which is woken.
+    fileprivate func dispatch(_ request: ControlRequest, for id: UInt64) {
+        let handler = self.handler
+        shared.withLock { shared in
+            let task = Task {
+                let text: String
+                do throws(ControlError) {
+                    text = ControlReply.success(id: request.id, fields: try await handler.handle(request)).line
+                } catch {
+                    text = ControlReply.failure(id: request.id, error: error).line
                 }
-                continue
+                self.shared.withLock { shared in
+                    shared.replies.append((id, text))
+                    shared.handlerTasks[id] = nil
+                }
+                self.wake()
             }
-            admit(connection)
+            shared.handlerTasks[id] = task
+            if shared.abandoned { task.cancel() }
         }
     }
 
-    private func admit(_ connection: Int32) {
-        if let refusal = refusal(for: connection) {
-            sendAll(ControlReply.failure(id: .null, error: refusal).line, to: connection)
-            close(connection)
-            return
-        }
-        var timeout = timeval(tv_sec: Int(configuration.readTimeout.components.seconds),
-                              tv_usec: Int(configuration.readTimeout.components.attoseconds / 1_000_000_000_000))
-        setsockopt(connection, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(connection, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        let admitted = shared.withLock { shared in
-            guard shared.openConnections.count < configuration.maxConnections, !shared.stopRequested else { return false }
-            shared.openConnections.insert(connection)
-            shared.runningThreads += 1
-            return true
-        }
-        guard admitted else {
-            sendAll(ControlReply.failure(id: .null, error: ControlError(code: ControlError.busy, message: "too many control connections")).line, to: connection)
-            close(connection)
-            return
-        }
-        do {
-            try DedicatedThread.start(name: "control-conn") { [self] in
-                serve(connection)
-                shared.withLock { _ = $0.openConnections.remove(connection) }
-                close(connection)
-                threadFinished()
-            }
-        } catch {
-            logger.error("cannot start a control connection thread", metadata: ["error": "\(error)"])
-            shared.withLock { _ = $0.openConnections.remove(connection) }
-            close(connection)
-            threadFinished()
+    fileprivate var isStopRequested: Bool { shared.withLock { $0.stopRequested } }
+
+    fileprivate func takeReplies() -> [(connection: UInt64, line: String)] {
+        shared.withLock { shared in
+            defer { shared.replies = [] }
+            return shared.replies
         }
     }
 
-    /// Why the peer may not use the socket, or nil when it may.
-    private func refusal(for connection: Int32) -> ControlError? {
+    fileprivate func drainWakeups() {
+        var value: UInt64 = 0
+        _ = read(wakeFD, &value, MemoryLayout<UInt64>.size)
+    }
+
+    fileprivate var wakeDescriptor: Int32 { wakeFD }
+
+    /// The peer's uid, or why it may not use the socket.
+    fileprivate func admission(for connection: Int32) -> Result<UInt32, ControlError> {
         var credentials = CPurifyPeerCredentials()
         guard CPurify_peerCredentials(connection, &credentials) == 0 else {
-            return ControlError(code: ControlError.permissionDenied, message: "cannot read the peer's credentials")
+            return .failure(ControlError(code: ControlError.permissionDenied, message: "cannot read the peer's credentials"))
         }
         if credentials.uid == 0 || credentials.uid == getuid() || configuration.allowedUIDs.contains(credentials.uid)
             || configuration.allowedGIDs.contains(credentials.gid)
         {
-            return nil
+            return .success(credentials.uid)
         }
         if !configuration.allowedGIDs.isEmpty {
             var groups = [gid_t](repeating: 0, count: 256)
@@ -282,99 +271,14 @@ public final class ControlServer: Service, Sendable {
             if CPurify_peerGroups(connection, &groups, &count) == 0,
                groups.prefix(Int(count)).contains(where: { configuration.allowedGIDs.contains($0) })
             {
-                return nil
+                return .success(credentials.uid)
             }
         }
         logger.warning("refused a control connection", metadata: ["uid": "\(credentials.uid)", "pid": "\(credentials.pid)"])
-        return ControlError(code: ControlError.permissionDenied, message: "uid \(credentials.uid) may not use this socket")
+        return .failure(ControlError(code: ControlError.permissionDenied, message: "uid \(credentials.uid) may not use this socket"))
     }
 
-    /// Reads request lines and answers each until the peer closes, times out or oversteps.
-    private func serve(_ connection: Int32) {
-        var pending: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while true {
-            while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
-                if newline > configuration.maxLineLength { break }
-                let line = Array(pending[..<newline])
-                pending.removeSubrange(...newline)
-                guard respond(to: line, on: connection) else { return }
-            }
-            if (pending.firstIndex(of: UInt8(ascii: "\n")) ?? pending.count) > configuration.maxLineLength {
-                let error = ControlError(code: ControlError.lineTooLong, message: "request lines are limited to \(configuration.maxLineLength) bytes")
-                sendAll(ControlReply.failure(id: .null, error: error).line, to: connection)
-                return
-            }
-            let count = chunk.withUnsafeMutableBytes { read(connection, $0.baseAddress, $0.count) }
-            if count > 0 {
-                pending += chunk[0..<count]
-            } else if count == 0 {
-                // End of input: a last line without a newline is still answered.
-                if !pending.isEmpty { _ = respond(to: pending, on: connection) }
-                return
-            } else if errno == EINTR {
-                continue
-            } else {
-                if errno == EAGAIN || errno == EWOULDBLOCK {
-                    let error = ControlError(code: ControlError.readTimeout, message: "no complete request line within the read timeout")
-                    sendAll(ControlReply.failure(id: .null, error: error).line, to: connection)
-                }
-                return
-            }
-        }
-    }
-
-    /// Answers one line; returns false when the reply could not be sent.
-    private func respond(to line: [UInt8], on connection: Int32) -> Bool {
-        if line.allSatisfy({ $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") || $0 == UInt8(ascii: "\r") }) { return true }
-        let reply: String
-        switch ControlRequest.parse(line) {
-        case .failure(let rejection):
-            reply = ControlReply.failure(id: rejection.id, error: rejection.error).line
-        case .success(let request):
-            reply = dispatch(request)
-        }
-        return sendAll(reply, to: connection)
-    }
-
-    /// Runs the handler as a task and blocks this (dedicated) thread until it answers.
-    private func dispatch(_ request: ControlRequest) -> String {
-        let reply = Mutex<String?>(nil)
-        let done = DispatchSemaphore(value: 0)
-        let handler = self.handler
-        let task = Task {
-            let text: String
-            do throws(ControlError) {
-                text = ControlReply.success(id: request.id, fields: try await handler.handle(request)).line
-            } catch {
-                text = ControlReply.failure(id: request.id, error: error).line
-            }
-            reply.withLock { $0 = text }
-            done.signal()
-        }
-        let key = shared.withLock { shared in
-            defer { shared.nextHandlerTask += 1 }
-            shared.handlerTasks[shared.nextHandlerTask] = task
-            if shared.abandoned { task.cancel() }
-            return shared.nextHandlerTask
-        }
-        done.wait()
-        _ = shared.withLock { $0.handlerTasks.removeValue(forKey: key) }
-        return reply.withLock { $0 ?? "" }
-    }
-
-    @discardableResult
-    private func sendAll(_ text: String, to connection: Int32) -> Bool {
-        let bytes = Array(text.utf8)
-        var offset = 0
-        while offset < bytes.count {
-            let sent = bytes.withUnsafeBytes { send(connection, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }
-            if sent < 0, errno == EINTR { continue }
-            if sent <= 0 { return false }
-            offset += sent
-        }
-        return true
-    }
+    fileprivate var log: Logger { logger }
 
     private func threadFinished() {
         let waiter: CheckedContinuation<Void, Never>? = shared.withLock { shared in
@@ -384,5 +288,273 @@ public final class ControlServer: Service, Sendable {
             return shared.finishedWaiter
         }
         waiter?.resume()
+    }
+}
+
+/// The serving thread's state: the listener and every connection, polled together. Only that
+/// thread touches it.
+private final class ConnectionLoop {
+    private final class Connection {
+        let id: UInt64
+        let fd: Int32
+        let uid: UInt32
+        var input: [UInt8] = []
+        var output: [UInt8] = []
+        /// A request of this connection is with its handler: nothing more is read until its
+        /// reply is queued, so that replies keep the order of requests.
+        var awaitingReply = false
+        var receivedLine = false
+        var endOfInput = false
+        /// Close once `output` is sent.
+        var closing = false
+        var deadline: ContinuousClock.Instant
+
+        init(id: UInt64, fd: Int32, uid: UInt32, deadline: ContinuousClock.Instant) {
+            self.id = id
+            self.fd = fd
+            self.uid = uid
+            self.deadline = deadline
+        }
+    }
+
+    private let server: ControlServer
+    private let listener: Int32
+    private let configuration: ControlServer.Configuration
+    private var connections: [UInt64: Connection] = [:]
+    private var perUID: [UInt32: Int] = [:]
+    private var nextID: UInt64 = 0
+    private let clock = ContinuousClock()
+    private var chunk = [UInt8](repeating: 0, count: 16 * 1024)
+
+    init(server: ControlServer, listener: Int32) {
+        self.server = server
+        self.listener = listener
+        configuration = server.configuration
+    }
+
+    func run() {
+        _ = CPurify_setNonblocking(listener)
+        while true {
+            let stopping = server.isStopRequested
+            if stopping {
+                for connection in connections.values where !connection.awaitingReply && !connection.closing {
+                    connection.closing = true
+                    connection.deadline = clock.now + configuration.readTimeout
+                }
+            }
+            flushAndReap()
+            if stopping && connections.isEmpty { return }
+            let ordered = Array(connections.values)
+            var descriptors = [pollfd(fd: server.wakeDescriptor, events: Int16(POLLIN), revents: 0),
+                               pollfd(fd: stopping ? -1 : listener, events: Int16(POLLIN), revents: 0)]
+            for connection in ordered {
+                var events: Int32 = 0
+                if !connection.awaitingReply && !connection.closing && !connection.endOfInput { events |= Int32(POLLIN) }
+                if !connection.output.isEmpty { events |= Int32(POLLOUT) }
+                // A closed peer would report POLLHUP on every poll while its request runs.
+                let watched = events != 0 || !connection.endOfInput
+                descriptors.append(pollfd(fd: watched ? connection.fd : -1, events: Int16(events), revents: 0))
+            }
+            let timeout = pollTimeout()
+            if poll(&descriptors, nfds_t(descriptors.count), timeout) < 0 {
+                if errno == EINTR { continue }
+                server.log.critical("poll failed on the control socket; no longer serving", metadata: ["errno": "\(errno)"])
+                for connection in connections.values { close(connection.fd) }
+                connections = [:]
+                return
+            }
+            if descriptors[0].revents != 0 { server.drainWakeups() }
+            for (id, line) in server.takeReplies() {
+                guard let connection = connections[id] else { continue }
+                connection.output += Array(line.utf8)
+                connection.awaitingReply = false
+                connection.deadline = clock.now + configuration.readTimeout
+                if server.isStopRequested { connection.closing = true } else { process(connection) }
+            }
+            if descriptors[1].revents != 0 { acceptAll() }
+            for (index, connection) in ordered.enumerated() {
+                let events = Int32(descriptors[index + 2].revents)
+                if events & Int32(POLLOUT) != 0 { send(connection) }
+                if events & Int32(POLLIN | POLLHUP | POLLERR) != 0 { receive(connection) }
+            }
+            expireDeadlines()
+        }
+    }
+
+    /// Milliseconds until the nearest deadline of a connection not waiting for a handler; -1
+    /// for none.
+    private func pollTimeout() -> Int32 {
+        let waiting = connections.values.filter { !$0.awaitingReply }
+        guard let nearest = waiting.map(\.deadline).min() else { return -1 }
+        let (seconds, attoseconds) = clock.now.duration(to: nearest).components
+        let milliseconds = seconds * 1000 + attoseconds / 1_000_000_000_000_000 + 1
+        return Int32(clamping: max(0, milliseconds))
+    }
+
+    private func acceptAll() {
+        while true {
+            let fd = CPurify_acceptNonblocking(listener)
+            if fd < 0 {
+                if errno == EINTR { continue }
+                if errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM {
+                    // Out of descriptors or memory: let the connections in hand finish first.
+                    server.log.warning("cannot accept a control connection", metadata: ["errno": "\(errno)"])
+                    usleep(10_000)
+                }
+                return
+            }
+            admit(fd)
+        }
+    }
+
+    private func admit(_ fd: Int32) {
+        let uid: UInt32
+        switch server.admission(for: fd) {
+        case .failure(let refusal):
+            refuse(fd, refusal)
+            return
+        case .success(let peer):
+            uid = peer
+        }
+        guard connections.count < configuration.maxConnections else {
+            refuse(fd, ControlError(code: ControlError.busy, message: "too many control connections"))
+            return
+        }
+        guard perUID[uid, default: 0] < configuration.maxConnectionsPerUID else {
+            refuse(fd, ControlError(code: ControlError.busy, message: "too many control connections from uid \(uid)"))
+            return
+        }
+        nextID += 1
+        connections[nextID] = Connection(id: nextID, fd: fd, uid: uid, deadline: clock.now + configuration.firstLineTimeout)
+        perUID[uid, default: 0] += 1
+    }
+
+    /// Sends a refusal into the new socket's empty buffer (it fits) and closes it.
+    private func refuse(_ fd: Int32, _ error: ControlError) {
+        let bytes = Array(ControlReply.failure(id: .null, error: error).line.utf8)
+        _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        close(fd)
+    }
+
+    private func receive(_ connection: Connection) {
+        while !connection.endOfInput {
+            let count = chunk.withUnsafeMutableBytes { read(connection.fd, $0.baseAddress, $0.count) }
+            if count > 0 {
+                connection.input += chunk[0..<count]
+                if connection.input.count > configuration.maxLineLength + chunk.count { break }
+            } else if count == 0 {
+                connection.endOfInput = true
+            } else if errno == EINTR {
+                continue
+            } else if errno == EAGAIN || errno == EWOULDBLOCK {
+                break
+            } else {
+                connection.endOfInput = true
+                connection.input = []
+            }
+        }
+        process(connection)
+    }
+
+    /// Answers the complete lines buffered, stopping at one that goes to a handler.
+    private func process(_ connection: Connection) {
+        while !connection.awaitingReply && !connection.closing {
+            guard let newline = connection.input.firstIndex(of: UInt8(ascii: "\n")) else {
+                if connection.input.count > configuration.maxLineLength {
+                    fail(connection, ControlError(code: ControlError.lineTooLong,
+                                                  message: "request lines are limited to \(configuration.maxLineLength) bytes"))
+                } else if connection.endOfInput {
+                    // End of input: a last line without a newline is still answered.
+                    if !connection.input.isEmpty {
+                        let line = connection.input
+                        connection.input = []
+                        respond(to: line, on: connection)
+                    }
+                    if !connection.awaitingReply { connection.closing = true }
+                }
+                return
+            }
+            if newline > configuration.maxLineLength {
+                fail(connection, ControlError(code: ControlError.lineTooLong,
+                                              message: "request lines are limited to \(configuration.maxLineLength) bytes"))
+                return
+            }
+            let line = Array(connection.input[..<newline])
+            connection.input.removeSubrange(...newline)
+            connection.receivedLine = true
+            connection.deadline = clock.now + configuration.readTimeout
+            respond(to: line, on: connection)
+        }
+    }
+
+    private func respond(to line: [UInt8], on connection: Connection) {
+        if line.allSatisfy({ $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") || $0 == UInt8(ascii: "\r") }) { return }
+        switch ControlRequest.parse(line) {
+        case .failure(let rejection):
+            connection.output += Array(ControlReply.failure(id: rejection.id, error: rejection.error).line.utf8)
+        case .success(let request):
+            connection.awaitingReply = true
+            server.dispatch(request, for: connection.id)
+        }
+    }
+
+    /// Replies with `error` and closes the connection once the reply is out.
+    private func fail(_ connection: Connection, _ error: ControlError) {
+        connection.output += Array(ControlReply.failure(id: .null, error: error).line.utf8)
+        connection.input = []
+        connection.closing = true
+        connection.deadline = clock.now + configuration.readTimeout
+    }
+
+    private func send(_ connection: Connection) {
+        while !connection.output.isEmpty {
+            let sent = connection.output.withUnsafeBytes { Glibc.send(connection.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if sent > 0 {
+                connection.output.removeFirst(sent)
+            } else if sent < 0 && errno == EINTR {
+                continue
+            } else if sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                return
+            } else {
+                // The peer is gone: nothing more can reach it.
+                connection.output = []
+                connection.closing = true
+                connection.endOfInput = true
+                return
+            }
+        }
+    }
+
+    /// Connections silent past their deadline get `read_timeout` and are closed; those that do
+    /// not take their last reply by then are closed without it.
+    private func expireDeadlines() {
+        let now = clock.now
+        for connection in connections.values where !connection.awaitingReply && connection.deadline <= now {
+            if connection.closing {
+                connection.output = []
+                continue
+            }
+            let message = connection.receivedLine
+                ? "no complete request line within the read timeout"
+                : "no complete request line within the first-line timeout"
+            fail(connection, ControlError(code: ControlError.readTimeout, message: message))
+        }
+    }
+
+    /// Sends what can be sent, and closes the connections that are done.
+    private func flushAndReap() {
+        for connection in connections.values {
+            if !connection.output.isEmpty { send(connection) }
+            let finished = (connection.closing || (connection.endOfInput && connection.input.isEmpty))
+                && !connection.awaitingReply && connection.output.isEmpty
+            if finished { drop(connection) }
+        }
+    }
+
+    private func drop(_ connection: Connection) {
+        close(connection.fd)
+        connections[connection.id] = nil
+        perUID[connection.uid, default: 1] -= 1
+        if perUID[connection.uid] == 0 { perUID[connection.uid] = nil }
     }
 }

@@ -191,3 +191,16 @@ extension FileKind {
         }
     }
 }
+
+extension FileSystem {
+    /// Raises the soft limit on open descriptors to the hard limit: the control socket serves
+    /// thousands of connections and each inbox holds descriptors of its own, while a shell's
+    /// soft limit is often 1,024 (systemd's unit sets both limits itself).
+    static func raiseOpenFileLimit() throws(DaemonError) {
+        var limit = rlimit()
+        try retrying("getrlimit") { getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) }
+        guard limit.rlim_cur < limit.rlim_max else { return }
+        limit.rlim_cur = limit.rlim_max
+        try retrying("setrlimit") { setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) }
+    }
+}
