@@ -1,5 +1,6 @@
 import CDNNL
 import Foundation
+public import struct Foundation.Data
 
 /// Runs ONNX models on the CPU through oneDNN, on threads of its own: a compute thread that
 /// loads, plans and runs (its oneDNN primitives use `threadCount` OpenMP threads), and
@@ -38,14 +39,21 @@ public final class InferenceEngine: Sendable {
     /// activations fused). Fails with ``EngineError`` naming the node and op for anything the
     /// engine does not support.
     public func loadModel(at path: String) async throws -> InferenceModel {
+        let data: Data
+        do {
+            data = try Data(contentsOf: URL(fileURLWithPath: path), options: .mappedIfSafe)
+        } catch {
+            throw EngineError(.unreadableFile, "cannot read '\(path)': \(error.localizedDescription)")
+        }
+        return try await loadModel(serialized: data)
+    }
+
+    /// Validates and lowers a serialized ONNX model, as ``loadModel(at:)`` does with a file's
+    /// bytes: for a caller that has read and verified them itself, so that what runs is exactly
+    /// what was verified.
+    public func loadModel(serialized data: Data) async throws -> InferenceModel {
         let graph = try await thread.perform {
-            let data: Data
-            do {
-                data = try Data(contentsOf: URL(fileURLWithPath: path), options: .mappedIfSafe)
-            } catch {
-                throw EngineError(.unreadableFile, "cannot read '\(path)': \(error.localizedDescription)")
-            }
-            return Confined(try LoweredGraph(ONNXGraph(serialized: data)))
+            Confined(try LoweredGraph(ONNXGraph(serialized: data)))
         }
         return InferenceModel(graph: graph.value, engine: self)
     }

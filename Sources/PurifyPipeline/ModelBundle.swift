@@ -124,26 +124,27 @@ public struct ModelBundle: Sendable {
     ///
     /// - Throws: ``BundleError``, naming the file at fault.
     public static func load(from directory: String, engine: InferenceEngine) async throws(BundleError) -> ModelBundle {
-        let manifest: BundleManifest
+        // The bytes hashed are the bytes loaded: a file swapped after the check is never run.
+        let (manifest, purifierBytes, classifierBytes): (BundleManifest, Data, Data?)
         do {
-            manifest = try await onDedicatedThread(name: "purify-bundle") { () throws -> BundleManifest in
+            (manifest, purifierBytes, classifierBytes) = try await onDedicatedThread(name: "purify-bundle") { () throws -> (BundleManifest, Data, Data?) in
                 let manifest = try readManifest(in: directory)
-                try verifyChecksum(of: manifest.purifier.file, expected: manifest.purifier.sha256, in: directory)
-                if let classifier = manifest.classifier {
-                    try verifyChecksum(of: classifier.file, expected: classifier.sha256, in: directory)
+                let purifier = try verifiedContents(of: manifest.purifier.file, expected: manifest.purifier.sha256, in: directory)
+                let classifier = try manifest.classifier.map { description throws(BundleError) in
+                    try verifiedContents(of: description.file, expected: description.sha256, in: directory)
                 }
-                return manifest
+                return (manifest, purifier, classifier)
             }
         } catch let error as BundleError {
             throw error
         } catch {
             throw BundleError(.unreadable, "\(directory): \(error)")
         }
-        let purifier = try await loadModel(manifest.purifier.file, in: directory, engine: engine)
+        let purifier = try await loadModel(purifierBytes, file: manifest.purifier.file, in: directory, engine: engine)
         try checkPurifier(purifier, manifest: manifest)
         var classifier: InferenceModel?
-        if let description = manifest.classifier {
-            let model = try await loadModel(description.file, in: directory, engine: engine)
+        if let description = manifest.classifier, let classifierBytes {
+            let model = try await loadModel(classifierBytes, file: description.file, in: directory, engine: engine)
             try checkClassifier(model, description: description, channels: manifest.input.channels)
             classifier = model
         }
@@ -223,7 +224,8 @@ public struct ModelBundle: Sendable {
         }
     }
 
-    private static func verifyChecksum(of file: String, expected: String, in directory: String) throws(BundleError) {
+    /// The file's bytes, once their SHA-256 matches `expected`.
+    private static func verifiedContents(of file: String, expected: String, in directory: String) throws(BundleError) -> Data {
         let location = path(file, in: directory)
         let data: Data
         do {
@@ -235,12 +237,13 @@ public struct ModelBundle: Sendable {
         guard actual == expected.lowercased() else {
             throw BundleError(.checksumMismatch, "\(location): SHA-256 is \(actual), bundle.toml says \(expected)")
         }
+        return data
     }
 
-    private static func loadModel(_ file: String, in directory: String, engine: InferenceEngine) async throws(BundleError) -> InferenceModel {
+    private static func loadModel(_ bytes: Data, file: String, in directory: String, engine: InferenceEngine) async throws(BundleError) -> InferenceModel {
         let location = path(file, in: directory)
         do {
-            return try await engine.loadModel(at: location)
+            return try await engine.loadModel(serialized: bytes)
         } catch {
             throw BundleError(.unloadableModel, "\(location): \(error)")
         }
