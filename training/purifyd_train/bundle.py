@@ -21,6 +21,7 @@ import argparse
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -151,7 +152,7 @@ def parse_args(argv: list[str]) -> BundleOptions:
                          args.eps, args.quick, tuple(args.extra_classifier), parse_floats(args.mean, "--mean"),
                          parse_floats(args.std, "--std"), name, args.version, args.description, args.seed,
                          args.val_fraction, args.test_fraction, sizes, args.threads, args.force, args.minutes,
-                         args.notes, "python -m purifyd_train bundle " + " ".join(argv))
+                         args.notes, "python -m purifyd_train bundle " + shlex.join(argv))
 
 
 def file_sha256(path: Path) -> str:
