@@ -163,6 +163,9 @@ public struct ModelBundle: Sendable {
         } catch {
             throw BundleError(.unreadable, "cannot read \(file): \(error.localizedDescription)")
         }
+        if let problem = TOMLText.forbiddenCharacter(in: text) {
+            throw BundleError(.invalidManifest, "\(file): \(problem)")
+        }
         let manifest: BundleManifest
         do {
             manifest = try TOMLDecoder().decode(BundleManifest.self, from: text)

@@ -117,6 +117,23 @@ struct ConfigurationTests {
         ))
     }
 
+    @Test("control characters are a syntax error, not a crash of the TOML parser (an input fuzz-config found)")
+    func controlCharacters() throws {
+        // toml++ (inside TOMLKit) aborted the process on an assertion in parse_key for this text.
+        let found: [UInt8] = [0x5B, 0x01, 0x61, 0x6E, 0x62, 0x2B, 0, 0, 0, 0, 0, 0, 0, 0x68, 0x20, 0x3D, 0x20, 0x22] + Array("indle = \"models/mni".utf8)
+            + [0x01] + Array("ast\"\n".utf8)
+        for text in [String(decoding: found, as: UTF8.self), "[[inbox]]\npath = \"in\u{7F}\"\n"] {
+            #expect(throws: ConfigurationError.self) { try DaemonConfiguration(toml: text, baseDirectory: "/") }
+        }
+        do {
+            _ = try DaemonConfiguration(toml: String(decoding: found, as: UTF8.self), baseDirectory: "/")
+        } catch {
+            #expect(error.message == "TOML syntax error at line 1, column 2: control character U+0001 is not allowed in TOML")
+        }
+        // Tabs and CRLF line ends stay valid.
+        #expect(try DaemonConfiguration(toml: "[[inbox]]\r\npath\t= \"in\"\r\noutbox = \"out\"\r\nbundle = \"b\"\r\n", baseDirectory: "/").inboxes.count == 1)
+    }
+
     @Test("errors name the key path", arguments: [
         ("[[inbox]]\npath=\"/i\"\noutbox=\"/o\"\nbundle=\"/b\"\n[inbox.batch]\nmax_delay_ms = \"5\"", "inbox[0].batch.max_delay_ms", "expected an integer, found a string"),
         ("[[inbox]]\npath=\"/i\"\noutbox=\"/o\"\nbundle=\"/b\"\n[inbox.batch]\nmax_delay_ms = -1", "inbox[0].batch.max_delay_ms", "must be between 0 and 60000 (got -1)"),

@@ -43,6 +43,9 @@ extension DaemonConfiguration {
     ///   - toml: The file's contents.
     ///   - baseDirectory: The directory relative paths in the file are resolved against.
     public init(toml: String, baseDirectory: String) throws(ConfigurationError) {
+        if let problem = TOMLText.forbiddenCharacter(in: toml) {
+            throw ConfigurationError(keyPath: "", message: "TOML syntax error at \(problem)")
+        }
         let root: TOMLTable
         do {
             root = try TOMLTable(string: toml)
