@@ -47,6 +47,30 @@ test-python:
 test-swift:
 	$(SWIFT) test
 
+# The Swift tests under AddressSanitizer (LeakSanitizer included) and under ThreadSanitizer,
+# each in a build folder of its own; Tests/Sanitizers/ holds the suppressions for the
+# toolchain's own defects, each explained there.
+SANITIZER_ENV := ASAN_OPTIONS=suppressions=$(CURDIR)/Tests/Sanitizers/asan.supp:detect_leaks=1 \
+  LSAN_OPTIONS=suppressions=$(CURDIR)/Tests/Sanitizers/lsan.supp:print_suppressions=0
+.PHONY: test-asan test-tsan
+test-asan: deps
+	$(SANITIZER_ENV) $(SWIFT) test --sanitize address --scratch-path .build-asan
+
+test-tsan: deps
+	TSAN_OPTIONS=halt_on_error=1 $(SWIFT) test --sanitize thread --scratch-path .build-tsan
+
+# libFuzzer over every parser of untrusted input, under AddressSanitizer and, for the C
+# codecs, UndefinedBehaviorSanitizer (Fuzz/README.md): FUZZ_SECONDS per harness.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= codecs onnx config control
+.PHONY: fuzz
+fuzz: debs
+	@for target in $(FUZZ_TARGETS); do \
+	  (cd Fuzz && $(SWIFT) build --sanitize fuzzer --sanitize address -Xcc -fsanitize=undefined \
+	    --product fuzz-$$target) || exit 1; \
+	done
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_TARGETS="$(FUZZ_TARGETS)" Fuzz/run.sh
+
 # Training and evaluation (training/README.md): `make train DATASET=fashion-mnist`, then
 # `make evaluate DATASET=fashion-mnist` (QUICK=1 for the small version under training/runs/).
 # `make train` runs the paper's recipe (its losses, default sizes; GAN_ARGS adds gan options); the

@@ -117,12 +117,14 @@ struct ConfigurationTests {
         ))
     }
 
-    @Test("control characters are a syntax error, not a crash of the TOML parser (an input fuzz-config found)")
+    @Test("control characters and bad header keys are syntax errors, not a crash of the TOML parser (inputs fuzz-config found)")
     func controlCharacters() throws {
         // toml++ (inside TOMLKit) aborted the process on an assertion in parse_key for this text.
         let found: [UInt8] = [0x5B, 0x01, 0x61, 0x6E, 0x62, 0x2B, 0, 0, 0, 0, 0, 0, 0, 0x68, 0x20, 0x3D, 0x20, 0x22] + Array("indle = \"models/mni".utf8)
             + [0x01] + Array("ast\"\n".utf8)
-        for text in [String(decoding: found, as: UTF8.self), "[[inbox]]\npath = \"in\u{7F}\"\n"] {
+        // Two more it found: a table header whose key begins with a bracket or a non-ASCII character.
+        for text in [String(decoding: found, as: UTF8.self), "[[inbox]]\npath = \"in\u{7F}\"\n",
+                     "[[[inbox]]\npath =\nn\"i\" outbox = \"out\"\n", "[[\u{FFFD}inbox]]\n", "[a.!b]\n"] {
             #expect(throws: ConfigurationError.self) { try DaemonConfiguration(toml: text, baseDirectory: "/") }
         }
         do {

@@ -6,6 +6,7 @@ a bundle that purify cannot load is the failure this test is for.
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -91,10 +92,14 @@ def test_purify_purifies_the_folder_images_with_the_new_bundle(made, tmp_path):
     assert binary and Path(binary).is_file(), ("PURIFY_BIN must name the purify binary "
                                                "(make test builds it: swift build --product purify)")
     # Images at the bundle's size, one per class (the purifier serves SIZE×SIZE: min_size = max_size).
+    # Copied under their class's name: purify names each output after its input, and the class folders share names.
+    inputs = tmp_path / "in"
+    inputs.mkdir()
     picks = []
     for name in CLASSES:
-        picks.append(next(p for p in sorted((made["data"] / name).iterdir())
-                          if p.suffix == ".png" and p.stat().st_size and _side(p) == SIZE))
+        source = next(p for p in sorted((made["data"] / name).iterdir()) if p.suffix == ".png" and _side(p) == SIZE)
+        picks.append(inputs / f"{name}-{source.name}")
+        shutil.copyfile(source, picks[-1])
     result = subprocess.run([binary, "--bundle", str(made["out"]), *map(str, picks), "--out", str(tmp_path / "purified"),
                              "--json"], capture_output=True, text=True, timeout=300,
                             env={**os.environ, "OMP_WAIT_POLICY": "passive"})
