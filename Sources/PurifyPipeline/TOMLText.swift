@@ -8,8 +8,10 @@ public enum TOMLText {
     /// table header with a bare-key character or a quote.
     public static func forbiddenCharacter(in text: String) -> String? {
         var insideMultilineString = false
-        for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        // Split on the scalar, not the Character: "\r\n" is one Character.
+        for (index, lineScalars) in text.unicodeScalars.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let number = index + 1
+            let line = Substring(Substring.UnicodeScalarView(lineScalars))
             for (offset, scalar) in line.unicodeScalars.enumerated() {
                 switch scalar.value {
                 case 0x09, 0x0D: break
