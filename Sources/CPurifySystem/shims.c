@@ -2,6 +2,7 @@
 #include "CPurifySystem.h"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -49,4 +50,8 @@ void CPurify_setCurrentThreadName(const char *name) {
 
 int CPurify_eventfdNonblocking(void) {
     return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+}
+
+void CPurify_trimMallocHeaps(void) {
+    malloc_trim(0);
 }

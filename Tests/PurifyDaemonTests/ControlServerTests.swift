@@ -179,16 +179,17 @@ struct ControlServerTests {
         } }
     }
 
-    @Test("50 concurrent clients each get their own replies")
-    func concurrentClients() async throws {
+    @Test("concurrent clients each get their own replies, a crowd of 100 × 50 requests included",
+          arguments: [(clients: 50, requests: 5), (clients: 100, requests: 50)])
+    func concurrentClients(clients: Int, requests: Int) async throws {
         try await serving { path, _ in
             try await withThrowingTaskGroup(of: Int.self) { group in
-                for clientIndex in 0..<50 {
+                for clientIndex in 0..<clients {
                     group.addTask { try await offPool {
                         let client = try RawControlConnection(path: path)
                         var answered = 0
-                        for requestIndex in 0..<5 {
-                            let id = clientIndex * 100 + requestIndex
+                        for requestIndex in 0..<requests {
+                            let id = clientIndex * 1000 + requestIndex
                             let reply = try client.request(#"{"id":\#(id),"cmd":"status","args":{"n":\#(id)}}"#)
                             if reply == ["id": .int(Int64(id)), "ok": true, "args": ["n": .int(Int64(id))]] { answered += 1 }
                         }
@@ -197,31 +198,7 @@ struct ControlServerTests {
                 }
                 var total = 0
                 for try await answered in group { total += answered }
-                #expect(total == 250)
-            }
-        }
-    }
-
-    @Test("a crowd: 100 clients × 50 requests, every one answered")
-    func crowd() async throws {
-        try await serving { path, _ in
-            try await withThrowingTaskGroup(of: Int.self) { group in
-                for clientIndex in 0..<100 {
-                    group.addTask { try await offPool {
-                        let client = try RawControlConnection(path: path)
-                        var answered = 0
-                        for requestIndex in 0..<50 {
-                            let id = clientIndex * 1000 + requestIndex
-                            if try client.request(#"{"id":\#(id),"cmd":"version"}"#) == ["id": .int(Int64(id)), "ok": true, "version": "test"] {
-                                answered += 1
-                            }
-                        }
-                        return answered
-                    } }
-                }
-                var total = 0
-                for try await answered in group { total += answered }
-                #expect(total == 5000)
+                #expect(total == clients * requests)
             }
         }
     }
@@ -229,7 +206,32 @@ struct ControlServerTests {
     @Test("1,000 idle connections lock nobody out: status is answered while they are held open")
     func idleCrowd() async throws {
         try await serving(configure: { $0.firstLineTimeout = .seconds(60) }) { path, _ in try await offPool {
-            let idle = try (0..<1000).map { _ in try RawControlConnection(path: path) }
+            // The idle connections live in a child process: with a thousand descriptors open here,
+            // Foundation's Process.run (which other suites call meanwhile) reads past the end of
+            // its /proc/self/fd listing buffer and crashes.
+            let holder = Process()
+            holder.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+            holder.arguments = ["-c", """
+                import socket, sys
+                held = []
+                for _ in range(1000):
+                    s = socket.socket(socket.AF_UNIX)
+                    s.connect(sys.argv[1])
+                    held.append(s)
+                print(len(held), flush=True)
+                sys.stdin.read()
+                """, path]
+            let output = Pipe()
+            let input = Pipe()
+            holder.standardOutput = output
+            holder.standardInput = input
+            try holder.run()
+            defer {
+                try? input.fileHandleForWriting.close()
+                holder.waitUntilExit()
+            }
+            let ready = String(decoding: output.fileHandleForReading.availableData, as: UTF8.self)
+            #expect(ready.trimmingCharacters(in: .whitespacesAndNewlines) == "1000")
             let clock = ContinuousClock()
             let started = clock.now
             let reply = try RawControlConnection(path: path).request(#"{"id":1,"cmd":"status"}"#)
@@ -238,7 +240,6 @@ struct ControlServerTests {
             // A lockout would last until the idle connections time out; the bound is far above a
             // normal answer and far below that.
             #expect(elapsed < .seconds(5), "status took \(elapsed) behind 1,000 idle connections")
-            #expect(idle.count == 1000)
         } }
     }
 

@@ -33,6 +33,10 @@ int CPurify_renameNoReplace(int oldDirFD, const char *oldPath, int newDirFD, con
 /// eventfd(2) with EFD_NONBLOCK | EFD_CLOEXEC: a descriptor other threads write to wake a poll.
 int CPurify_eventfdNonblocking(void);
 
+/// Returns the free memory at the top of every malloc heap (each thread's arena included) to
+/// the system: malloc_trim(0), from <malloc.h>, which Swift's Glibc module does not import.
+void CPurify_trimMallocHeaps(void);
+
 /// Names the calling thread (pthread_setname_np; at most 15 bytes are kept).
 void CPurify_setCurrentThreadName(const char *name);
 

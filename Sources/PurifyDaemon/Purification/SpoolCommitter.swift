@@ -1,3 +1,4 @@
+internal import CPurifySystem
 internal import Foundation
 internal import PurifyControl
 public import PurifyImage
@@ -58,6 +59,13 @@ public final class SpoolCommitter: ResultCommitter {
         guard let entry = entries.withLock({ $0.removeValue(forKey: request.inputPath) }) else {
             throw SpoolCommitterError(request: request)
         }
+        // A large image's buffers, freed by now, stay in the malloc heap of whichever thread
+        // held them: over a burst of photos every I/O thread's heap grows to an image or more.
+        defer {
+            if let width = report.input.width, let height = report.input.height, width * height >= Self.trimmingPixels {
+                CPurify_trimMallocHeaps()
+            }
+        }
         do {
             return try finish(entry, json: json, report: report)
         } catch {
@@ -65,6 +73,9 @@ public final class SpoolCommitter: ResultCommitter {
             throw error
         }
     }
+
+    /// Inputs this large (4 MP) return freed memory to the system once committed.
+    static let trimmingPixels = 1 << 22
 
     /// Whether the request's commit failed on a write, so that its spool holds the file for a
     /// retry (and has logged the episode); forgets it.
