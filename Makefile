@@ -161,6 +161,7 @@ install: debs install-daemon-files
 	  install -D $(INSTALL_STRIP) -m 0755 $$bin/$$program $(DESTDIR)$(BINDIR)/$$program || exit 1; \
 	done
 	install -D -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/purifyd/README.md
+	for doc in docs/*.md; do install -D -m 0644 $$doc $(DESTDIR)$(PREFIX)/share/doc/purifyd/$$(basename $$doc) || exit 1; done
 	@for bundle in $(BUNDLES); do \
 	  target=$(DESTDIR)$(BUNDLE_DIR)/$$(basename $$bundle); \
 	  echo "installing bundle $$bundle in $$target"; \
