@@ -107,6 +107,8 @@ class BundleManifest:
     mean: tuple[float, ...] | None = None   # written only when the classifier takes normalised input
     std: tuple[float, ...] | None = None
     resize: str | None = None               # written for bundles whose images are resized to input_size
+    threat_model: str | None = None         # "adaptive" for a purifier trained against end-to-end attacks
+    dataset: str | None = None              # the dataset a variant bundle (e.g. mnist-robust) was trained on
     writer: str = "`python -m purifyd_train export` (training/purifyd_train/export.py)"
 
     def to_toml(self) -> str:
@@ -146,6 +148,8 @@ class BundleManifest:
             "[training]",
             f"attacks = {toml_list(sorted(self.attacks))}",
             f"epsilon_linf = {self.epsilon_linf:.6g}",
+            *([f"threat_model = {toml_string(self.threat_model)}"] if self.threat_model else []),
+            *([f"dataset = {toml_string(self.dataset)}"] if self.dataset else []),
             "",
         ])
 

@@ -1,0 +1,106 @@
+"""Robust fine-tuning, its export as a bundle variant, and the end-to-end AutoAttack evaluation, in quick mode
+on the shipped MNIST bundle."""
+import json
+import os
+import subprocess
+import sys
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from purifyd_train.common import REPO_ROOT
+from purifyd_train import data
+from purifyd_train.robust.evaluate import Defended, autoattack, bundle_classifier, cascade, frozen_purifier
+from purifyd_train.robust.train import Recipe, load_models, pgd, recipe_for
+
+TRAINING = Path(__file__).resolve().parents[1]
+SHIPPED = REPO_ROOT / "models" / "mnist"
+QUICK = ["--iterations", "4", "--batch", "8", "--attack-steps", "2", "--validation-images", "16",
+         "--validation-every", "2", "--threads", "2"]
+
+
+def command(*args: str, runs: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PURIFYD_RUNS": str(runs), "PYTHONPATH": str(TRAINING)}
+    return subprocess.run([sys.executable, "-m", "purifyd_train", *args], env=env, capture_output=True, text=True,
+                          cwd=TRAINING, timeout=600)
+
+
+def test_eps_ramps_to_the_budget_and_the_learning_rate_decays_to_zero():
+    recipe = recipe_for("mnist", iterations=100)
+    assert recipe.eps_at(0) == pytest.approx(0.3 / 30)
+    assert recipe.eps_at(29) == pytest.approx(0.3)
+    assert recipe.eps_at(99) == pytest.approx(0.3)
+    assert recipe.learning_rate_at(0) == pytest.approx(recipe.learning_rate)
+    assert recipe.learning_rate_at(100) == pytest.approx(0.0)
+
+
+def test_pgd_through_purifier_and_classifier_stays_in_the_eps_ball_and_lowers_accuracy():
+    x, y = data.test_subset(data.spec("mnist"), 32, 0)
+    models = load_models(SHIPPED, x)
+    adv = pgd(models, x, y, 0.3, 10, 0.3 / 4)
+    assert float((adv - x).abs().max()) <= 0.3 + 1e-6 and float(adv.min()) >= 0 and float(adv.max()) <= 1
+    with torch.no_grad():
+        clean = (models.logits(x).argmax(1) == y).float().mean()
+        attacked = (models.logits(adv).argmax(1) == y).float().mean()
+    assert attacked < clean
+
+
+def test_autoattack_cascade_attacks_only_what_is_left_and_ends_at_its_last_accuracy():
+    x, y = data.test_subset(data.spec("mnist"), 24, 1)
+    model = Defended(frozen_purifier(SHIPPED), bundle_classifier(SHIPPED, x)).eval()
+    result = cascade(model, "seen", x, y, autoattack(model, 0.3, 0, quick=True))
+    assert [a.name for a in result.attacks] == ["APGD-CE", "APGD-T", "FAB-T", "Square"]
+    accuracies = [result.clean] + [a.accuracy for a in result.attacks]
+    assert accuracies == sorted(accuracies, reverse=True)
+    assert sum(a.broken for a in result.attacks) == round((result.clean - result.robust) * len(x))
+
+
+def test_train_resume_export_and_evaluate_make_a_bundle_purify_loads(tmp_path):
+    runs = tmp_path / "runs"
+    first = command("robust-train", "--dataset", "mnist", *QUICK, "--until", "3", runs=runs)
+    assert first.returncode == 0, first.stderr
+    second = command("robust-train", "--dataset", "mnist", *QUICK, runs=runs)
+    assert second.returncode == 0, second.stderr
+    assert "stopped at iteration 3 of 4" in first.stdout
+    assert "resumed at iteration 3 of 4" in second.stdout
+    other = command("robust-train", "--dataset", "mnist", *QUICK, "--objective", "pgd", runs=runs)
+    assert other.returncode != 0 and "made by another recipe" in other.stderr
+    progress = [json.loads(line) for line in (runs / "mnist-robust" / "progress.jsonl").read_text().splitlines()]
+    assert [p["iteration"] for p in progress] == [2, 4]
+
+    bundle = tmp_path / "mnist-robust"
+    exported = command("robust-export", "--dataset", "mnist", "--out", str(bundle), runs=runs)
+    assert exported.returncode == 0, exported.stderr
+    manifest = (bundle / "bundle.toml").read_text()
+    assert 'name = "mnist-robust"' in manifest and 'threat_model = "adaptive"' in manifest
+    assert (bundle / "classifier.onnx").read_bytes() == (SHIPPED / "classifier.onnx").read_bytes()
+
+    purify = REPO_ROOT / ".build" / "debug" / "purify"
+    if purify.exists():
+        images = tmp_path / "in"
+        images.mkdir()
+        x, _ = data.test_subset(data.spec("mnist"), 2, 0)
+        from PIL import Image
+        for i, image in enumerate(x):
+            Image.fromarray((image[0].numpy() * 255).round().astype("uint8")).save(images / f"{i}.png")
+        run = subprocess.run([str(purify), "--bundle", str(bundle), "--out", str(tmp_path / "out"), str(images)],
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+        report = json.loads((tmp_path / "out" / "0.png.json").read_text())
+        assert report["bundle"]["name"] == "mnist-robust"
+
+    evaluated = command("robust-evaluate", "--bundle", str(bundle), "--n", "12", "--sweep-n", "6", "--quick",
+                        "--unseen", f"same={SHIPPED / 'classifier.onnx'}", "--threads", "2", runs=runs)
+    assert evaluated.returncode == 0, evaluated.stderr
+    result = json.loads((bundle / "robustness.json").read_text())
+    assert result["dataset"] == "mnist" and result["eps"] == pytest.approx(0.3) and result["quick"]
+    assert [a["name"] for a in result["seen"]["attacks"]] == ["APGD-CE", "APGD-T", "FAB-T", "Square"]
+    assert result["unseen"][0]["classifier"] == "same"
+    assert set(result["checks"]["sweep"]) == {f"{0.3 * f:.4f}" for f in (0.5, 1.0, 1.5, 2.0, 3.0)}
+
+
+def test_unseen_needs_name_and_file(tmp_path):
+    run = command("robust-evaluate", "--bundle", str(SHIPPED), "--unseen", "nofile", runs=tmp_path)
+    assert run.returncode != 0 and "NAME=FILE.onnx" in run.stderr
