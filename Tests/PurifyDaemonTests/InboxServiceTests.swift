@@ -252,28 +252,39 @@ struct InboxServiceTests {
         }
     }
 
-    @Test("a claim that fails leaves the file in the inbox and shows in status; the service lives on")
+    @Test("a claim that fails on a write shows in status and is retried until it goes through, without a rescan; a removed claimed/ is created again")
     func claimError() async throws {
         let fixture = try Fixture(capacity: 4)
         let processor = CopyingProcessor()
         let service = try InboxService(configuration: fixture.configuration, processor: processor, settleInterval: .zero, logger: testLogger)
         let handler = DaemonControlHandler(inboxes: [service], version: "1", pipeline: nil, requestShutdown: {})
+        let claimed = service.spool.claimedDirectory
         try await running(service) {
-            try FileManager.default.removeItem(atPath: service.spool.claimedDirectory)
+            // A file where claimed/ should be: every claim (a rename into it) fails with ENOTDIR.
+            try FileManager.default.removeItem(atPath: claimed)
+            try writeFile(claimed, "in the way")
             try fixture.drop(1, prefix: "stuck")
             #expect(await eventually { service.status.lastError != nil })
             #expect(try FileManager.default.contentsOfDirectory(atPath: fixture.inbox) == ["stuck0.png"])
             let status = try await handler.handle(ControlRequest(id: 1, command: .status))
             guard case .array(let inboxes)? = status["inboxes"], case .object(let inbox)? = inboxes.first,
-                  case .string(let lastError)? = inbox["last_error"] else {
-                Issue.record("no last_error in status")
+                  case .string(let lastError)? = inbox["last_error"], case .string(let writeFailure)? = inbox["write_failure"] else {
+                Issue.record("no last_error or write_failure in status")
                 return
             }
+            #expect(status["state"] == "write_failing")
             #expect(lastError.hasPrefix("stuck0.png: systemCall: renameat2"))
-            // Once the spool is back, a rescan picks the file up.
-            try FileManager.default.createDirectory(atPath: service.spool.claimedDirectory, withIntermediateDirectories: false)
-            service.requestRescan()
+            #expect(writeFailure.contains("Not a directory"))
+            // Once claimed/ is a folder again, the retry (1 s, then 2 s, …) claims the file.
+            try FileManager.default.removeItem(atPath: claimed)
+            try FileManager.default.createDirectory(atPath: claimed, withIntermediateDirectories: false)
             #expect(await eventually { processor.processed.all == ["stuck0.png"] })
+            #expect(service.status.spool.writeFailure == nil && service.status.spool.writeFailureEpisodes == 1)
+            // claimed/ removed: the next claim creates it again.
+            try FileManager.default.removeItem(atPath: claimed)
+            try fixture.drop(1, prefix: "again")
+            #expect(await eventually { processor.processed.all == ["stuck0.png", "again0.png"] })
+            #expect(service.status.spool.foldersRecreated == 1 && service.status.spool.writeFailure == nil)
         }
     }
 

@@ -176,6 +176,65 @@ struct InboxSpoolTests {
         #expect(fixture.spool.statistics.claimed == 0)
     }
 
+    @Test("a claimed file removed by someone else is recorded in failed/ as vanished_from_spool, once")
+    func vanishedClaim() throws {
+        let fixture = try Fixture()
+        _ = try fixture.spool.recover()
+        let file = try fixture.claim("gone.png")
+        try FileManager.default.removeItem(atPath: file.path)
+        let failed = try fixture.spool.fail(file, code: "read_failed", message: "No such file or directory")
+        #expect(failed.code == "vanished_from_spool")
+        let report = try JSONDecoder().decode(JSONValue.self, from: Data(contentsOf: URL(fileURLWithPath: failed.reportPath)))
+        guard case .object(let members) = report, case .object(let details)? = members["details"] else {
+            Issue.record("report is not an object with details")
+            return
+        }
+        #expect(members["input"] == "gone.png")
+        #expect(details["pipeline_error"] == ["code": "read_failed", "message": "No such file or directory"])
+        let statistics = fixture.spool.statistics
+        #expect(statistics.vanished == 1 && statistics.failed == 1 && statistics.inFlight == 0 && statistics.writeFailure == nil)
+        #expect(try fixture.contents(fixture.failed) == ["gone.png.error.json"])
+    }
+
+    @Test("spool folders removed while running are created again: the claim and the commit go through")
+    func removedFolders() async throws {
+        let fixture = try Fixture()
+        _ = try fixture.spool.recover()
+        try FileManager.default.removeItem(atPath: fixture.spool.claimedDirectory)
+        let file = try fixture.claim("a.png")
+        #expect(FileManager.default.fileExists(atPath: file.path))
+        try FileManager.default.removeItem(atPath: fixture.outbox)
+        try FileManager.default.removeItem(atPath: fixture.spool.journalDirectory)
+        // The commit finds the outbox gone: the file is held, the folders come back, and the
+        // retry commits it.
+        #expect(throws: DaemonError.self) { try fixture.commit(file) }
+        #expect(fixture.spool.statistics.writeFailure != nil && fixture.spool.statistics.stalled == 1)
+        #expect(FileManager.default.fileExists(atPath: fixture.outbox) && FileManager.default.fileExists(atPath: fixture.spool.journalDirectory))
+        #expect(await fixture.spool.takeStalled(backoff: .zero) == [file])
+        #expect(try fixture.commit(file).outputPath == fixture.outbox + "/a.png")
+        let statistics = fixture.spool.statistics
+        #expect(statistics.writeFailure == nil && statistics.committed == 1 && statistics.foldersRecreated == 2)
+        #expect(try fixture.contents(fixture.outbox) == ["a.png", "a.png.json"])
+    }
+
+    @Test("a name too long to claim is moved to failed/ under a shortened name, its report naming the original")
+    func nameTooLong() throws {
+        let fixture = try Fixture()
+        _ = try fixture.spool.recover()
+        let name = String(repeating: "L", count: 251) + ".png"
+        try writeFile(fixture.inbox + "/" + name)
+        guard case .rejected(let failed) = try fixture.spool.claim(name) else {
+            Issue.record("a 255-byte name was not rejected")
+            return
+        }
+        #expect(failed.code == "name_too_long")
+        #expect(FilePaths.lastComponent(of: failed.reportPath).utf8.count <= Int(NAME_MAX))
+        let report = try JSONDecoder().decode(JSONValue.self, from: Data(contentsOf: URL(fileURLWithPath: failed.reportPath)))
+        guard case .object(let members) = report else { Issue.record("report is not an object"); return }
+        #expect(members["input"] == .string(name))
+        #expect(try fixture.contents(fixture.inbox).isEmpty)
+    }
+
     @Test("recovery requeues claimed files with no journal and removes stale temporary files")
     func recoverUnfinished() throws {
         let fixture = try Fixture()

@@ -94,6 +94,36 @@ struct InboxWatcherTests {
         }
     }
 
+    @Test("an entry whose name is not UTF-8 is renamed with %XX escapes and reported under that name, found by the rescan or an event")
+    func nonUTF8Names() async throws {
+        let root = try TemporaryDirectory()
+        let inbox = try root.subdirectory("inbox")
+        try writeRawNamedFile(in: inbox, Array("before-".utf8) + [0xFF, 0xFE] + Array(".png".utf8))
+        try writeRawNamedFile(in: inbox, Array("caf".utf8) + [0xE9] + Array(".png".utf8))
+        try writeRawNamedFile(in: inbox, [UInt8(ascii: ".")] + [0xFF] + Array(".part".utf8))
+        try await watching(inbox) { _, seen in
+            try writeRawNamedFile(in: inbox, Array("after-".utf8) + [0xC0, 0xAF] + Array(".png".utf8))
+            #expect(await eventually { Set(seen.all).count >= 3 })
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(Set(seen.all) == ["before-%FF%FE.png", "caf%E9.png", "after-%C0%AF.png"])
+        }
+        let names = try FileManager.default.contentsOfDirectory(atPath: inbox)
+        #expect(Set(names.filter { !$0.hasPrefix(".") }) == ["before-%FF%FE.png", "caf%E9.png", "after-%C0%AF.png"])
+        // The in-progress name is its producer's business: left as it is.
+        #expect(names.filter { $0.hasPrefix(".") }.count == 1)
+    }
+
+    /// Creates a file whose name is the bytes `name` (which need not be UTF-8) in `directory`.
+    private func writeRawNamedFile(in directory: String, _ name: [UInt8]) throws {
+        let path = Array(directory.utf8) + [UInt8(ascii: "/")] + name + [0]
+        let fd = path.withUnsafeBufferPointer { buffer in
+            buffer.withMemoryRebound(to: CChar.self) { open($0.baseAddress!, O_WRONLY | O_CREAT | O_EXCL, 0o644) }
+        }
+        guard fd >= 0 else { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
+        _ = write(fd, "data", 4)
+        close(fd)
+    }
+
     @Test("files already present are found by the start-up rescan; fresh ones only once they settle")
     func startupRescan() async throws {
         let root = try TemporaryDirectory()

@@ -149,18 +149,38 @@ public final class InboxService: Service, Sendable {
                 await waitWhilePaused()
                 await spool.waitForCapacity()
             } while control.withLock({ $0.isPaused && !$0.isStopping }) && !Task.isCancelled
+            if control.withLock({ $0.isStopping }) || Task.isCancelled {
+                control.withLock { $0.holdsName = false }
+                return
+            }
+            await claimRetryingWrites(name)
             control.withLock { $0.holdsName = false }
-            if control.withLock({ $0.isStopping }) || Task.isCancelled { return }
+        }
+    }
+
+    /// Claims `name` and hands it to the processor. A claim that fails on a write (the inbox's
+    /// file system read-only or full) is retried with backoff, the spool showing the failure,
+    /// until it goes through or the service stops; any other failure leaves the file where it
+    /// was (in the inbox, or claimed for recovery at the next start), and the loop goes on.
+    private func claimRetryingWrites(_ name: String) async {
+        var backoff = Self.firstRetry
+        while true {
             do {
                 if case .claimed(let file) = try spool.claim(name) {
                     await processor.process(file, from: spool)
                 }
+                return
             } catch {
-                // The file stays where it was (in the inbox, or claimed for recovery); the
-                // daemon goes on with the next one.
-                logger.error("cannot claim a file", metadata: ["file": "\(name)", "error": "\(error)"])
+                guard InboxSpool.isWriteFailure(error) else {
+                    logger.error("cannot claim a file", metadata: ["file": "\(name)", "error": "\(error)"])
+                    control.withLock { $0.lastError = "\(name): \(error)" }
+                    return
+                }
+                spool.claimFailed(error)
                 control.withLock { $0.lastError = "\(name): \(error)" }
             }
+            guard (try? await Task.sleep(for: backoff)) != nil, !control.withLock({ $0.isStopping }) else { return }
+            backoff = min(backoff * 2, Self.lastRetry)
         }
     }
 

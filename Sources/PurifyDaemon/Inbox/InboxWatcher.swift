@@ -16,7 +16,9 @@ internal import Synchronization
 ///   written elsewhere, or under a dot/temp name, was renamed in). Non-regular entries (symlinks,
 ///   FIFOs) are reported on IN_CREATE so the spool can reject them visibly, and so are hard links
 ///   (`ln`: a regular file with more than one name, which no close will follow) once settled.
-///   Names the ``InboxEntryRules`` ignore are never reported.
+///   Names the ``InboxEntryRules`` ignore are never reported. An entry whose name is not valid
+///   UTF-8 is renamed in the inbox first, each invalid byte written `%XX` (a Swift `String`, and
+///   so the spool and the reports, cannot carry such a name), and reported under its new name.
 /// - Rescans: the folder is listed at start, when the kernel's event queue overflowed
 ///   (IN_Q_OVERFLOW: events were lost), when the inbox reappears, and on ``requestRescan()``.
 ///   A regular file modified less than `settleInterval` ago is not reported by a rescan (its
@@ -242,6 +244,11 @@ public final class InboxWatcher: Service, Sendable {
                 guard event.mask & UInt32(IN_ISDIR) == 0, !event.name.isEmpty,
                       InboxEntryRules.disposition(name: event.name, kind: nil) != .ignore
                 else { continue }
+                if let rawName = event.rawName {
+                    // Renamed to a UTF-8 name, whose IN_MOVED_TO reports it.
+                    _ = renameToUTF8(rawName)
+                    continue
+                }
                 if event.mask & UInt32(IN_CLOSE_WRITE | IN_MOVED_TO) != 0 {
                     candidates.enqueue(event.name)
                 } else if event.mask & UInt32(IN_CREATE) != 0 {
@@ -262,14 +269,46 @@ public final class InboxWatcher: Service, Sendable {
     /// too fresh to report yet.
     private func rescan() -> Set<String> {
         defer { shared.withLock { $0.statistics.rescans += 1 } }
-        let names: [String]
+        let rawNames: [[UInt8]]
         do {
-            names = try FileSystem.contentsOfDirectory(path)
+            rawNames = try FileSystem.rawContentsOfDirectory(path)
         } catch {
             logger.warning("cannot list inbox", metadata: ["inbox": "\(path)", "error": "\(error)"])
             return []
         }
-        return reportSettled(names.filter { InboxEntryRules.disposition(name: $0, kind: nil) != .ignore })
+        let names = rawNames.compactMap { rawName -> String? in
+            let name = String(decoding: rawName, as: UTF8.self)
+            guard InboxEntryRules.disposition(name: name, kind: nil) != .ignore else { return nil }
+            return String(validating: rawName, as: UTF8.self) ?? renameToUTF8(rawName)
+        }
+        return reportSettled(names)
+    }
+
+    /// Renames an entry whose name is not valid UTF-8 to a name that is (each invalid byte
+    /// written `%XX`, then `-1`, `-2`, … before the extension if taken), so that it can be
+    /// claimed, reported and named in `failed/` like any other. Returns the new name, or nil
+    /// when the entry is gone or cannot be renamed (logged).
+    private func renameToUTF8(_ rawName: [UInt8]) -> String? {
+        guard let escaped = FilePaths.escapingInvalidUTF8(rawName) else { return String(decoding: rawName, as: UTF8.self) }
+        // A folder is left alone whatever its name.
+        guard let entry = try? FileSystem.entry(rawName: rawName, in: path), entry.kind != .directory else { return nil }
+        let (stem, fileExtension) = FilePaths.splitExtension(escaped)
+        for attempt in 0..<100 {
+            let candidate = attempt == 0 ? escaped : "\(stem)-\(attempt)" + (fileExtension.map { ".\($0)" } ?? "")
+            do {
+                if try FileSystem.renameWithoutReplacing(rawName: rawName, in: path, to: candidate) {
+                    logger.notice("renamed an inbox entry whose name is not UTF-8", metadata: ["inbox": "\(path)", "name": "\(candidate)"])
+                    return candidate
+                }
+            } catch {
+                if error.errno != ENOENT {
+                    logger.error("cannot rename an inbox entry whose name is not UTF-8",
+                                 metadata: ["inbox": "\(path)", "name": "\(escaped)", "error": "\(error)"])
+                }
+                return nil
+            }
+        }
+        return nil
     }
 
     /// Reports each of `names` that is still there and settled (or not a regular file); returns
@@ -301,7 +340,10 @@ struct InotifyEvent: Equatable {
     var watch: Int32
     var mask: UInt32
     var cookie: UInt32
+    /// The entry's name; U+FFFD stands for bytes that are not UTF-8.
     var name: String
+    /// The name's bytes when they are not valid UTF-8 (the entry can be reached only by them).
+    var rawName: [UInt8]? = nil
 
     static let headerSize = 16
 
@@ -317,7 +359,9 @@ struct InotifyEvent: Equatable {
                 let nameStart = offset + headerSize
                 guard nameStart + length <= raw.count else { break }
                 let nameBytes = raw[nameStart..<(nameStart + length)].prefix(while: { $0 != 0 })
-                events.append(InotifyEvent(watch: watch, mask: mask, cookie: cookie, name: String(decoding: nameBytes, as: UTF8.self)))
+                let valid = String(validating: nameBytes, as: UTF8.self)
+                events.append(InotifyEvent(watch: watch, mask: mask, cookie: cookie, name: valid ?? String(decoding: nameBytes, as: UTF8.self),
+                                           rawName: valid == nil ? Array(nameBytes) : nil))
                 offset = nameStart + length
             }
         }

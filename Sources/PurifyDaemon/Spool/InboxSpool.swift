@@ -105,6 +105,12 @@ public final class InboxSpool: Sendable {
         public var stalled = 0
         /// Write failures since start, one per episode.
         public var writeFailureEpisodes = 0
+        /// Claimed files that disappeared from the spool before they were finished (removed by
+        /// someone else): each is recorded in `failed/` with the code `vanished_from_spool`.
+        public var vanished = 0
+        /// How many times folders of the spool, the outbox or `failed/` were found missing
+        /// and created again.
+        public var foldersRecreated = 0
     }
 
     /// The inbox this spool serves (output format, limits and batching for the pipeline too).
@@ -156,13 +162,7 @@ public final class InboxSpool: Sendable {
     /// by a crash, removes stale temporary files, and returns the claimed files that were not
     /// finished (oldest claim first). They count as in flight: process each of them.
     public func recover() throws(DaemonError) -> [ClaimedFile] {
-        try FileSystem.createDirectories(claimedDirectory, mode: 0o750)
-        try FileSystem.createDirectories(journalDirectory, mode: 0o750)
-        try FileSystem.createDirectories(configuration.outbox, mode: 0o750)
-        try FileSystem.createDirectories(configuration.failedDirectory, mode: 0o750)
-        if case .archive(let directory) = configuration.afterSuccess {
-            try FileSystem.createDirectories(directory, mode: 0o750)
-        }
+        for directory in ownDirectories { try FileSystem.createDirectories(directory, mode: 0o750) }
         try checkRenamesWork()
 
         for name in try FileSystem.contentsOfDirectory(journalDirectory) {
@@ -251,17 +251,25 @@ public final class InboxSpool: Sendable {
                                         code: "name_too_long", message: "the name is too long to claim (\(name.utf8.count) bytes)"))
         }
         let claimedPath = FilePaths.join(claimedDirectory, claimedName)
-        let renamed: Bool
-        do {
-            renamed = try FileSystem.renameWithoutReplacing(source, to: claimedPath)
-        } catch {
-            // ENOENT means the file went away, unless it is still there (the spool is missing).
-            if error.errno == ENOENT, try !FileSystem.exists(source) { return .vanished }
-            throw error
+        var renamed = false
+        for attempt in 0..<2 {
+            do {
+                renamed = try FileSystem.renameWithoutReplacing(source, to: claimedPath)
+                break
+            } catch {
+                // ENOENT means the file went away, unless it is still there: then `claimed/` is
+                // missing (removed by hand), and is created again once.
+                guard error.errno == ENOENT else { throw error }
+                if try !FileSystem.exists(source) { return .vanished }
+                guard attempt == 0, recreateMissingDirectories() else { throw error }
+            }
         }
         guard renamed else {
             throw DaemonError(code: .spoolConflict, message: "claim \(claimedPath) exists already")
         }
+        // A rename into the spool went through: a failure that stopped claims (or commits) is
+        // over, or the next commit will say otherwise.
+        writesSucceeded()
         guard let entry = try FileSystem.entry(at: claimedPath) else { return .vanished }
 
         switch InboxEntryRules.disposition(name: name, kind: entry.kind) {
@@ -393,11 +401,26 @@ public final class InboxSpool: Sendable {
     ///
     /// Frees the file's in-flight slot once it succeeds; a write failure holds the file as
     /// ``commit(_:output:outputExtension:report:)`` does.
+    ///
+    /// A claimed file that is no longer in the spool (someone removed it) is recorded with the
+    /// code `vanished_from_spool`, the pipeline's error among the details, and counted in
+    /// ``Statistics/vanished``.
     public func fail(_ file: ClaimedFile, code: String, message: String, details: [String: JSONValue] = [:]) throws(DaemonError) -> FailedFile {
+        var (code, message, details) = (code, message, details)
+        let vanished = (try? FileSystem.exists(file.path)) == false
+        if vanished {
+            details["pipeline_error"] = .object(["code": .string(code), "message": .string(message)])
+            (code, message) = ("vanished_from_spool", "\(file.path) disappeared from the spool before it was finished")
+            logger.warning("a claimed file disappeared from the spool; recorded in failed/",
+                           metadata: ["file": "\(file.originalName)", "claimed_as": "\(file.path)"])
+        }
         do {
             let failed = try moveToFailed(from: file.path, originalName: file.originalName, claimID: file.claimID,
                                           code: code, message: message, details: details)
-            state.withLock { $0.statistics.failed += 1 }
+            state.withLock { state in
+                state.statistics.failed += 1
+                if vanished { state.statistics.vanished += 1 }
+            }
             finished(file)
             return failed
         } catch {
@@ -409,10 +432,11 @@ public final class InboxSpool: Sendable {
     // MARK: - Write failures
 
     /// Whether `error` is a write failure that time may cure: ENOSPC, EDQUOT, EIO, EROFS,
-    /// EACCES or EPERM from a system call.
+    /// EACCES or EPERM from a system call, or ENOENT and ENOTDIR, which in a commit mean that a
+    /// folder of the outbox, `failed/` or the spool was removed (the spool creates it again).
     public static func isWriteFailure(_ error: any Error) -> Bool {
         guard let error = error as? DaemonError, let errno = error.errno else { return false }
-        return [ENOSPC, EDQUOT, EIO, EROFS, EACCES, EPERM].contains(errno)
+        return [ENOSPC, EDQUOT, EIO, EROFS, EACCES, EPERM, ENOENT, ENOTDIR].contains(errno)
     }
 
     /// Waits for files held after write failures and takes them for another attempt: while
@@ -494,8 +518,33 @@ public final class InboxSpool: Sendable {
         wakeStallWaiter()
     }
 
+    /// Records a claim that failed on a write (the inbox's own file system read-only or full:
+    /// a claim is a rename into the spool) as a write failure: the same episode as a failed
+    /// commit, visible in ``Statistics/writeFailure``, one log line per episode. The claim loop
+    /// retries the name with backoff; the next claim that goes through ends the episode.
+    public func claimFailed(_ error: any Error) {
+        let firstOfEpisode = state.withLock { state in
+            state.failedWrites += 1
+            guard state.statistics.writeFailure == nil else { return false }
+            state.statistics.writeFailure = "\(error)"
+            state.statistics.writeFailureEpisodes += 1
+            return true
+        }
+        if firstOfEpisode {
+            logger.error("claiming fails on a write; it is retried with backoff until writes succeed",
+                         metadata: ["error": "\(error)", "inbox_path": "\(configuration.path)"])
+        }
+    }
+
     /// A file's commit or failure went through: its slot is free, and a write failure is over.
     private func finished(_ file: ClaimedFile) {
+        writesSucceeded()
+        releaseSlot()
+    }
+
+    /// Ends a write-failure episode, if one is going on: claiming resumes (once there is room)
+    /// and the held files are retried.
+    private func writesSucceeded() {
         let recovered: (message: String, failedWrites: Int)? = state.withLock { state in
             guard let failure = state.statistics.writeFailure else { return nil }
             state.statistics.writeFailure = nil
@@ -506,8 +555,8 @@ public final class InboxSpool: Sendable {
             logger.notice("writes succeed again; claiming resumes and the held files are retried",
                           metadata: ["after": "\(recovered.message)", "failed_attempts": "\(recovered.failedWrites)"])
             wakeStallWaiter()
+            resumeCapacityWaiter(when: \.hasRoom)
         }
-        releaseSlot()
     }
 
     /// A commit or failure threw: holds the file after a write failure (one log line per
@@ -517,6 +566,9 @@ public final class InboxSpool: Sendable {
         guard Self.isWriteFailure(error) else {
             releaseSlot()
             return
+        }
+        if let errno = (error as? DaemonError)?.errno, errno == ENOENT || errno == ENOTDIR {
+            _ = recreateMissingDirectories()
         }
         let firstOfEpisode = state.withLock { state in
             state.stalledFiles.append(file)
@@ -542,6 +594,33 @@ public final class InboxSpool: Sendable {
     }
 
     // MARK: - Internals
+
+    /// The folders the spool writes into, created at start and again whenever one goes missing.
+    private var ownDirectories: [String] {
+        var directories = [claimedDirectory, journalDirectory, configuration.outbox, configuration.failedDirectory]
+        if case .archive(let directory) = configuration.afterSuccess { directories.append(directory) }
+        return directories
+    }
+
+    /// Creates whichever of the spool's folders someone removed (one log line naming them);
+    /// returns whether any was missing and is back.
+    private func recreateMissingDirectories() -> Bool {
+        let missing = ownDirectories.filter { (try? FileSystem.entry(at: $0)) == nil }
+        guard !missing.isEmpty else { return false }
+        var created: [String] = []
+        for directory in missing {
+            do {
+                try FileSystem.createDirectories(directory, mode: 0o750)
+                created.append(directory)
+            } catch {
+                logger.error("a folder of the spool is missing and cannot be created", metadata: ["folder": "\(directory)", "error": "\(error)"])
+            }
+        }
+        guard !created.isEmpty else { return false }
+        state.withLock { $0.statistics.foldersRecreated += 1 }
+        logger.warning("folders of the spool were removed; created them again", metadata: ["folders": "\(created.joined(separator: ", "))"])
+        return true
+    }
 
     /// Moves a probe file from `claimed/` through the inbox, `failed/` and the archive and
     /// back: each of those renames is one the spool relies on.
@@ -581,7 +660,10 @@ public final class InboxSpool: Sendable {
         from path: String, originalName: String, claimID: String, code: String, message: String, details: [String: JSONValue] = [:]
     ) throws(DaemonError) -> FailedFile {
         let directory = configuration.failedDirectory
-        let name = try reserveName(originalName, in: directory, companionSuffix: ".error.json")
+        // Room for the report's suffix and a `-<n>` that a taken name gets: a name too long to
+        // claim must still fit in failed/.
+        let storable = FilePaths.truncated(originalName, toBytes: Int(NAME_MAX) - ".error.json".utf8.count - 8)
+        let name = try reserveName(storable, in: directory, companionSuffix: ".error.json")
         defer { releaseName(name, in: directory) }
         let report: JSONValue = .object([
             "inbox": .string(configuration.name),

@@ -37,9 +37,53 @@ enum FilePaths {
         return (String(name[..<dot]), String(name[name.index(after: dot)...]))
     }
 
+    /// `name` cut to at most `limit` bytes of UTF-8 by shortening its stem at a character
+    /// boundary, keeping the extension (`name` itself when it fits).
+    static func truncated(_ name: String, toBytes limit: Int) -> String {
+        guard name.utf8.count > limit else { return name }
+        let (stem, fileExtension) = splitExtension(name)
+        let suffix = fileExtension.map { ".\($0)" } ?? ""
+        var kept = ""
+        for character in stem {
+            if kept.utf8.count + character.utf8.count + suffix.utf8.count > limit { break }
+            kept.append(character)
+        }
+        return kept + suffix
+    }
+
+    /// A name that is not valid UTF-8 made readable: each byte outside a valid UTF-8 sequence
+    /// becomes `%XX` (its hex value); nil when `bytes` is valid UTF-8 already.
+    static func escapingInvalidUTF8(_ bytes: [UInt8]) -> String? {
+        guard String(validating: bytes, as: UTF8.self) == nil else { return nil }
+        var escaped = ""
+        var parser = Unicode.UTF8.ForwardParser()
+        var iterator = bytes.makeIterator()
+        var position = 0
+        while true {
+            switch parser.parseScalar(from: &iterator) {
+            case .valid(let encoded):
+                escaped.unicodeScalars.append(Unicode.UTF8.decode(encoded))
+                position += encoded.count
+            case .error(let length):
+                for byte in bytes[position..<(position + length)] {
+                    escaped += "%" + String(byte, radix: 16, uppercase: true).leftPadded(to: 2)
+                }
+                position += length
+            case .emptyInput:
+                return escaped
+            }
+        }
+    }
+
     private static func trimmingTrailingSlashes(_ path: String) -> String {
         var result = Substring(path)
         while result.count > 1, result.hasSuffix("/") { result = result.dropLast() }
         return String(result)
+    }
+}
+
+private extension String {
+    func leftPadded(to width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
     }
 }

@@ -2,6 +2,9 @@
 internal import Glibc
 #endif
 internal import CPurifySystem
+// With SwiftNIO in the module graph the compiler attributes Glibc's `struct stat` and `struct
+// timespec` to Dispatch's C module, which member-import visibility then wants imported.
+internal import CDispatch
 
 /// Thin wrappers over the POSIX file calls the spool and the watcher use: EINTR is retried,
 /// failures become ``DaemonError/Code/systemCall`` errors that name the call and the path.
@@ -32,12 +35,26 @@ enum FileSystem {
     /// `lstat`: the entry's kind, size and modification time, or nil when nothing is at `path`.
     static func entry(at path: String) throws(DaemonError) -> EntryStatus? {
         var status = stat()
-        if lstat(path, &status) == 0 {
+        let result = lstat(path, &status)
+        return try entryStatus(result == 0 ? status : nil, errno: Glibc.errno, path: path)
+    }
+
+    /// `lstat` of the entry named by the bytes `rawName` (not necessarily UTF-8) in `directory`.
+    static func entry(rawName: [UInt8], in directory: String) throws(DaemonError) -> EntryStatus? {
+        let path = Array(directory.utf8) + [UInt8(ascii: "/")] + rawName + [0]
+        var status = stat()
+        let result = path.withUnsafeBufferPointer { buffer in
+            buffer.withMemoryRebound(to: CChar.self) { lstat($0.baseAddress!, &status) }
+        }
+        return try entryStatus(result == 0 ? status : nil, errno: Glibc.errno, path: String(decoding: path.dropLast(), as: UTF8.self))
+    }
+
+    private static func entryStatus(_ status: stat?, errno error: Int32, path: String) throws(DaemonError) -> EntryStatus? {
+        if let status {
             let modified = Double(status.st_mtim.tv_sec) + Double(status.st_mtim.tv_nsec) / 1e9
             return EntryStatus(kind: FileKind(mode: status.st_mode), size: Int(status.st_size), modified: modified,
                                links: Int(status.st_nlink))
         }
-        let error = Glibc.errno
         if error == ENOENT || error == ENOTDIR { return nil }
         throw DaemonError.systemCall("lstat", path: path, errno: error)
     }
@@ -61,20 +78,46 @@ enum FileSystem {
         }
     }
 
-    /// The names in a directory, without `.` and `..`, in no particular order.
+    /// The names in a directory, without `.` and `..`, in no particular order. A name that is
+    /// not valid UTF-8 comes out with U+FFFD in place of its invalid bytes: use
+    /// ``rawContentsOfDirectory(_:)`` where such names must be acted on.
     static func contentsOfDirectory(_ path: String) throws(DaemonError) -> [String] {
+        try rawContentsOfDirectory(path).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// The names in a directory as the kernel stores them (bytes, not necessarily UTF-8),
+    /// without `.` and `..`, in no particular order.
+    static func rawContentsOfDirectory(_ path: String) throws(DaemonError) -> [[UInt8]] {
         guard let directory = opendir(path) else {
             throw DaemonError.systemCall("opendir", path: path, errno: Glibc.errno)
         }
         defer { closedir(directory) }
-        var names: [String] = []
+        var names: [[UInt8]] = []
         while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: &entry.pointee.d_name) { bytes in
-                String(decoding: bytes.prefix(while: { $0 != 0 }), as: UTF8.self)
-            }
-            if name != ".", name != ".." { names.append(name) }
+            let name = withUnsafeBytes(of: &entry.pointee.d_name) { Array($0.prefix(while: { $0 != 0 })) }
+            if name != [0x2E], name != [0x2E, 0x2E] { names.append(name) }
         }
         return names
+    }
+
+    /// renameat2 with RENAME_NOREPLACE of the entry named by the bytes `rawName` in `directory`
+    /// to `name` there; false when `name` exists already. For names that are not UTF-8, which a
+    /// Swift `String` cannot carry.
+    static func renameWithoutReplacing(rawName: [UInt8], in directory: String, to name: String) throws(DaemonError) -> Bool {
+        let source = Array(directory.utf8) + [UInt8(ascii: "/")] + rawName + [0]
+        let destination = FilePaths.join(directory, name)
+        while true {
+            let result = source.withUnsafeBufferPointer { buffer in
+                buffer.withMemoryRebound(to: CChar.self) { CPurify_renameNoReplace(AT_FDCWD, $0.baseAddress, AT_FDCWD, destination) }
+            }
+            if result == 0 { return true }
+            switch Glibc.errno {
+            case EINTR: continue
+            case EEXIST: return false
+            case let error:
+                throw DaemonError.systemCall("renameat2", path: "\(String(decoding: source.dropLast(), as: UTF8.self)) -> \(destination)", errno: error)
+            }
+        }
     }
 
     /// rename(2) that never replaces: returns false when `destination` already exists.
