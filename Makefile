@@ -59,6 +59,17 @@ test-asan: deps
 test-tsan: deps
 	TSAN_OPTIONS=halt_on_error=1 $(SWIFT) test --sanitize thread --scratch-path .build-tsan
 
+# The fault suite (torture/README.md): a release purifyd killed with SIGKILL 20 times during a
+# 10,000-file burst, an outbox that fills up and one remounted read-only (tmpfs mounts: run as
+# root), 10,000 malformed control requests and a corpus of hostile files. It prints the files lost,
+# duplicated, corrupt and the temporary files left per scenario, and fails on any.
+# TORTURE_ARGS="--quick" for a smoke run (minutes), "--scenario kill9" for one scenario.
+TORTURE_ARGS ?=
+.PHONY: torture
+torture: debs venv
+	$(SWIFT) build -c release --scratch-path .build-torture --product purifyd
+	PYTHONPATH=torture $(PY) -m purifyd_torture --purifyd .build-torture/release/purifyd $(TORTURE_ARGS)
+
 # libFuzzer over every parser of untrusted input, under AddressSanitizer and, for the C
 # codecs, UndefinedBehaviorSanitizer (Fuzz/README.md): FUZZ_SECONDS per harness.
 FUZZ_SECONDS ?= 60

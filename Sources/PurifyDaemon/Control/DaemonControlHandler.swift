@@ -148,6 +148,8 @@ public struct DaemonControlHandler: ControlCommandHandler {
             "recovered": .int(Int64(status.spool.recovered)),
             "write_failure": status.spool.writeFailure.map(JSONValue.string) ?? .null,
             "stalled": .int(Int64(status.spool.stalled)),
+            "vanished": .int(Int64(status.spool.vanished)),
+            "folders_recreated": .int(Int64(status.spool.foldersRecreated)),
             "rescans": .int(Int64(status.watcher.rescans)),
             "overflows": .int(Int64(status.watcher.overflows)),
             "last_error": status.lastError.map(JSONValue.string) ?? .null,
@@ -172,6 +174,9 @@ public struct DaemonControlHandler: ControlCommandHandler {
             ("purifyd_inbox_write_failing", "gauge", "1 while writes fail (full disk, quota, read-only, I/O error) and claiming waits.", { $0.spool.writeFailure != nil ? 1 : 0 }),
             ("purifyd_files_stalled", "gauge", "Files held for a retry after a write failure.", { $0.spool.stalled }),
             ("purifyd_write_failure_episodes_total", "counter", "Episodes of failing writes.", { $0.spool.writeFailureEpisodes }),
+            ("purifyd_files_vanished_total", "counter", "Claimed files removed from the spool by someone else before they were finished.", { $0.spool.vanished }),
+            ("purifyd_spool_folders_recreated_total", "counter", "Times folders of the spool, outbox or failed/ were found removed and created again.", { $0.spool.foldersRecreated }),
+            ("purifyd_inbox_watching", "gauge", "1 while the inbox folder is watched (0 while it is missing).", { $0.watcher.isWatching ? 1 : 0 }),
         ]
         var text = ""
         for family in families {
