@@ -85,7 +85,7 @@ fuzz: debs
 # Training and evaluation (training/README.md): `make train DATASET=fashion-mnist`, then
 # `make evaluate DATASET=fashion-mnist` (QUICK=1 for the small version under training/runs/).
 # `make train` runs the paper's recipe (its losses, default sizes; GAN_ARGS adds gan options); the
-# shipped bundles' recipes, step by step, are in training/README.md, "How the shipped bundles were made".
+# shipped bundles' recipes are training/recipes/<bundle>.sh.
 train: venv
 	$(TRAIN) classifiers --dataset $(DATASET)
 	$(TRAIN) pairs --dataset $(DATASET)
@@ -102,7 +102,7 @@ bundle: venv
 	@test -n "$(DATA)" -a -n "$(CLASSIFIER)" -a -n "$(OUT)" || { echo "usage: make bundle DATA=DIR CLASSIFIER=FILE.onnx OUT=DIR [EPS=E] [QUICK=1] [BUNDLE_ARGS=...]" >&2; exit 64; }
 	$(TRAIN) bundle --data $(DATA) --classifier $(CLASSIFIER) --out $(OUT) $(if $(EPS),--eps $(EPS),) $(if $(QUICK),--quick,) $(BUNDLE_ARGS)
 
-# The evaluation's end-to-end mode: a PGD test set as PNGs through the `purify` CLI (issue 4).
+# The evaluation's end-to-end mode: a PGD test set as PNGs through the `purify` CLI.
 evaluate-purify: venv
 	$(SWIFT) build --product purify
 	$(TRAIN) evaluate --dataset $(DATASET) --n 500 --through-purify $$($(SWIFT) build --show-bin-path)/purify

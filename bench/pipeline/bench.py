@@ -69,10 +69,10 @@ def stand_in_bundle() -> pathlib.Path:
     sys.path.insert(0, str(ROOT / "training"))
     import torch
     from dataclasses import replace
-    from purifyd_train.data import spec
-    from purifyd_train.export import WithSoftmax, bundle_toml, sha256, to_onnx
-    from purifyd_train.models import PlainCNN, UNetGenerator
-    from purifyd_train.train_gan import generator_config
+    from purifyd_train.bundles.export import WithSoftmax, bundle_toml, sha256, to_onnx
+    from purifyd_train.data.datasets import spec
+    from purifyd_train.models.networks import PlainCNN, UNetGenerator
+    from purifyd_train.training.gan import generator_config
 
     torch.manual_seed(0)
     ds = replace(spec("mnist"), name="standin-mnist", note="random weights, shipped architecture (benchmark)")

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from purifyd_train.export import to_onnx
-from purifyd_train.folder import image_channels, load_images, scan_folder, split_listing
+from purifyd_train.bundles.export import to_onnx
+from purifyd_train.bundles.folder import image_channels, load_images, scan_folder, split_listing
 
 
 def block(cin: int, cout: int, stride: int) -> list[nn.Module]:

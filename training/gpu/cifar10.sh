@@ -1,8 +1,8 @@
 #!/bin/bash
-# The CIFAR-10 recipe (training/README.md) on one GPU machine, in one call of under
+# A CIFAR-10 recipe (models/cifar10/attempts.md) on one GPU machine, in one call of under
 # 10 minutes: classifiers, pairs, two GAN recipes (RECIPE_A, RECIPE_B) with their ablations, the
 # choice between them on held-out training images, export, evaluation. What is worth keeping is packed into $OUT as soon
-# as it exists, in files under 16 MiB. Prepared on this machine (the GPU machine reaches no network):
+# as it exists, in files under 16 MiB. Prepared on a machine with network access (the GPU machine has none):
 #   python training/gpu/pack_data.py pack ../shared/data/cifar10 .gpu-data
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux_2_28_x86_64 -d .whl torchattacks==3.5.1
@@ -19,7 +19,7 @@ CLS_FEAT=${CLS_FEAT:-"--epochs 15"}; CLS_FC=${CLS_FC:-"--epochs 30"}
 PAIRS=${PAIRS:-"--per-attack 1750 --feature-attacks 600 --fc-attacks 500 --noise 800 --correlated-noise 800 --clean 2000 --rounds 3"}
 GAN=${GAN:-"--residual-output --feature-guidance-weight 10 --epochs 60 --decay-from 0.5 --weight-average 0.999 --bf16"}
 # The two recipes trained side by side (each with its no-residual ablation); validation chooses one.
-# The CPU probes of 2026-12-05 (training/README.md): the cGAN term, at 1 or 0.1, drives the fall after
+# The CPU probes of 2026-12-05 (models/cifar10/attempts.md): the cGAN term, at 1 or 0.1, drives the fall after
 # epoch 5; without it, guidance 30 (bundle 3.1.0's recipe) led 20 from epoch 6 on, and 20 led 10 at every epoch.
 RECIPE_A=${RECIPE_A:-"--guidance-weight 30 --gan-weight 0"}; RECIPE_B=${RECIPE_B:-"--guidance-weight 20 --gan-weight 0"}
 EVAL=${EVAL:-"--n 2000 --adaptive-n 500 --sweep-n 1000"}  # "none": evaluate elsewhere (80 min on two CPU cores)
@@ -60,7 +60,7 @@ say "GANs done"; grep -h "epoch" /tmp/logs/gan-*.log | tail -40
 CHOICE=$($PY - "$R" <<'EOF'
 import json, sys
 from pathlib import Path
-from purifyd_train.train_gan import best_epoch, selection_score
+from purifyd_train.training.gan import best_epoch, selection_score
 root = Path(sys.argv[1])
 score = {}
 for r in ("a", "b"):

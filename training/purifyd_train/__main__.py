@@ -2,12 +2,11 @@
 import importlib
 import sys
 
-COMMANDS = {"classifiers": "train_classifiers", "pairs": "make_pairs", "gan": "train_gan",
-            "export": "export", "evaluate": "evaluate", "compare-deepfool": "compare_deepfool",
-            "jpeg-check": "jpeg_check", "bundle": "bundle", "bundle-card": "bundle_card",
-            "export-folder": "export_folder",
-            "robust-train": "robust.train", "robust-evaluate": "robust.evaluate",
-            "robust-export": "robust.export"}
+COMMANDS = {"classifiers": "training.classifiers", "pairs": "training.pairs", "gan": "training.gan",
+            "export": "bundles.export", "evaluate": "evaluation.evaluate",
+            "compare-deepfool": "evaluation.compare_deepfool", "jpeg-check": "evaluation.jpeg_check",
+            "bundle": "bundles.bundle", "bundle-card": "cards.bundle_card", "export-folder": "bundles.export_folder",
+            "robust-train": "robust.train", "robust-evaluate": "robust.evaluate", "robust-export": "robust.export"}
 
 if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
     sys.exit(f"usage: python -m purifyd_train {{{'|'.join(COMMANDS)}}} [args]")

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from purifyd_train.export import WithSoftmax, to_onnx
-from purifyd_train.models import Normalize
+from purifyd_train.bundles.export import WithSoftmax, to_onnx
+from purifyd_train.models.networks import Normalize
 
 CLASSES = ("circle", "diagonal", "horizontal", "vertical")
 SIZE = 16

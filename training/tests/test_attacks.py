@@ -1,7 +1,7 @@
 import torch
 from torch import nn
 
-from purifyd_train.attacks import BoxDeepFool
+from purifyd_train.attacks.deepfool import BoxDeepFool
 
 
 def saturated_images_and_model():

@@ -20,8 +20,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from synthetic import CLASSES, SIZE, export_classifier, train_tiny, write_dataset  # noqa: E402
 
-from purifyd_train import bundle  # noqa: E402
-from purifyd_train.bundle_card import targets  # noqa: E402
+from purifyd_train.bundles import bundle  # noqa: E402
+from purifyd_train.cards.bundle_card import targets  # noqa: E402
 
 MEAN, STD = 0.4, 0.25
 

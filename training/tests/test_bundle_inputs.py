@@ -14,10 +14,10 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from synthetic import CLASSES, SIZE, TinyNet, export_classifier, synthetic_tensors, train_tiny, write_dataset  # noqa: E402
 
-from purifyd_train import bundle  # noqa: E402
-from purifyd_train.errors import EX_DATAERR, EX_NOINPUT, EX_USAGE, BundleError  # noqa: E402
-from purifyd_train.folder import image_channels, load_images, scan_folder, split_listing  # noqa: E402
-from purifyd_train.onnx_classifier import is_probabilities, load_classifier  # noqa: E402
+from purifyd_train.bundles import bundle  # noqa: E402
+from purifyd_train.bundles.errors import EX_DATAERR, EX_NOINPUT, EX_USAGE, BundleError  # noqa: E402
+from purifyd_train.bundles.folder import image_channels, load_images, scan_folder, split_listing  # noqa: E402
+from purifyd_train.bundles.onnx_classifier import is_probabilities, load_classifier  # noqa: E402
 
 MEAN, STD = 0.4, 0.25
 

@@ -1,9 +1,14 @@
-from purifyd_train.attacks import PAPER_ATTACKS
-from purifyd_train.card import (attack_pairs, history_table, jpeg_source_caveat, kept_epochs, loss_line, mean_interval,
-                                noise_pairs, pair_attack_parameters, pair_rounds, points, purifier_origin, schedule_line, share, source_role,
-                                sweep_section, target_rows, targets_section, unseen_role, validation_sets,
-                                weak_attacks)
-from purifyd_train.data import spec
+import json
+from pathlib import Path
+
+from purifyd_train.attacks.protocol import PAPER_ATTACKS
+from purifyd_train.cards.dataset_card import (attack_pairs, jpeg_source_caveat, kept_epochs, pair_rounds, purifier_origin,
+                                              render_card, share, source_role, sweep_section, target_rows, targets_section,
+                                              unseen_role, validation_sets)
+from purifyd_train.cards.phrases import (history_table, loss_line, mean_interval, noise_pairs, pair_attack_parameters, points,
+                                         schedule_line, weak_attacks)
+from purifyd_train.data.datasets import DATASETS, spec
+from purifyd_train.evaluation.options import recorded_options
 
 
 def test_validation_sets_name_the_images_of_each_run():
@@ -45,8 +50,9 @@ def test_loss_line_names_each_guidance_term_and_reads_records_without_them():
     seen_only = loss_line({"l1": 100.0, "perceptual": 1.0, "guidance": 10.0})
     assert "10·guidance" in seen_only and "feature guidance" not in seen_only
     both = loss_line({"l1": 100.0, "perceptual": 1.0, "guidance": 10.0, "feature_guidance": 5.0})
-    assert "10·guidance" in both and "5·feature guidance" in both and both.endswith("see training/README.md for why.")
+    assert "10·guidance" in both and "5·feature guidance" in both and both.endswith("see [attempts.md](attempts.md) for why.")
     assert "source guidance" not in both
+    assert loss_line({"guidance": 10.0}, reason="the reason").endswith("no guidance term; the reason.")
     sources = loss_line({"l1": 100.0, "perceptual": 1.0, "guidance": 10.0, "source_guidance": 4.0})
     assert "4·source guidance (the same L1 averaged over the source networks `fc` and `res`" in sources
     without_gan = loss_line({"gan": 0.0, "l1": 100.0, "perceptual": 1.0, "guidance": 10.0})
@@ -152,17 +158,21 @@ def test_the_baseline_margin_is_out_of_reach_when_the_best_baseline_is_near_clea
     assert target_rows(_results(0.982, 0.85, seen_clean=0.997), (0.975, 0.987))[1][2] == "met"
 
 
-def test_targets_section_includes_what_was_tried_only_for_a_bundle_that_misses_one(tmp_path):
+def test_targets_section_points_to_what_was_tried_only_for_a_bundle_that_misses_one(tmp_path):
     missed = targets_section(_results(0.72, 0.399), (0.70, 0.739), tmp_path)
-    assert missed[-2].startswith("What was tried for the missed targets is not recorded in this bundle")
-    assert any(line.startswith("No purifier can lift") and line.endswith("of different strength.") for line in missed)
+    assert missed.startswith("## Targets (oblivious attacks, seen classifier)\n\n| target | measured | verdict |\n|---|---|---|\n")
+    assert missed.endswith("\n\nWhat was tried for the missed targets is not recorded in this bundle (no `attempts.md` "
+                           "beside this card).\n")
+    assert "| ≥ best baseline + 10 pp | best baseline tv 39.9%, margin +32.1 pp | met |" in missed
+    assert "\n\nNo purifier can lift" in missed and "of different strength.\n\n" in missed
     mnist = targets_section(_results(0.982, 0.923, seen_clean=0.997, mlp_clean=0.97, mlp_purified=0.937), (0.97, 0.99), tmp_path)
-    assert any(line.startswith("No purifier can lift") and line.endswith("whatever the purifier.") for line in mnist)
+    assert "out of reach whatever the purifier.\n\n" in mnist
     (tmp_path / "attempts.md").write_text("- guidance 30: 67.6 → 72.0%\n")
     tried = targets_section(_results(0.72, 0.399), (0.70, 0.739), tmp_path)
-    assert tried[-4:] == ["### What was tried for the missed targets", "", "- guidance 30: 67.6 → 72.0%", ""]
+    assert tried.endswith("\n\nWhat was tried for the missed targets, with the command behind each figure: "
+                          "[attempts.md](attempts.md).\n")
     met = targets_section(_results(0.85, 0.5, mlp_clean=0.9, mlp_purified=0.8), (0.83, 0.87), tmp_path)
-    assert met[-1] == "" and "What was tried" not in "\n".join(met) and "No purifier" not in "\n".join(met)
+    assert met.endswith("| met |\n") and "What was tried" not in met and "No purifier" not in met
 
 
 def test_share_of_clean_accuracy_survives_a_classifier_with_none():
@@ -189,14 +199,28 @@ def test_weak_attacks_explain_fgsm_and_flag_any_other_attack_left_above_near_zer
     assert weak_attacks({"PGD": {"none": {"acc": 0.05}}}) == []
 
 
-def test_sweep_section_tabulates_each_budget_and_reads_the_recorded_commands_image_count():
+def test_sweep_section_tabulates_each_budget_on_the_images_it_is_given():
     point = lambda eps, none, purified: {"eps": eps, "none": none, "purifier": purified, "tv": 0.5}
-    results = {"command": "python -m purifyd_train evaluate --dataset mnist --n 2000 --sweep-n 500",
-               "sweep": {"FGSM": [point(0.15, 0.106, 0.984), point(0.3, 0.104, 0.978)],
+    results = {"sweep": {"FGSM": [point(0.15, 0.106, 0.984), point(0.3, 0.104, 0.978)],
                          "PGD": [point(0.15, 0.084, 0.988), point(0.3, 0.004, 0.984)]}}
-    lines = sweep_section(results)
-    assert "n = 500 (the first test images" in lines[0]
+    lines = sweep_section(results, 500).split("\n")
+    assert lines[0].startswith("The figure's ε sweep: FGSM and PGD with") and "n = 500 (the first test images" in lines[0]
     assert lines[2] == "| ε | FGSM, none | FGSM, purifier | PGD, none | PGD, purifier |"
-    assert lines[4:6] == ["| 0.15 | 10.6 | 98.4 | 8.4 | 98.8 |", "| 0.3 | 10.4 | 97.8 | 0.4 | 98.4 |"]
-    results["command"] = "python -m purifyd_train evaluate --dataset mnist --quick"
-    assert "n = 100 (" in sweep_section(results)[0]
+    assert lines[3] == "|---|---|---|---|---|"
+    assert lines[4:] == ["| 0.15 | 10.6 | 98.4 | 8.4 | 98.8 |", "| 0.3 | 10.4 | 97.8 | 0.4 | 98.4 |"]
+
+
+def test_recorded_options_read_the_sweeps_image_count_from_the_recorded_command():
+    assert recorded_options("python -m purifyd_train evaluate --dataset mnist --n 2000 --sweep-n 500").sweep_n == 500
+    assert recorded_options("python -m purifyd_train evaluate --dataset mnist --quick").sweep_n == 100
+
+
+def test_each_shipped_dataset_card_is_what_its_results_render():
+    models = Path(__file__).resolve().parents[2] / "models"
+    shipped = [models / name for name in DATASETS if (models / name / "results.json").exists()]
+    assert shipped
+    for bundle in shipped:
+        results = json.loads((bundle / "results.json").read_text())
+        card = render_card(spec(bundle.name), results, bundle, recorded_options(results["command"]).sweep_n)
+        assert card == (bundle / "card.md").read_text(), f"{bundle / 'card.md'}: python -m purifyd_train evaluate --dataset {bundle.name} --card-only"
+        assert "$" not in card and "issue" not in card.lower() and "this machine" not in card

@@ -1,9 +1,9 @@
 """bundle.toml as export writes it: the keys purifyd reads, for a shipped dataset and for a folder bundle."""
 import tomllib
 
-from purifyd_train.data import spec
-from purifyd_train.export import bundle_toml
-from purifyd_train.records import BundleManifest
+from purifyd_train.bundles.export import bundle_toml
+from purifyd_train.bundles.manifest import BundleManifest
+from purifyd_train.data.datasets import spec
 
 
 def test_a_dataset_bundle_serves_its_trained_size_and_takes_pixels_in_0_1():

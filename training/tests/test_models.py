@@ -1,6 +1,6 @@
 import torch
 
-from purifyd_train.models import PatchDiscriminator, Purifier, UNetGenerator, classifier_zoo, reflect_pad_to
+from purifyd_train.models.networks import PatchDiscriminator, Purifier, UNetGenerator, classifier_zoo, reflect_pad_to
 
 
 def test_generator_has_seven_residual_blocks_and_maps_unit_range_to_unit_range():
@@ -55,7 +55,7 @@ def test_classifier_zoo_puts_three_distinct_architectures_first_the_seen_one():
 
 
 def test_learning_rate_holds_then_falls_linearly_to_zero_by_epochs_or_by_time():
-    from purifyd_train.train_gan import learning_rate_factor, run_progress
+    from purifyd_train.training.gan import learning_rate_factor, run_progress
     assert learning_rate_factor(run_progress(3, 10, 0, None), 0.5) == 1.0
     assert learning_rate_factor(run_progress(7.5, 10, 0, None), 0.5) == 0.5
     assert learning_rate_factor(run_progress(1, 10, 90, 2.0), 0.5) == 0.5  # 90 s of 2 minutes comes first
@@ -64,7 +64,7 @@ def test_learning_rate_holds_then_falls_linearly_to_zero_by_epochs_or_by_time():
 
 
 def test_weight_average_follows_the_network_and_copies_integer_statistics():
-    from purifyd_train.train_gan import WeightAverage
+    from purifyd_train.training.gan import WeightAverage
     net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
     average = WeightAverage(net, decay=0.5)
     average.updates = 100  # past the warm-up, as when a run resumes

@@ -7,9 +7,9 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from purifyd_train.export import WithSoftmax, to_onnx
-from purifyd_train.models import PlainCNN, ResNetSmall
-from purifyd_train.onnx_graph import OnnxGraph, load_exported_weights
+from purifyd_train.bundles.export import WithSoftmax, to_onnx
+from purifyd_train.models.networks import PlainCNN, ResNetSmall
+from purifyd_train.models.onnx_graph import OnnxGraph, load_exported_weights
 
 
 def save(tmp_path, nodes, initializers=()):

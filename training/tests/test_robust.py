@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from purifyd_train.common import REPO_ROOT
-from purifyd_train import data
+from purifyd_train.data import datasets as data
+from purifyd_train.runs import REPO_ROOT
 from purifyd_train.robust.evaluate import Defended, autoattack, bundle_classifier, cascade, frozen_purifier
 from purifyd_train.robust.train import Recipe, load_models, pgd, recipe_for
 

@@ -3,7 +3,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from purifyd_train.through_purify import as_8bit, write_pngs
+from purifyd_train.evaluation.through_purify import as_8bit, write_pngs
 
 # Halves round up (purify's `UInt8(clamped * 255 + 0.5)`), not to even as torch.round does.
 VALUES = [-0.1, 0.3 / 255, 0.5 / 255, 0.7 / 255, 2.5 / 255, 100.2 / 255, 254.8 / 255, 1.3]

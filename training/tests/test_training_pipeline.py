@@ -8,10 +8,16 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from purifyd_train import card, compare_deepfool, evaluate, export, jpeg_check, make_pairs, train_classifiers, train_gan
-from purifyd_train.data import DEFAULT_DATA_ROOT, load_split, shuffled, spec
-from purifyd_train.models import Purifier
-from purifyd_train.onnx_graph import OnnxGraph
+from purifyd_train.bundles import export
+from purifyd_train.cards import dataset_card
+from purifyd_train.evaluation import compare_deepfool, evaluate, jpeg_check
+from purifyd_train.training import classifiers as train_classifiers
+from purifyd_train.training import gan as train_gan
+from purifyd_train.training import pairs as make_pairs
+from purifyd_train.training.trained import load_classifier
+from purifyd_train.data.datasets import DEFAULT_DATA_ROOT, load_split, shuffled, spec
+from purifyd_train.models.networks import Purifier
+from purifyd_train.models.onnx_graph import OnnxGraph
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +169,7 @@ def test_source_guidance_names_the_source_network_it_lacks(runs, tmp_path, monke
 def test_a_missing_seen_classifier_names_the_command_that_trains_it(tmp_path, monkeypatch):
     monkeypatch.setenv("PURIFYD_RUNS", str(tmp_path))
     with pytest.raises(SystemExit, match="the classifier cnn is not trained .*: train it with `classifiers --dataset mnist --only cnn`"):
-        make_pairs.load_classifier("mnist")
+        load_classifier("mnist")
 
 
 @pytest.mark.parametrize("option", [["--only", "fc"], ["--epochs", "3"], ["--lr", "0.1"], ["--bf16"]])
@@ -200,7 +206,7 @@ def test_fresh_perturbations_remake_attacks_and_noise_on_dealt_out_images_and_ke
     kinds = pairs["kind"]
     assert len(pairs["label"]) == len(kinds)
     before = {k: v.clone() for k, v in pairs.items() if k != "kind"}
-    networks = train_gan.attacked_networks("mnist", record, {"cnn": make_pairs.load_classifier("mnist")[1]})
+    networks = train_gan.attacked_networks("mnist", record, {"cnn": load_classifier("mnist")[1]})
     assert sorted(networks) == ["cnn", "fc", "features", "res"]
     torch.manual_seed(0)
     fresh = train_gan.FreshPerturbations(pairs, record, networks, 0.3, seed=0)
@@ -259,7 +265,7 @@ def test_onnx_graph_runs_the_exported_bundle_like_the_trained_models(runs, bundl
     graph_purifier = Purifier(OnnxGraph(bundle / "purifier.onnx"), 16)
     with torch.no_grad():
         assert (graph_purifier(x) - Purifier(generator.eval())(x)).abs().max() <= 1e-5
-    _, classifier = make_pairs.load_classifier("mnist")
+    _, classifier = load_classifier("mnist")
     logits = OnnxGraph(bundle / "classifier.onnx", logits=True)(x)
     assert (logits - classifier(x)).abs().max() <= 1e-4
     logits.sum().backward()
@@ -288,7 +294,7 @@ def test_quick_evaluation_writes_results_and_card(runs, tmp_path):
     assert results["training_records"]["history"] and results["training_records"]["pairs"]["clean"] == 16
     with pytest.MonkeyPatch.context() as mp:  # the card again, from results.json alone: no run folder
         mp.setenv("PURIFYD_RUNS", str(tmp_path / "empty"))
-        card.write_card(spec("mnist"), results, tmp_path)
+        dataset_card.write_card(spec("mnist"), results, tmp_path, sweep_n=6)
     assert (tmp_path / "card.md").read_text() == text
     elsewhere = tmp_path / "candidate"  # --out: another bundle folder, here for the card alone
     elsewhere.mkdir()

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 
-from purifyd_train.data import spec
-from purifyd_train.export import WithSoftmax, bundle_toml, sha256, to_onnx
-from purifyd_train.models import PlainCNN, UNetGenerator
+from purifyd_train.bundles.export import WithSoftmax, bundle_toml, sha256, to_onnx
+from purifyd_train.data.datasets import spec
+from purifyd_train.models.networks import PlainCNN, UNetGenerator
 
 OUT = Path(__file__).resolve().parent / "bundle"
 

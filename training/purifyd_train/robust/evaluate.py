@@ -28,10 +28,10 @@ import torch
 import torchattacks
 from torch import nn
 
-from ..common import REPO_ROOT, log, setup, write_json
-from ..data import DEFAULT_DATA_ROOT, spec, test_subset
-from ..models import Purifier
-from ..onnx_classifier import _inert_torchvision, load_classifier
+from ..runs import REPO_ROOT, log, setup, write_json
+from ..data.datasets import DEFAULT_DATA_ROOT, spec, test_subset
+from ..models.networks import Purifier
+from ..bundles.onnx_classifier import _inert_torchvision, load_classifier
 from .train import bundle_settings
 
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import torch
 
-from ..common import REPO_ROOT, log, run_dir, setup, write_json
-from ..data import DEFAULT_DATA_ROOT, load_split, shuffled, spec
-from ..export import TOLERANCE, check_purifier
-from ..records import BundleManifest
+from ..runs import REPO_ROOT, log, run_dir, setup, write_json
+from ..data.datasets import DEFAULT_DATA_ROOT, load_split, shuffled, spec
+from ..bundles.export import TOLERANCE, check_purifier
+from ..bundles.manifest import BundleManifest
 from .train import Recipe, bundle_settings, load_models
 
 VERSION = "1.0.0"

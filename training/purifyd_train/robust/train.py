@@ -22,10 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..common import REPO_ROOT, command_parser, log, run_dir, setup
-from ..data import DEFAULT_DATA_ROOT, load_split, shuffled, spec
-from ..models import Purifier
-from ..onnx_classifier import _inert_torchvision, load_classifier
+from ..runs import REPO_ROOT, command_parser, log, run_dir, setup
+from ..data.datasets import DEFAULT_DATA_ROOT, load_split, shuffled, spec
+from ..models.networks import Purifier
+from ..bundles.onnx_classifier import _inert_torchvision, load_classifier
 
 
 @dataclass(frozen=True)

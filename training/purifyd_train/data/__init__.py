@@ -1,0 +1,1 @@
+"""Datasets: the shared NumPy archives and their splits."""

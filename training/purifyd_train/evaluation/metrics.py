@@ -1,0 +1,51 @@
+"""The evaluation's measures: accuracy with its Wilson interval, PSNR, SSIM and perturbation norms."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ..models.ops import gaussian_kernel
+
+
+def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval for a proportion."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def acc_record(pred: torch.Tensor, y: torch.Tensor) -> dict:
+    correct = int((pred == y).sum())
+    lo, hi = wilson(correct, len(y))
+    return {"acc": correct / len(y), "n": len(y), "ci95": [lo, hi]}
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = ((a - b) ** 2).flatten(1).mean(1).clamp_min(1e-10)
+    return float((10 * torch.log10(1 / mse)).mean())
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Mean SSIM (Wang et al. 2004): 11x11 Gaussian window, σ=1.5, per channel, valid region."""
+    c = a.shape[1]
+    g = gaussian_kernel(5, 1.5)
+    window = (g[:, None] * g[None, :]).expand(c, 1, 11, 11).contiguous()
+    conv = lambda t: F.conv2d(t, window, groups=c)
+    mu_a, mu_b = conv(a), conv(b)
+    var_a = conv(a * a) - mu_a ** 2
+    var_b = conv(b * b) - mu_b ** 2
+    cov = conv(a * b) - mu_a * mu_b
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+    return float(s.mean())
+
+
+def perturbation_norms(adv: torch.Tensor, x: torch.Tensor) -> dict:
+    d = (adv - x).flatten(1)
+    return {"median_l2": float(d.norm(dim=1).median()), "max_linf": float(d.abs().max(dim=1).values.max())}
