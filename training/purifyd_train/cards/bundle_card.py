@@ -65,23 +65,18 @@ def attack_rows(per_attack: dict, defenses: list[str]) -> list[str]:
 
 
 def transfer_section(results: dict) -> str:
+    """The tables of the extra classifiers, which the purifier was not trained against."""
     extras = [name for name in results["oblivious"] if name != SEEN]
     if not extras:
-        return ("No `--extra-classifier` was given, so this card has no transfer figures (the purifier on "
-                "classifiers it was not trained against).\n")
-    lines = []
-    for name in extras:
-        record = results["extra_classifiers"][name]
-        lines += [f"## Transfer: oblivious attacks on `{name}` (`{record['file']}`, not trained against)", "",
-                  "| attack | none | purifier | median L2 of perturbation |", "|---|---|---|---|",
-                  *attack_rows(results["oblivious"][name], ["none", "purifier"]), ""]
-    return "\n".join(lines)
+        return fill("bundle_card/no_transfer") + "\n"
+    return "\n\n".join(fill("bundle_card/transfer", name=name, file=results["extra_classifiers"][name]["file"],
+                            rows="\n".join(attack_rows(results["oblivious"][name], ["none", "purifier"])))
+                       for name in extras) + "\n"
 
 
 def extra_classifier_lines(results: dict) -> str:
-    lines = [f"- Extra classifier `{name}`: `{r['file']}`, {r['architecture']}, output {r['output']}; attacked and "
-             "evaluated like the classifier, never used in training." for name, r in results["extra_classifiers"].items()]
-    return "\n".join(lines)
+    return "\n".join(fill("bundle_card/extra_classifier", name=name, file=r["file"], architecture=r["architecture"],
+                          output=r["output"]) for name, r in results["extra_classifiers"].items())
 
 
 def normalisation(record: dict) -> str:
@@ -115,9 +110,8 @@ def render_card(results: dict, notes: str | None = None) -> str:
         "purifier_origin": f"the pix2pix-style GAN of {PAPER}, with the departures listed under Model",
         "n": results["n"], "test_seed": results["sizes"].get("test_seed", "seed + 4"),
         "target_rows": "\n".join(f"| {t} | {m} | {v} |" for t, m, v, _ in rows),
-        "target_note": ("" if not missed else
-                        "Missed: " + "; ".join(missed) + ". What was tried is under Notes at the end of this card"
-                        + (".\n" if notes else " (no notes were given to the command).\n")),
+        "target_note": fill("bundle_card/missed", missed="; ".join(missed),
+                            ending="." if notes else " (no notes were given to the command).") + "\n" if missed else "",
         "labels": ", ".join(f"`{label}`" for label in bundle["labels"]), "input_size": size,
         "channel_word": "grey images" if spec["channels"] == 1 else "RGB images",
         "split_seed": split["seed"], "test_percent": f"{100 * split['test_fraction']:g}",
