@@ -12,7 +12,7 @@ from pathlib import Path
 from ..attacks.protocol import L2_ATTACKS, PAPER_ATTACKS
 from .phrases import (PAPER, history_table, loss_line, mean_interval, noise_pairs, pair_attack_parameters, pct, points,
                       schedule_line, verdict, weak_attacks)
-from .template import fill
+from .template import fill, phrase
 
 SEEN = "classifier"
 TARGET_PGD_MARGIN = 0.10   # purified PGD accuracy over the best classic baseline's
@@ -32,13 +32,14 @@ def targets(results: dict) -> list[tuple[str, str, str, bool]]:
     clean = results["clean"][SEEN]
     cost = 100 * (clean["none"]["acc"] - clean["purifier"]["acc"])
     margin = purified - best_acc - TARGET_PGD_MARGIN
-    return [(f"purified PGD accuracy ≥ best classic baseline + {100 * TARGET_PGD_MARGIN:.0f} pp",
-             f"purified {100 * purified:.1f}%, best baseline {best} {100 * best_acc:.1f}%, margin "
-             f"{points(100 * (purified - best_acc), signed=True)}",
+    return [(phrase("targets", "pgd_margin", margin=f"{100 * TARGET_PGD_MARGIN:.0f}"),
+             phrase("targets", "pgd_margin_measured", purified=f"{100 * purified:.1f}", baseline=best,
+                    best=f"{100 * best_acc:.1f}", measured=points(100 * (purified - best_acc), signed=True)),
              verdict(margin, best_acc + TARGET_PGD_MARGIN, clean["none"]["acc"]), margin >= 0),
-            (f"clean accuracy lost ≤ {TARGET_CLEAN_COST_PP:g} pp",
-             f"{100 * clean['none']['acc']:.1f}% without the purifier, {100 * clean['purifier']['acc']:.1f}% with it: "
-             f"{points(cost)}", verdict((TARGET_CLEAN_COST_PP - cost) / 100), cost <= TARGET_CLEAN_COST_PP)]
+            (phrase("targets", "clean_loss", limit=f"{TARGET_CLEAN_COST_PP:g}"),
+             phrase("targets", "clean_cost_measured", clean=f"{100 * clean['none']['acc']:.1f}",
+                    purified=f"{100 * clean['purifier']['acc']:.1f}", cost=points(cost)),
+             verdict((TARGET_CLEAN_COST_PP - cost) / 100), cost <= TARGET_CLEAN_COST_PP)]
 
 
 def _mean(per_attack: dict, defense: str) -> float:
@@ -80,10 +81,11 @@ def extra_classifier_lines(results: dict) -> str:
 
 
 def normalisation(record: dict) -> str:
+    """What the classifier takes: pixels in [0, 1], or the normalisation it applies first."""
     if all(m == 0 for m in record["mean"]) and all(s == 1 for s in record["std"]):
-        return "pixels in [0, 1]"
+        return phrase("bundle_card", "pixels")
     fmt = lambda values: "[" + ", ".join(f"{v:.4g}" for v in values) + "]"
-    return f"normalised input (x − mean) / std with mean {fmt(record['mean'])}, std {fmt(record['std'])} (x in [0, 1])"
+    return phrase("bundle_card", "normalised", mean=fmt(record["mean"]), std=fmt(record["std"]))
 
 
 def render_card(results: dict, notes: str | None = None) -> str:
@@ -107,7 +109,7 @@ def render_card(results: dict, notes: str | None = None) -> str:
         "name": bundle["name"], "description": bundle["description"], "command": results["command"],
         "images": f"{split['train'] + split['val'] + split['test']:,}", "data": data_path,
         "classes": len(bundle["labels"]), "classifier_file": spec["file"], "classifier_sha256": bundle["classifier_sha256"],
-        "purifier_origin": f"the pix2pix-style GAN of {PAPER}, with the departures listed under Model",
+        "purifier_origin": phrase("bundle_card", "purifier", paper=PAPER),
         "n": results["n"], "test_seed": results["sizes"].get("test_seed", "seed + 4"),
         "target_rows": "\n".join(f"| {t} | {m} | {v} |" for t, m, v, _ in rows),
         "target_note": fill("bundle_card/missed", missed="; ".join(missed),
@@ -120,9 +122,7 @@ def render_card(results: dict, notes: str | None = None) -> str:
                       + f"\n| all | {split['train']} | {split['val']} | {split['test']} |",
         "architecture": spec["architecture"], "channels": spec["channels"], "normalisation": normalisation(spec),
         "output": spec["output"], "probe": results["sizes"].get("probe", 256),
-        "output_reason": ("every row non-negative and summing to 1, so the attacks and the guidance use the log of "
-                          "the probabilities as logits" if spec["output"] == "probabilities" else
-                          "rows that are not probability distributions"),
+        "output_reason": phrase("bundle_card", "probabilities" if spec["output"] == "probabilities" else "logits"),
         "extra_classifiers": extra_classifier_lines(results),
         "headline_rows": "\n".join(headline_rows(results)),
         "defense_header": " | ".join(defenses), "defense_rule": "---|" * (len(defenses) + 2),

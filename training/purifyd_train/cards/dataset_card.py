@@ -11,7 +11,7 @@ from ..training.gan import VALIDATION_IMAGES, recorded_loss_weights
 from ..training.records import training_records
 from .phrases import (PAPER, history_table, loss_line, mean_interval, noise_pairs, pair_attack_parameters, pct, points,
                       schedule_line, verdict, weak_attacks)
-from .template import fill
+from .template import fill, phrase
 
 
 TARGET_MEAN = 0.80  # mean purified accuracy over the 7 paper attacks
@@ -24,9 +24,7 @@ ATTEMPTS_FILE = "attempts.md"
 
 def purifier_origin(weights: dict) -> str:
     """What the purifier is, for the card's first line: the paper's GAN, or its generator alone."""
-    if recorded_loss_weights(weights)["gan"]:
-        return f"the pix2pix-style GAN of {PAPER}"
-    return f"the generator of the pix2pix-style GAN of {PAPER}, trained without the cGAN term (see Model)"
+    return phrase("dataset_card", "purifier" if recorded_loss_weights(weights)["gan"] else "purifier_without_gan", paper=PAPER)
 
 
 def attack_pairs(label: str, record: dict, seen: str) -> str:
@@ -67,10 +65,7 @@ def unseen_role(name: str, pairs: dict) -> str:
     made training pairs: the purifier then met that family's perturbations, though never this network's."""
     family = [source for source, (_, counterpart) in FAMILY_SOURCES.items()
               if counterpart == name and made_pairs(source, pairs)]
-    if not family:
-        return "unseen: transfer of the purifier"
-    return (f"unseen: transfer of the purifier; training pairs were made against `{family[0]}`, a separate network "
-            "of the same family")
+    return phrase("dataset_card", "unseen_family", source=family[0]) if family else phrase("dataset_card", "unseen")
 
 
 def epochs_compared(history: list, ablation_history: list) -> str:
@@ -90,7 +85,7 @@ def selected_epoch(generator: dict) -> str:
     """Which epoch's weights ship, when validation chose one."""
     if not generator.get("selection"):
         return ""
-    return f" (the weights after epoch {generator['epoch']}, {generator['selection']} on the validation images below)"
+    return phrase("dataset_card", "selected_epoch", epoch=generator["epoch"], selection=generator["selection"])
 
 
 def kept_epochs(generator: dict, ablation: dict | None) -> str:
@@ -98,22 +93,20 @@ def kept_epochs(generator: dict, ablation: dict | None) -> str:
     if not generator.get("selection"):
         return ""
     if not ablation:
-        return "; each keeps its best epoch on validation"
-    return f"; each keeps its best epoch on validation: {generator['epoch']} with residual blocks, {ablation['epoch']} without"
+        return phrase("dataset_card", "kept_epochs")
+    return phrase("dataset_card", "kept_epochs_both", epoch=generator["epoch"], ablation=ablation["epoch"])
 
 
 def pair_rounds(pairs: dict) -> str:
     """How many rounds the pairs made over their training images, when more than one."""
     if pairs.get("rounds", 1) == 1:
         return ""
-    return (f" ({pairs['rounds']} rounds over the same {pairs['images']:,} training images, each image meeting another "
-            "attack in each round; the counts are totals)")
+    return phrase("pairs", "rounds", rounds=pairs["rounds"], images=f"{pairs['images']:,}")
 
 
 def validation_images(kind: str, n: int) -> str:
-    if kind != VALIDATION_IMAGES:
-        return f"{n} test images (seed 99; the runs before validation moved to held-out training images)"
-    return f"{n} held-out training images (the last of the permutation the pairs were drawn from; no pair holds them)"
+    """The images a run validated on: held-out training images, or, in runs from before them, test images."""
+    return phrase("dataset_card", "validation_held_out" if kind == VALIDATION_IMAGES else "validation_test", n=n)
 
 
 def validation_sets(history: list[dict]) -> str:
@@ -137,7 +130,7 @@ def source_network_line(ds, metrics: dict, name: str, seen: str, guided: bool) -
     kind, counterpart = FAMILY_SOURCES[name]
     return fill("dataset_card/source_network", kind=kind, name=name,
                 architecture=_architecture(source_networks(ds.channels, ds.size)[name]), seed=metrics[name]["seed"],
-                guided=" and for the source guidance" if guided else "",
+                guided=phrase("dataset_card", "source_guided") if guided else "",
                 role="seen" if counterpart == seen else "unseen", counterpart=counterpart,
                 counterpart_architecture=_architecture(classifier_zoo(ds.name, ds.channels, ds.size)[counterpart]),
                 counterpart_seed=metrics[counterpart]["seed"])
@@ -179,18 +172,19 @@ def target_rows(results: dict, interval: tuple[float, float]) -> list[tuple[str,
     best_name, best = max(s["mean_baselines"].items(), key=lambda kv: kv[1])
     clean = {c: results["clean"][c]["none"]["acc"] for c in results["summary"]}
     lo, hi = interval
-    rows = [(f"mean purified accuracy over the 7 paper attacks ≥ {100 * TARGET_MEAN:.0f}%",
-             f"{100 * purified:.1f}% (95% interval {100 * lo:.1f}–{100 * hi:.1f}%)",
+    rows = [(phrase("targets", "mean", target=f"{100 * TARGET_MEAN:.0f}"),
+             phrase("targets", "mean_measured", purified=f"{100 * purified:.1f}", low=f"{100 * lo:.1f}", high=f"{100 * hi:.1f}"),
              verdict(purified - TARGET_MEAN, TARGET_MEAN, clean[seen])),
-            (f"≥ best baseline + {100 * TARGET_BASELINE_MARGIN:.0f} pp",
-             f"best baseline {best_name} {100 * best:.1f}%, margin {points(100 * (purified - best), signed=True)}",
+            (phrase("targets", "baseline_margin", margin=f"{100 * TARGET_BASELINE_MARGIN:.0f}"),
+             phrase("targets", "baseline_margin_measured", baseline=best_name, best=f"{100 * best:.1f}",
+                    measured=points(100 * (purified - best), signed=True)),
              verdict(purified - best - TARGET_BASELINE_MARGIN, best + TARGET_BASELINE_MARGIN, clean[seen])),
-            (f"clean accuracy lost ≤ {TARGET_CLEAN_LOSS_PP:g} pp", points(s["clean_drop_pp"]),
+            (phrase("targets", "clean_loss", limit=f"{TARGET_CLEAN_LOSS_PP:g}"), points(s["clean_drop_pp"]),
              verdict((TARGET_CLEAN_LOSS_PP - s["clean_drop_pp"]) / 100))]
     for c, entry in results["summary"].items():
         if c != seen:
             gap = entry["mean_purified"] - purified
-            rows.append((f"unseen `{c}` within {100 * TARGET_UNSEEN_GAP:.0f} pp of the seen classifier",
+            rows.append((phrase("targets", "unseen_gap", name=c, gap=f"{100 * TARGET_UNSEEN_GAP:.0f}"),
                          points(100 * gap, signed=True),
                          verdict(gap + TARGET_UNSEEN_GAP, purified - TARGET_UNSEEN_GAP, clean[c])))
     return rows

@@ -7,6 +7,7 @@ import json
 from ..attacks.protocol import L2_ATTACKS, PAPER_ATTACKS
 from ..models.networks import FAMILY_SOURCES
 from ..training.gan import LEARNING_RATE, PAPER_LOSS_WEIGHTS, recorded_loss_weights
+from .template import phrase
 
 
 PAPER = ("Zhang, Yao, Sakurai, Saitoh, \"Leveraging Generalizability of Image-to-Image Translation for "
@@ -28,9 +29,9 @@ def verdict(excess: float, needed: float | None = None, ceiling: float | None = 
     `needed` lies above `ceiling`, the clean accuracy of the classifier it is measured on."""
     if excess >= 0:
         return "met"
-    text = f"missed by {points(-100 * excess)}"
+    text = phrase("verdict", "missed", points=points(-100 * excess))
     if needed is not None and ceiling is not None and needed > ceiling:
-        text += f" (out of reach: it needs {100 * needed:.1f}%, above that classifier's clean accuracy, {100 * ceiling:.1f}%)"
+        text += phrase("verdict", "out_of_reach", needed=f"{100 * needed:.1f}", ceiling=f"{100 * ceiling:.1f}")
     return text
 
 
@@ -46,45 +47,38 @@ def mean_interval(per_attack: dict, defense: str) -> tuple[float, float]:
     return (sum(lo for lo, _ in bounds) / len(bounds), sum(hi for _, hi in bounds) / len(bounds))
 
 
-def loss_line(weights: dict, reason: str = "see [attempts.md](attempts.md) for why") -> str:
+def loss_line(weights: dict, reason: str | None = None) -> str:
     """The generator's loss as trained, and how it departs from the paper's (`reason`: where the card's reader
-    learns why)."""
+    learns why; by default the bundle's attempts.md)."""
     weights = recorded_loss_weights(weights)
-    gan = "cGAN" if weights["gan"] == 1 else f"{weights['gan']:g}·cGAN"
-    text = f"Loss: {gan} + {weights['l1']:g}·L1 + {weights['perceptual']:g}·perceptual"
-    if weights["guidance"]:
-        text += (f" + {weights['guidance']:g}·guidance (L1 between the seen classifier's logits on purified and clean "
-                 "images: the high-level guidance of Liao et al., CVPR 2018)")
-    if weights["feature_guidance"]:
-        text += (f" + {weights['feature_guidance']:g}·feature guidance (the same L1 for the logits of the perceptual "
-                 "feature network)")
+    text = phrase("loss", "start", gan="cGAN" if weights["gan"] == 1 else f"{weights['gan']:g}·cGAN",
+                  l1=f"{weights['l1']:g}", perceptual=f"{weights['perceptual']:g}")
+    for term in ("guidance", "feature_guidance"):
+        if weights[term]:
+            text += phrase("loss", term, weight=f"{weights[term]:g}")
     if weights["source_guidance"]:
-        text += (f" + {weights['source_guidance']:g}·source guidance (the same L1 averaged over the source networks "
-                 + " and ".join(f"`{name}`" for name in FAMILY_SOURCES) + ", trained here only for the purifier)")
+        text += phrase("loss", "source_guidance", weight=f"{weights['source_guidance']:g}",
+                       sources=" and ".join(f"`{name}`" for name in FAMILY_SOURCES))
     if weights == PAPER_LOSS_WEIGHTS:
-        return text + " (the paper's weights)."
-    text += " — the paper's weights are cGAN + 100·L1 + 1·perceptual and no guidance term; " + reason + "."
+        return text + phrase("loss", "paper")
+    text += phrase("loss", "departs", reason=reason or phrase("loss", "reason"))
     if not weights["gan"]:
-        text += (" The discriminator still trains, but the generator's loss leaves out its adversarial term: this "
-                 "purifier is the paper's U-Net trained by reconstruction and guidance, not a conditional GAN.")
+        text += phrase("loss", "no_gan")
     return text
 
 
 def schedule_line(schedule: dict | None) -> str:
     """The optimiser and what the shipped weights are: the last step's, or an average of the steps."""
     schedule = schedule or {}
-    text = f"- Optimiser: Adam, learning rate {LEARNING_RATE:g}, β = (0.5, 0.999) for both networks"
+    text = phrase("schedule", "start", rate=f"{LEARNING_RATE:g}")
     if schedule.get("decay_from") is not None:
-        text += (f", held for the first {100 * schedule['decay_from']:g}% of the run (by epochs or by the time budget, "
-                 "whichever ran out first) and then lowered linearly to zero")
+        text += phrase("schedule", "decay", percent=f"{100 * schedule['decay_from']:g}")
     if schedule.get("weight_average"):
-        text += (f"; the generator that is validated and shipped is an exponential moving average of its weights and "
-                 f"BatchNorm statistics (decay {schedule['weight_average']:g} per step), not the last step's")
+        text += phrase("schedule", "average", decay=f"{schedule['weight_average']:g}")
     if schedule.get("flip"):
-        text += "; a random half of each batch's pairs mirrored left to right"
+        text += phrase("schedule", "flip")
     if schedule.get("fresh_attacks"):
-        text += ("; the FGSM, PGD and noise pairs remade at the start of every epoch after the first, on their clean "
-                 "images dealt out among them anew (C&W and clean pairs as made)")
+        text += phrase("schedule", "fresh")
     return text + "."
 
 
@@ -92,12 +86,12 @@ def noise_pairs(pairs: dict) -> str:
     """The pairs.json's random-sign noise pairs, independent and spatially correlated, as card text."""
     def budgets(entry: dict) -> str:
         return "{" + ", ".join(f"{e:.4g}" for e in entry["eps"]) + "}"
-    text = f"; random-sign noise at ε ∈ {budgets(pairs['noise'])}: n={pairs['noise']['n']}" if "noise" in pairs else ""
+    text = phrase("pairs", "noise", budgets=budgets(pairs["noise"]), n=pairs["noise"]["n"]) if "noise" in pairs else ""
     correlated = pairs.get("correlated_noise", {"n": 0})
     if correlated["n"]:
         low, high = correlated["sigma"]
-        text += (f"; spatially correlated random-sign noise (the sign of Gaussian noise blurred with σ uniform in "
-                 f"[{low:g}, {high:g}] px) at ε ∈ {budgets(correlated)}: n={correlated['n']}")
+        text += phrase("pairs", "correlated_noise", low=f"{low:g}", high=f"{high:g}", budgets=budgets(correlated),
+                       n=correlated["n"])
     return text
 
 
@@ -113,8 +107,8 @@ def pair_attack_parameters(pairs: dict) -> str:
         kinds.setdefault(label.split("(")[0].split(" ")[0], f"`{json.dumps(params, ensure_ascii=False)}`" if params else "ε only")
     if not kinds:
         return ""
-    seed = f", seed {pairs['seed']}" if "seed" in pairs else ""
-    return f"- Training attacks (torchattacks{seed}): " + "; ".join(f"{kind} {params}" for kind, params in kinds.items()) + "."
+    return phrase("pairs", "attack_parameters", seed=f", seed {pairs['seed']}" if "seed" in pairs else "",
+                  kinds="; ".join(f"{kind} {params}" for kind, params in kinds.items()))
 
 
 GUIDANCE_COLUMNS = {"guide": "guidance", "fguide": "feature guidance", "sguide": "source guidance"}
@@ -132,18 +126,15 @@ def history_table(history: list[dict]) -> list[str]:
 
 
 NEAR_ZERO = 0.05  # the most undefended accuracy an attack may leave the seen classifier before the card says why
-WEAK_BY_DESIGN = {
-    "FGSM": "a single step of size ε along the gradient's sign, with no other parameter to strengthen; its "
-            "iterated forms at the same budget are BIM, PGD and MI-FGSM",
-    "Square": "a black-box attack limited to the queries above",
-}
+WEAK_BY_DESIGN = ("FGSM", "Square")  # attacks that may stay above it: phrases.toml says why
 
 
 def weak_attacks(per_attack: dict) -> list[str]:
-    """A paragraph on the attacks that leave the undefended seen classifier above NEAR_ZERO, and why."""
+    """A paragraph on the attacks that leave the undefended seen classifier above NEAR_ZERO, and why (an attack
+    weak by design, or a configuration to fix)."""
     weak = {a: r["none"]["acc"] for a, r in per_attack.items() if a not in L2_ATTACKS and r["none"]["acc"] > NEAR_ZERO}
     if not weak:
         return []
-    return [f"Attacks that leave the undefended classifier above {100 * NEAR_ZERO:.0f}%: " + "; ".join(
-        f"{a} {100 * acc:.1f}%, " + WEAK_BY_DESIGN.get(a, "a configuration to fix before trusting its figures")
-        for a, acc in weak.items()) + ".", ""]
+    return [phrase("weak_attacks", "sentence", near_zero=f"{100 * NEAR_ZERO:.0f}", attacks="; ".join(
+        f"{a} {100 * acc:.1f}%, " + phrase("weak_attacks", a if a in WEAK_BY_DESIGN else "other") for a, acc in weak.items())),
+            ""]
