@@ -16,7 +16,7 @@ import time
 
 from .mounts import MountError
 from .results import Audit, ScenarioResult
-from .scenarios import FULL, QUICK, Context, Scenario, control, hostile, kill9, write_failures
+from .scenarios import FULL, QUICK, Context, Scenario, control, crowd, hostile, kill9, write_failures
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -25,6 +25,7 @@ SCENARIOS: dict[str, Scenario] = {
     "full-outbox": write_failures.full_outbox,
     "read-only": write_failures.read_only_remount,
     "control": control.run,
+    "crowd": crowd.run,
     "hostile": hostile.run,
 }
 NEEDS_ROOT = {"full-outbox", "read-only"}

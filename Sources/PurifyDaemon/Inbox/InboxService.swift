@@ -188,6 +188,7 @@ public final class InboxService: Service, Sendable {
     /// with backoff from 1 s to 60 s, while writes keep failing; all of them once one succeeds.
     private func retryStalledFiles() async {
         var backoff = Self.firstRetry
+        var episode = spool.statistics.writeFailureEpisodes
         while !Task.isCancelled {
             let files = await spool.takeStalled(backoff: backoff)
             if files.isEmpty { return }
@@ -195,7 +196,15 @@ public final class InboxService: Service, Sendable {
                 spool.abandonStalled()
                 return
             }
-            backoff = spool.statistics.writeFailure == nil ? Self.firstRetry : min(backoff * 2, Self.lastRetry)
+            // Each episode starts again from the first delay, even one that began while the
+            // last backoff ran.
+            let statistics = spool.statistics
+            if statistics.writeFailure == nil || statistics.writeFailureEpisodes != episode {
+                backoff = Self.firstRetry
+                episode = statistics.writeFailureEpisodes
+            } else {
+                backoff = min(backoff * 2, Self.lastRetry)
+            }
             for file in files where !spool.finishJournaledCommit(file) {
                 await processor.process(file, from: spool)
             }

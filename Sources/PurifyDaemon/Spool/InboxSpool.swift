@@ -130,6 +130,10 @@ public final class InboxSpool: Sendable {
         var stalledFiles: [ClaimedFile] = []
         var stallWaiter: CheckedContinuation<Void, Never>?
         var failedWrites = 0
+        /// Claim IDs of held files handed out for a retry while writes fail: only one of them
+        /// going through ends the episode. A commit that was already under way when writes
+        /// began to fail may still fit (a nearly full disk), which says nothing of the rest.
+        var probes: Set<String> = []
     }
 
     private let state: Mutex<State>
@@ -441,7 +445,7 @@ public final class InboxSpool: Sendable {
 
     /// Waits for files held after write failures and takes them for another attempt: while
     /// writes still fail, the oldest alone (a probe), no sooner than `backoff` after the call;
-    /// once a write has succeeded, all of them. They stay in flight. Returns `[]` when the
+    /// once a write has succeeded (during the backoff too), all of them. They stay in flight. Returns `[]` when the
     /// calling task is cancelled.
     public func takeStalled(backoff: Duration) async -> [ClaimedFile] {
         while !Task.isCancelled {
@@ -460,14 +464,18 @@ public final class InboxSpool: Sendable {
                     return state.stallWaiter
                 }?.resume()
             }
-            if state.withLock({ $0.statistics.writeFailure != nil }) {
-                guard (try? await Task.sleep(for: backoff)) != nil else { return [] }
+            // The backoff ends early once writes succeed again: the held files then go at once.
+            let deadline = ContinuousClock.now + backoff
+            while state.withLock({ $0.statistics.writeFailure != nil }), ContinuousClock.now < deadline {
+                guard (try? await Task.sleep(for: min(.milliseconds(100), deadline - .now))) != nil else { return [] }
             }
             let taken: [ClaimedFile] = state.withLock { state in
                 guard !state.stalledFiles.isEmpty else { return [] }
                 if state.statistics.writeFailure != nil {
                     state.statistics.stalled -= 1
-                    return [state.stalledFiles.removeFirst()]
+                    let probe = state.stalledFiles.removeFirst()
+                    state.probes.insert(probe.claimID)
+                    return [probe]
                 }
                 defer {
                     state.stalledFiles = []
@@ -536,9 +544,13 @@ public final class InboxSpool: Sendable {
         }
     }
 
-    /// A file's commit or failure went through: its slot is free, and a write failure is over.
+    /// A file's commit or failure went through: its slot is free, and a write failure is over
+    /// if the file was a held one retried, or none is held.
     private func finished(_ file: ClaimedFile) {
-        writesSucceeded()
+        let endsEpisode = state.withLock { state in
+            state.probes.remove(file.claimID) != nil || (state.stalledFiles.isEmpty && state.probes.isEmpty)
+        }
+        if endsEpisode { writesSucceeded() }
         releaseSlot()
     }
 
@@ -563,6 +575,7 @@ public final class InboxSpool: Sendable {
     /// episode), frees its slot otherwise; removes its temporary files either way.
     private func settle(_ file: ClaimedFile, after error: any Error, removing temporaries: [String]) {
         for temporary in temporaries { _ = try? FileSystem.removeIfPresent(temporary) }
+        state.withLock { _ = $0.probes.remove(file.claimID) }
         guard Self.isWriteFailure(error) else {
             releaseSlot()
             return

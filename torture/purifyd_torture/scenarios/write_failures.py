@@ -8,13 +8,18 @@ import shutil
 import time
 
 from ..audit import TEMPORARY_PREFIX, audit_digits
-from ..daemon import DaemonError, Layout
+from ..daemon import Daemon, DaemonError, Layout
 from ..inputs import stage_digits
 from ..mounts import remount, tmpfs
 from ..results import Audit, ScenarioResult
 from . import Context, count_reports, drop_in_background, metric, wait_for_reports
 
-EPISODE_LOG_LINE = "writes fail; claiming stops"
+#: The line each write-failure episode logs: a commit's, or a claim's.
+EPISODE_LOG_LINES = ("writes fail; claiming stops", "claiming fails on a write")
+
+
+def episode_log_lines(daemon: Daemon) -> int:
+    return sum(daemon.log_lines(line) for line in EPISODE_LOG_LINES)
 
 
 def lingering_temporaries(outbox: pathlib.Path, gap: float = 1.5) -> list[str]:
@@ -78,7 +83,7 @@ def full_outbox(context: Context) -> ScenarioResult:
             result.daemon_alive = daemon.alive()
             episodes_total = metric(daemon, "purifyd_write_failure_episodes_total")
             exit_status = daemon.drain_and_stop()
-            log_lines = daemon.log_lines(EPISODE_LOG_LINE)
+            log_lines = episode_log_lines(daemon)
             result.checks = {
                 "the outbox filled at least once": len(episodes) >= 1,
                 "status said write_failing while full": all(episode["state"] == "write_failing" for episode in episodes),
@@ -145,7 +150,7 @@ def read_only_remount(context: Context) -> ScenarioResult:
                 "status said write_failing with EROFS": held["state"] == "write_failing" and "Read-only" in (held["write_failure"] or ""),
                 "no file claimed while the outbox was read-only": held["claimed"] == failing["claimed"],
                 "every file done after both remounts": reached >= files,
-                "one log line per episode": daemon.log_lines(EPISODE_LOG_LINE) == episodes,
+                "one log line per episode": episode_log_lines(daemon) == episodes,
                 "resumed without a restart": daemon.starts == 1,
                 "drain --exit ends with status 0": exit_status == 0,
             }
