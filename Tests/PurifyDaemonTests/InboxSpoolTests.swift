@@ -217,6 +217,46 @@ struct InboxSpoolTests {
         #expect(try fixture.contents(fixture.outbox) == ["a.png", "a.png.json"])
     }
 
+    @Test("a write-failure episode ends when a held file retried goes through, not when a commit already under way does")
+    func episodeEndsWithARetry() async throws {
+        let fixture = try Fixture()
+        _ = try fixture.spool.recover()
+        let held = try fixture.claim("held.png")
+        let underWay = try fixture.claim("under-way.png")
+        // A file where the outbox should be: the commit fails with ENOTDIR and is held.
+        try FileManager.default.removeItem(atPath: fixture.outbox)
+        try writeFile(fixture.outbox, "in the way")
+        #expect(throws: DaemonError.self) { try fixture.commit(held) }
+        #expect(fixture.spool.statistics.writeFailure != nil && fixture.spool.statistics.stalled == 1)
+        try FileManager.default.removeItem(atPath: fixture.outbox)
+        try FileManager.default.createDirectory(atPath: fixture.outbox, withIntermediateDirectories: false)
+        _ = try fixture.commit(underWay)
+        #expect(fixture.spool.statistics.writeFailure != nil, "a commit that was under way ended the episode")
+        #expect(await fixture.spool.takeStalled(backoff: .zero) == [held])
+        _ = try fixture.commit(held)
+        let statistics = fixture.spool.statistics
+        #expect(statistics.writeFailure == nil && statistics.writeFailureEpisodes == 1 && statistics.inFlight == 0)
+    }
+
+    @Test("the backoff before retrying held files ends as soon as writes succeed again")
+    func backoffEndsEarly() async throws {
+        let fixture = try Fixture()
+        _ = try fixture.spool.recover()
+        let held = try fixture.claim("held.png")
+        try FileManager.default.removeItem(atPath: fixture.outbox)
+        try writeFile(fixture.outbox, "in the way")
+        #expect(throws: DaemonError.self) { try fixture.commit(held) }
+        try FileManager.default.removeItem(atPath: fixture.outbox)
+        try FileManager.default.createDirectory(atPath: fixture.outbox, withIntermediateDirectories: false)
+        let started = ContinuousClock.now
+        let retry = Task { await fixture.spool.takeStalled(backoff: .seconds(60)) }
+        try await Task.sleep(for: .milliseconds(200))
+        // A claim that goes through (a rename into the spool) shows that writes succeed.
+        _ = try fixture.claim("next.png")
+        #expect(await retry.value == [held])
+        #expect(ContinuousClock.now - started < .seconds(30))
+    }
+
     @Test("a name too long to claim is moved to failed/ under a shortened name, its report naming the original")
     func nameTooLong() throws {
         let fixture = try Fixture()
