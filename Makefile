@@ -4,12 +4,12 @@ PREFIX ?= /usr/local
 SWIFT ?= swift
 VENV := .venv
 PY := $(VENV)/bin/python
-DEB_PACKAGES := libdnnl-dev libjpeg-dev libpng-dev zlib1g-dev python3-venv
+DEB_PACKAGES := libdnnl-dev libjpeg-dev libpng-dev zlib1g-dev python3-venv nginx
 
 DATASET ?= mnist
 TRAIN := PYTHONPATH=training $(PY) -m purifyd_train
 
-.PHONY: deps debs venv build release test test-swift test-python run install clean train evaluate evaluate-purify bundle install-daemon-files check-systemd
+.PHONY: deps debs venv build release test test-swift test-python test-replicas run install clean train evaluate evaluate-purify bundle install-daemon-files check-systemd
 
 deps: debs venv
 
@@ -39,6 +39,13 @@ test: deps
 	$(SWIFT) build --product purify
 	$(MAKE) test-python PURIFY_BIN=$$($(SWIFT) build --show-bin-path)/purify
 	$(MAKE) test-swift
+	$(MAKE) test-replicas
+
+# Three purifyd replicas behind nginx on loopback, one killed with SIGKILL under load
+# (Tests/ReplicaTests): no request may fail. SWIFT_FLAGS as for run.
+test-replicas: debs venv
+	$(SWIFT) build $(SWIFT_FLAGS) --product purifyd
+	PURIFYD_BIN=$$($(SWIFT) build $(SWIFT_FLAGS) --show-bin-path)/purifyd $(PY) -m pytest -q Tests/ReplicaTests
 
 # PURIFY_BIN: the `purify` binary the bundle's end-to-end test runs (`make test` builds it; without it that test fails).
 test-python:
@@ -193,6 +200,7 @@ CONFIG_DIR ?= /etc/purifyd
 
 install-daemon-files:
 	sed 's|/usr/local/bin/purifyd|$(BINDIR)/purifyd|' systemd/purifyd.service | install -D -m 0644 /dev/stdin $(DESTDIR)$(UNIT_DIR)/purifyd.service
+	install -D -m 0644 systemd/purifyd-http.socket $(DESTDIR)$(UNIT_DIR)/purifyd-http.socket
 	install -D -m 0644 systemd/purifyd.sysusers $(DESTDIR)$(SYSUSERS_DIR)/purifyd.conf
 	install -D -m 0644 systemd/purifyd.tmpfiles $(DESTDIR)$(TMPFILES_DIR)/purifyd.conf
 	test -e $(DESTDIR)$(CONFIG_DIR)/purifyd.toml || \
@@ -203,7 +211,8 @@ install-daemon-files:
 # pointing at /bin/true, then print the exposure score.
 check-systemd:
 	@tmp=$$(mktemp -d) && sed 's|/usr/local/bin/purifyd|/bin/true|' systemd/purifyd.service > $$tmp/purifyd.service && \
-	systemd-analyze verify $$tmp/purifyd.service && \
+	cp systemd/purifyd-http.socket $$tmp/ && \
+	systemd-analyze verify $$tmp/purifyd.service $$tmp/purifyd-http.socket && \
 	systemd-analyze security --offline=yes $$tmp/purifyd.service | tail -1; status=$$?; rm -rf $$tmp; exit $$status
 
 clean:
@@ -231,6 +240,14 @@ bench-pipeline: venv
 # inbox) against the unit's MemoryMax (bench/memory/README.md). BENCH_MEMORY_ARGS adds options,
 # e.g. "--burst-bundles mnist fashion-mnist cifar10".
 BENCH_MEMORY_ARGS ?=
+# The HTTP API against the file inbox on one daemon build (bench/http/README.md); needs wrk.
+BENCH_HTTP_ARGS ?=
+.PHONY: bench-http
+bench-http: venv
+	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
+	$(SWIFT) build -c release --scratch-path .build-http-bench --product purifyd
+	$(PY) bench/http/bench.py --threads $(BENCH_THREADS) --purifyd .build-http-bench/release/purifyd $(BENCH_HTTP_ARGS)
+
 .PHONY: bench-memory
 bench-memory: venv
 	$(SWIFT) build -c release --scratch-path .build-memory --product purify

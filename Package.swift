@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "PurifyImage", targets: ["PurifyImage"]),
         .library(name: "PurifyPipeline", targets: ["PurifyPipeline"]),
         .library(name: "PurifyControl", targets: ["PurifyControl"]),
+        .library(name: "PurifyHTTP", targets: ["PurifyHTTP"]),
         .library(name: "PurifyDaemon", targets: ["PurifyDaemon"]),
         .executable(name: "purify", targets: ["purify"]),
         .executable(name: "purifyctl", targets: ["purifyctl"]),
@@ -29,6 +30,12 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
     ],
     targets: [
         .systemLibrary(name: "CDNNL"),
@@ -94,11 +101,30 @@ let package = Package(
             name: "PurifyControl",
             swiftSettings: swiftSettings
         ),
+        // The HTTP API (Hummingbird): purification requests, bundles, health and readiness,
+        // Prometheus metrics; on an address of its own or on a socket systemd passes in.
+        .target(
+            name: "PurifyHTTP",
+            dependencies: [
+                "PurifyPipeline",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "PurifyDaemon",
             dependencies: [
                 "CPurifySystem",
                 "PurifyControl",
+                "PurifyHTTP",
                 "PurifyPipeline",
                 "PurifyEngine",
                 "PurifyImage",
@@ -106,6 +132,8 @@ let package = Package(
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -157,12 +185,22 @@ let package = Package(
             name: "PurifyDaemonTests",
             dependencies: [
                 "PurifyDaemon",
+                "PurifyHTTP",
                 "PurifyControl",
                 "PurifyPipeline",
                 "PurifyImage",
                 "PurifyEngine",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "PurifyHTTPTests",
+            dependencies: [
+                "PurifyHTTP",
+                "PurifyPipeline",
+                .product(name: "Hummingbird", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings
         ),

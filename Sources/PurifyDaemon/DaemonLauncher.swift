@@ -1,5 +1,6 @@
 internal import Logging
 internal import PurifyEngine
+internal import PurifyHTTP
 internal import PurifyPipeline
 
 /// What the `purifyd` executable does, so that its `main` only parses arguments: check a
@@ -50,9 +51,12 @@ public enum DaemonLauncher {
         let purification = PurificationService(prepared: prepared, configurationPath: configurationPath, engine: engine,
                                                logThreshold: logThreshold, logger: logger)
         do {
+            let http = configuration.http.map {
+                HTTPFrontEnd(configuration: $0, backend: purification, metrics: purification.metricsFactory)
+            }
             let application = try PurifyDaemonApplication(
                 configuration: configuration, processor: purification, pipeline: purification, version: version,
-                environment: environment, logger: logger, backgroundServices: [purification])
+                environment: environment, logger: logger, backgroundServices: [purification], http: http)
             try await application.run()
         } catch let error as DaemonError {
             throw LaunchError(exitCode: exitCode(for: error), message: error.description)

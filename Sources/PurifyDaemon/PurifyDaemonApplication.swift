@@ -1,15 +1,18 @@
+public import CoreMetrics
 public import Logging
 internal import PurifyControl
+public import PurifyHTTP
 public import ServiceLifecycle
 internal import Synchronization
 internal import UnixSignals
 
 /// The whole daemon minus the image pipeline, as one service (the shape of Hummingbird's
 /// `Application`): an ``InboxService`` per configured inbox, the ``ControlServer`` answering
-/// through a ``DaemonControlHandler``, and under systemd the ``SystemdNotifyService``, all run
-/// in a `ServiceGroup`.
+/// through a ``DaemonControlHandler``, the HTTP API (``APIServer``) when configured, and under
+/// systemd the ``SystemdNotifyService``, all run in a `ServiceGroup`.
 ///
-/// - SIGTERM and SIGINT shut down gracefully: inboxes stop claiming and wait for their files in
+/// - SIGTERM and SIGINT shut down gracefully: the HTTP API stops accepting and answers the
+///   requests it holds, inboxes stop claiming and wait for their files in
 ///   flight, for at most the configuration's drain deadline; then the rest is cancelled (what
 ///   was unfinished stays claimed and is recovered at the next start).
 /// - SIGHUP calls ``PipelineControl/reload()`` when a pipeline is given.
@@ -26,6 +29,7 @@ public struct PurifyDaemonApplication: Service {
     public let inboxes: [InboxService]
     private let pipeline: (any PipelineControl)?
     private let backgroundServices: [any Service]
+    private let http: HTTPFrontEnd?
     private let version: String
     private let environment: [String: String]
     private let logger: Logger
@@ -36,6 +40,7 @@ public struct PurifyDaemonApplication: Service {
     ///   - environment: The process environment (`NOTIFY_SOCKET`, `WATCHDOG_USEC`, …).
     ///   - backgroundServices: What the inboxes depend on (``PurificationService``, which runs
     ///     the pipelines): run beside the rest, shut down after the inboxes have drained.
+    ///   - http: The HTTP API, when the configuration has one.
     public init(
         configuration: DaemonConfiguration,
         processor: any ClaimedFileProcessor,
@@ -43,7 +48,8 @@ public struct PurifyDaemonApplication: Service {
         version: String,
         environment: [String: String],
         logger: Logger,
-        backgroundServices: [any Service] = []
+        backgroundServices: [any Service] = [],
+        http: HTTPFrontEnd? = nil
     ) throws(DaemonError) {
         self.configuration = configuration
         var inboxes: [InboxService] = []
@@ -53,6 +59,7 @@ public struct PurifyDaemonApplication: Service {
         self.inboxes = inboxes
         self.pipeline = pipeline
         self.backgroundServices = backgroundServices
+        self.http = http
         self.version = version
         self.environment = environment
         self.logger = logger
@@ -92,11 +99,17 @@ public struct PurifyDaemonApplication: Service {
         }
         let control = try ControlServer(configuration: controlConfiguration, handler: handler, logger: logger)
 
-        // Shut down in reverse order: STOPPING=1 first, then the control socket, then the
-        // inboxes drain, then the background services (the pipelines) finish.
+        // Shut down in reverse order: STOPPING=1 first, then the HTTP API answers what it holds,
+        // then the control socket, then the inboxes drain, then the background services (the
+        // pipelines) finish.
         var services: [any Service] = backgroundServices
         services += inboxes as [any Service]
         services.append(control)
+        if let http {
+            let routes = APIRoutes(configuration: http.configuration, backend: http.backend, metrics: http.metrics,
+                                   metricsText: { await handler.prometheusText() }, logger: logger)
+            services.append(APIServer(routes: routes, logger: logger))
+        }
         if let pipeline { services.append(ReloadOnHangupService(pipeline: pipeline, inboxes: inboxes, logger: logger)) }
         if let notifier { services.append(SystemdNotifyService(notifier: notifier, environment: environment, status: summary)) }
 
@@ -109,6 +122,20 @@ public struct PurifyDaemonApplication: Service {
         let group = ServiceGroup(configuration: groupConfiguration)
         groupBox.withLock { $0 = group }
         try await group.run()
+    }
+}
+
+/// The HTTP API of a daemon: its settings, the pipelines that answer it, and where it counts
+/// its requests (the registry `metrics` renders).
+public struct HTTPFrontEnd: Sendable {
+    public var configuration: APIConfiguration
+    public var backend: any PurificationBackend
+    public var metrics: any MetricsFactory
+
+    public init(configuration: APIConfiguration, backend: any PurificationBackend, metrics: any MetricsFactory) {
+        self.configuration = configuration
+        self.backend = backend
+        self.metrics = metrics
     }
 }
 

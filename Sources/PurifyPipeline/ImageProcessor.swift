@@ -202,6 +202,9 @@ struct ImageProcessor: Sendable {
     /// whose size lies outside the domain fails here, before it is decoded.
     func inspect(_ request: PurificationRequest) -> Inspection {
         let started = clock.now
+        let contents = request.contents
+        var request = request
+        request.contents = nil
         var timings = PurificationReport.Timings()
         var input = PurificationReport.Input(name: request.name, path: request.inputPath)
         func failed(_ code: String, _ stage: PurificationReport.Stage, _ message: String,
@@ -213,7 +216,16 @@ struct ImageProcessor: Sendable {
         }
         let bytes: [UInt8]
         do {
-            bytes = try decoder.readFile(atPath: request.inputPath, followsSymlinks: configuration.followsSymlinks)
+            if let contents {
+                guard contents.count <= configuration.decodeLimits.maxBytes else {
+                    timings.read = milliseconds(started.duration(to: clock.now))
+                    return failed(ImageError.Code.tooLarge.name, .read,
+                                  "\(contents.count) bytes exceed the limit of \(configuration.decodeLimits.maxBytes) bytes")
+                }
+                bytes = contents
+            } else {
+                bytes = try decoder.readFile(atPath: request.inputPath, followsSymlinks: configuration.followsSymlinks)
+            }
         } catch {
             timings.read = milliseconds(started.duration(to: clock.now))
             return failed(error.code.name, .read, error.message)

@@ -79,15 +79,20 @@ public struct PipelineConfiguration: Sendable, Hashable {
 
 /// One input for the pipeline.
 public struct PurificationRequest: Sendable, Hashable {
-    /// The file to read.
+    /// The file to read; for an input given in memory (``contents``), what identifies it in
+    /// its report and to the committer.
     public var inputPath: String
     /// The name outputs and reports are filed under: the input's path relative to the folder
     /// it was found in (`"digits/7.png"`), or its file name.
     public var name: String
+    /// The input's bytes when it arrived in memory (a network request) rather than as a file;
+    /// the pipeline drops them once it has read the header, and results carry `nil`.
+    public var contents: [UInt8]?
 
-    public init(inputPath: String, name: String) {
+    public init(inputPath: String, name: String, contents: [UInt8]? = nil) {
         self.inputPath = inputPath
         self.name = name
+        self.contents = contents
     }
 }
 

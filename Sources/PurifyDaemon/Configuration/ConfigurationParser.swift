@@ -1,6 +1,7 @@
 internal import Foundation
 internal import Logging
 internal import PurifyEngine
+internal import PurifyHTTP
 internal import PurifyPipeline
 internal import TOMLKit
 
@@ -74,6 +75,8 @@ private struct ConfigurationParser {
         let drainSeconds = try table.int("drain_deadline_s", in: 1...3600)
         let logLevel = try table.logLevel("log_level") ?? .info
         let engine = try parseEngine(table.subtable("engine"))
+        var http: APIConfiguration?
+        if let httpTable = try table.subtable("http") { http = try parseHTTP(httpTable) }
         guard let inboxTables = try table.arrayOfTables("inbox"), !inboxTables.isEmpty else {
             throw ConfigurationError(keyPath: "inbox", message: "at least one [[inbox]] table is required")
         }
@@ -94,8 +97,64 @@ private struct ConfigurationParser {
             drainDeadline: drainSeconds.map { .seconds($0) } ?? DaemonConfiguration.Defaults.drainDeadline,
             logLevel: logLevel,
             engine: engine,
-            inboxes: inboxes
+            inboxes: inboxes,
+            http: http
         )
+    }
+
+    private func parseHTTP(_ table: TableReader) throws(ConfigurationError) -> APIConfiguration {
+        var http = APIConfiguration()
+        if let listen = try table.string("listen") {
+            guard let listener = Self.listener(listen) else {
+                throw table.error("listen", "must be \"host:port\" (\"127.0.0.1:8080\", \"[::1]:8080\") or \"systemd\" (got \"\(listen)\")")
+            }
+            http.listener = listener
+        }
+        http.maxBodyBytes = try table.int("max_body_bytes", in: 1...(1 << 30)) ?? http.maxBodyBytes
+        http.requestTimeout = try table.int("request_timeout_s", in: 1...3600).map { .seconds($0) } ?? http.requestTimeout
+        http.maxInFlight = try table.int("max_in_flight", in: 1...65536) ?? http.maxInFlight
+        http.retryAfterSeconds = try table.int("retry_after_s", in: 1...3600) ?? http.retryAfterSeconds
+        if let tokenFile = try table.path("token_file", base: baseDirectory) {
+            http.tokens = try Self.tokens(in: tokenFile, table: table)
+        }
+        try table.rejectUnknownKeys()
+        return http
+    }
+
+    /// `host:port`, `[v6 address]:port` or `systemd`.
+    static func listener(_ text: String) -> APIConfiguration.Listener? {
+        if text == "systemd" { return .systemd }
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+              (0...65535).contains(port) else { return nil }
+        var host = String(text[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty, !host.contains(where: { $0 == "[" || $0 == "]" || $0 == " " }) else { return nil }
+        return .address(host: host, port: port)
+    }
+
+    /// The bearer tokens in `path`: one a line, blank lines and `#` comments skipped, each 16
+    /// to 256 printable ASCII characters; the file must not be readable by others.
+    static func tokens(in path: String, table: TableReader) throws(ConfigurationError) -> [String] {
+        // A Kubernetes Secret's file is a symbolic link: the mode that counts is its target's.
+        let target = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: target),
+              let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw table.error("token_file", "cannot read \(path)")
+        }
+        if let permissions = attributes[.posixPermissions] as? Int, permissions & 0o007 != 0 {
+            throw table.error("token_file", "\(path) must not be accessible to others (mode \(String(permissions, radix: 8)); chmod 640)")
+        }
+        var tokens: [String] = []
+        for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let token = line.trimmingCharacters(in: .whitespaces)
+            if token.isEmpty || token.hasPrefix("#") { continue }
+            guard (16...256).contains(token.utf8.count), token.utf8.allSatisfy({ (0x21...0x7e).contains($0) }) else {
+                throw table.error("token_file", "\(path) line \(index + 1): a token is 16 to 256 printable ASCII characters without spaces")
+            }
+            tokens.append(token)
+        }
+        guard !tokens.isEmpty else { throw table.error("token_file", "\(path) holds no token") }
+        return tokens
     }
 
     private func parseEngine(_ table: TableReader?) throws(ConfigurationError) -> EngineConfiguration {

@@ -1,5 +1,6 @@
 public import Logging
 public import PurifyEngine
+public import PurifyHTTP
 public import PurifyPipeline
 
 /// Everything `purifyd` reads from its TOML configuration file, with defaults filled in and
@@ -27,6 +28,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var engine: EngineConfiguration
     /// The watched folders, at least one.
     public var inboxes: [InboxConfiguration]
+    /// The HTTP API (`[http]`); nil when the file has no such table.
+    public var http: APIConfiguration?
 
     public init(
         stateDirectory: String = Defaults.stateDirectory,
@@ -36,7 +39,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
         drainDeadline: Duration = Defaults.drainDeadline,
         logLevel: Logger.Level = .info,
         engine: EngineConfiguration = EngineConfiguration(),
-        inboxes: [InboxConfiguration]
+        inboxes: [InboxConfiguration],
+        http: APIConfiguration? = nil
     ) {
         self.stateDirectory = stateDirectory
         self.controlSocketPath = controlSocketPath
@@ -46,6 +50,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
         self.logLevel = logLevel
         self.engine = engine
         self.inboxes = inboxes
+        self.http = http
     }
 
     /// The defaults the parser fills in for keys a file leaves out.

@@ -106,8 +106,7 @@ public struct DaemonControlHandler: ControlCommandHandler {
             fields["inboxes"] = .array(statuses.map(Self.describe))
             return fields
         case .metrics:
-            let pipelineMetrics = await pipeline?.metrics() ?? ""
-            return ["format": "prometheus-text-0.0.4", "text": .string(metricsText() + pipelineMetrics)]
+            return ["format": "prometheus-text-0.0.4", "text": .string(await prometheusText())]
         case .stats:
             guard let pipeline else { throw Self.noPipeline(request.command) }
             return await pipeline.statistics()
@@ -154,6 +153,12 @@ public struct DaemonControlHandler: ControlCommandHandler {
             "overflows": .int(Int64(status.watcher.overflows)),
             "last_error": status.lastError.map(JSONValue.string) ?? .null,
         ]
+    }
+
+    /// The `metrics` reply's text (the HTTP API's `/metrics` too): the inboxes' counters, then
+    /// the pipeline's.
+    func prometheusText() async -> String {
+        metricsText() + (await pipeline?.metrics() ?? "")
     }
 
     /// The daemon's own counters in the Prometheus text format.

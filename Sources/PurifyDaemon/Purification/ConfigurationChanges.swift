@@ -17,6 +17,7 @@ enum ConfigurationChanges {
         if running.engine.threads != new.engine.threads { keys.append("engine.threads") }
         if running.engine.planCache.plans != new.engine.planCache.plans { keys.append("engine.plan_cache_plans") }
         if running.engine.planCache.arenaBytes != new.engine.planCache.arenaBytes { keys.append("engine.plan_cache_mib") }
+        if running.http != new.http { keys.append("http") }
         let newInboxes = Dictionary(new.inboxes.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         for inbox in running.inboxes {
             guard let changed = newInboxes[inbox.name] else {

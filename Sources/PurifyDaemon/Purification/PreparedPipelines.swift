@@ -1,5 +1,6 @@
 public import PurifyEngine
 public import PurifyPipeline
+internal import PurifyHTTP
 
 /// One inbox's pipeline, built and not yet running: the model bundle it loaded, the pipeline over
 /// it, and the committer that ends every file through the inbox's spool.
@@ -22,18 +23,23 @@ public struct PreparedPipelines: Sendable {
     public let configuration: DaemonConfiguration
     /// One per inbox, in the configuration's order.
     public let inboxes: [InboxPipeline]
+    /// Where the pipelines commit HTTP API requests: back to their callers.
+    public let responses: APIResponses
 
     /// Loads the bundle of every inbox of `configuration` through `engine` and builds each
     /// inbox's pipeline; an inbox whose name is in `committers` reuses that committer (a reload
-    /// keeps the ones files in flight are registered with).
+    /// keeps the ones files in flight are registered with), and the pipelines answer API
+    /// requests through `responses` (a new one when nil).
     ///
     /// - Throws: ``ConfigurationError`` naming the inbox key at fault (`inbox[0].bundle` for a
     ///   bundle that does not load, `inbox[0].classifier` for a classifier the bundle lacks).
     public static func prepare(
         _ configuration: DaemonConfiguration,
         engine: InferenceEngine,
-        committers: [String: SpoolCommitter] = [:]
+        committers: [String: SpoolCommitter] = [:],
+        responses: APIResponses? = nil
     ) async throws(ConfigurationError) -> PreparedPipelines {
+        let responses = responses ?? APIResponses()
         var bundles: [String: ModelBundle] = [:]
         var inboxes: [InboxPipeline] = []
         for (index, inbox) in configuration.inboxes.enumerated() {
@@ -55,13 +61,14 @@ public struct PreparedPipelines: Sendable {
             let committer = committers[inbox.name] ?? SpoolCommitter()
             let pipeline: Pipeline
             do {
-                pipeline = try Pipeline(bundle: bundle, configuration: inbox.pipelineConfiguration, committer: committer)
+                pipeline = try Pipeline(bundle: bundle, configuration: inbox.pipelineConfiguration,
+                                        committer: RequestRouter(spool: committer, responses: responses))
             } catch {
                 throw ConfigurationError(keyPath: "inbox[\(index)]", message: "\(error)")
             }
             inboxes.append(InboxPipeline(inbox: inbox, bundle: bundle, pipeline: pipeline, committer: committer))
         }
-        return PreparedPipelines(configuration: configuration, inboxes: inboxes)
+        return PreparedPipelines(configuration: configuration, inboxes: inboxes, responses: responses)
     }
 
     /// What `--check-config` prints: the daemon's settings, then each inbox with its folders,
@@ -77,6 +84,7 @@ public struct PreparedPipelines: Sendable {
             "state directory  \(daemon.stateDirectory)",
             "drain deadline   \(daemon.drainDeadline.components.seconds) s",
             "log level        \(daemon.logLevel)",
+            "http             \(daemon.http.map { "\($0.listener), bodies up to \($0.maxBodyBytes) bytes, \($0.maxInFlight) in flight, \($0.tokens.isEmpty ? "no tokens" : "\($0.tokens.count) bearer tokens")" } ?? "off")",
         ]
         for entry in inboxes {
             let inbox = entry.inbox

@@ -1,15 +1,21 @@
+public import CoreMetrics
 internal import Foundation
 public import Logging
 public import PurifyControl
 public import PurifyEngine
+public import PurifyHTTP
 internal import PurifyPipeline
+internal import Prometheus
 public import ServiceLifecycle
 internal import Synchronization
+internal import PurifyImage
 
 /// The daemon's image pipelines, one per inbox, as one service: it feeds each claimed file into
 /// its inbox's ``Pipeline`` (``ClaimedFileProcessor``), runs the pipelines and reads their results,
 /// and answers the pipeline's part of the control socket (``PipelineControl``): bundles in
-/// `status`, stage latencies and throughput in `stats` and `metrics`, and `reload`.
+/// `status`, stage latencies and throughput in `stats` and `metrics`, and `reload`. It is the
+/// HTTP API's ``PurificationBackend`` too: a request goes into the pipeline of the first inbox
+/// that runs the bundle it names, batched with that inbox's files.
 ///
 /// Give it to ``PurifyDaemonApplication`` as the processor, the pipeline control and a
 /// background service: the inboxes then shut down first, and on graceful shutdown the pipelines
@@ -20,10 +26,11 @@ internal import Synchronization
 /// A reload reads the configuration file again and loads every bundle; only when all of it
 /// loads are the inboxes' pipelines replaced (the old ones finish the files they hold). Settings
 /// the running spools and sockets fixed at start are listed in the reply as needing a restart.
-public final class PurificationService: Service, ClaimedFileProcessor, PipelineControl {
+public final class PurificationService: Service, ClaimedFileProcessor, PipelineControl, PurificationBackend {
     private struct State {
         /// The pipeline each inbox feeds, by inbox name.
         var pipelines: [String: InboxPipeline]
+        var isRunning = false
         var isStopping = false
         var isReloading = false
         var reloads = 0
@@ -36,8 +43,12 @@ public final class PurificationService: Service, ClaimedFileProcessor, PipelineC
     /// The file `reload` reads; nil when there is none (then `reload` is unsupported).
     public let configurationPath: String?
     private let engine: InferenceEngine
+    private let responses: APIResponses
     private let state: Mutex<State>
     private let statistics = PurificationStatistics()
+    /// swift-metrics' factory over the registry `metrics` renders: the HTTP API counts its
+    /// requests there.
+    public var metricsFactory: any MetricsFactory { statistics.factory }
     private let launches: AsyncStream<InboxPipeline>
     private let launcher: AsyncStream<InboxPipeline>.Continuation
     /// Every logger's level; a reload sets it to the new file's `log_level`.
@@ -56,6 +67,10 @@ public final class PurificationService: Service, ClaimedFileProcessor, PipelineC
         self.engine = engine
         self.logThreshold = logThreshold
         self.logger = logger
+        responses = prepared.responses
+        let buildInfo = MetricNameDescriptor(namespace: "purifyd", metricName: "build", unitName: "info",
+                                             helpText: "The daemon's version; always 1.")
+        statistics.registry.makeGauge(descriptor: buildInfo, labels: [("version", DaemonLauncher.version)]).set(1.0)
         (launches, launcher) = AsyncStream.makeStream()
         var pipelines: [String: InboxPipeline] = [:]
         for entry in prepared.inboxes {
@@ -68,6 +83,7 @@ public final class PurificationService: Service, ClaimedFileProcessor, PipelineC
     // MARK: - Service
 
     public func run() async throws {
+        state.withLock { $0.isRunning = true }
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
                 for await entry in launches {
@@ -101,6 +117,12 @@ public final class PurificationService: Service, ClaimedFileProcessor, PipelineC
                 }
             }
             for await result in entry.pipeline.results {
+                if APIResponses.owns(result.request) {
+                    statistics.record(result.report, committed: result.reportPath != nil, inbox: nil)
+                    // The report could not even be encoded: the caller gets the failure.
+                    if result.reportPath == nil { responses.finish(result.request, report: result.report) }
+                    continue
+                }
                 statistics.record(result.report, committed: result.reportPath != nil, inbox: inbox)
                 if result.reportPath == nil { await uncommitted(result, of: entry) }
             }
@@ -239,7 +261,8 @@ public final class PurificationService: Service, ClaimedFileProcessor, PipelineC
             let running = Set(startConfiguration.inboxes.map(\.name))
             configuration.inboxes.removeAll { !running.contains($0.name) }
             let committers = state.withLock { $0.pipelines.mapValues(\.committer) }
-            prepared = try await PreparedPipelines.prepare(configuration, engine: engine, committers: committers)
+            prepared = try await PreparedPipelines.prepare(configuration, engine: engine, committers: committers,
+                                                           responses: responses)
         } catch {
             let message = "\(configurationPath): \(error); keeping the running configuration and models"
             state.withLock { state in
@@ -269,6 +292,62 @@ public final class PurificationService: Service, ClaimedFileProcessor, PipelineC
             }
             state.reloads += 1
             return replaced
+        }
+    }
+}
+
+// MARK: - PurificationBackend
+
+extension PurificationService {
+    /// Every bundle the inboxes run, once, in the order of the first inbox that runs it.
+    public func servedBundles() -> [ServedBundle] {
+        let pipelines = state.withLock { $0.pipelines }
+        var seen = Set<String>()
+        var bundles: [ServedBundle] = []
+        for inbox in startConfiguration.inboxes {
+            guard let entry = pipelines[inbox.name], seen.insert(entry.bundle.manifest.name).inserted else { continue }
+            let configuration = entry.pipeline.configuration
+            bundles.append(ServedBundle(
+                name: entry.bundle.manifest.name, version: entry.bundle.manifest.version,
+                purifierSha256: entry.bundle.manifest.purifier.sha256, classifies: configuration.classifies,
+                inputPolicy: configuration.inputPolicy.rawValue, maxBytes: configuration.decodeLimits.maxBytes,
+                maxPixels: configuration.decodeLimits.maxPixels, inbox: inbox.name))
+        }
+        return bundles
+    }
+
+    public var isAcceptingRequests: Bool {
+        state.withLock { $0.isRunning && !$0.isStopping }
+    }
+
+    public func purify(_ image: [UInt8], bundle: String, name: String, requestID: String) async throws(APIRefusal) -> PurifiedImage {
+        while true {
+            let (entry, stopping): (InboxPipeline?, Bool) = state.withLock { state in
+                for inbox in startConfiguration.inboxes {
+                    if let entry = state.pipelines[inbox.name], entry.bundle.manifest.name == bundle { return (entry, state.isStopping) }
+                }
+                return (nil, state.isStopping)
+            }
+            guard !stopping else { throw APIRefusal(.unavailable, "the daemon is stopping") }
+            guard let entry else {
+                let names = servedBundles().map(\.name).joined(separator: ", ")
+                throw APIRefusal(.unknownBundle, "no inbox runs a bundle named \"\(bundle)\" (served: \(names))")
+            }
+            let request = responses.register(image: image, name: name, requestID: requestID)
+            do {
+                try await entry.pipeline.submit(request)
+            } catch {
+                responses.unregister(request)
+                if Task.isCancelled { throw APIRefusal(.unavailable, "the request was cancelled while the pipeline was full") }
+                // A reload replaced the pipeline between the look-up and the submission.
+                let replaced = state.withLock { !$0.isStopping && $0.pipelines[entry.inbox.name]?.pipeline !== entry.pipeline }
+                if replaced { continue }
+                throw APIRefusal(.unavailable, "the pipeline stopped before taking the request")
+            }
+            guard let result = await responses.wait(for: request) else {
+                throw APIRefusal(.unavailable, "the request was cancelled before its result")
+            }
+            return result
         }
     }
 }

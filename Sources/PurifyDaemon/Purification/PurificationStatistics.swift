@@ -1,9 +1,13 @@
+internal import CoreMetrics
+internal import Prometheus
 internal import PurifyControl
 internal import PurifyPipeline
 internal import Synchronization
 
 /// What the daemon's pipelines have done, from the reports of their results: counts per inbox,
-/// latency percentiles per stage over the most recent results, and throughput.
+/// latency percentiles per stage over the most recent results, and throughput; and, through
+/// swift-metrics into a Prometheus registry, latency histograms per stage and bundle, results
+/// per bundle and source, suspected-adversarial inputs per bundle and failures per code.
 final class PurificationStatistics: Sendable {
     /// The stages a report times, in pipeline order, by their report names.
     static let stages = ["read", "decode", "batch_wait", "purify", "classify", "encode", "write", "total"]
@@ -51,28 +55,45 @@ final class PurificationStatistics: Sendable {
 
     private let state = Mutex(State())
     private let startedAt: ContinuousClock.Instant
+    /// The histograms and counters ``metrics()`` appends, as Prometheus renders them.
+    let registry = PrometheusCollectorRegistry()
+    /// swift-metrics' factory over ``registry``.
+    let factory: PrometheusMetricsFactory
+
+    /// Bounds of the latency histograms' buckets: 1 ms to 60 s.
+    static let durationBuckets: [Duration] = [
+        .milliseconds(1), .microseconds(2500), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
+        .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5),
+        .seconds(10), .seconds(30), .seconds(60),
+    ]
 
     init(startedAt: ContinuousClock.Instant = .now) {
         self.startedAt = startedAt
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.defaultDurationHistogramBuckets = Self.durationBuckets
+        self.factory = factory
     }
 
-    /// Counts a result of `inbox` (its `report`, and whether that report was `committed`) and
-    /// adds its stage timings.
-    func record(_ report: PurificationReport, committed: Bool, inbox: String, at now: ContinuousClock.Instant = .now) {
+    /// Counts a result of `inbox` (its `report`, and whether that report was `committed`; `inbox`
+    /// nil for an HTTP API request) and adds its stage timings.
+    func record(_ report: PurificationReport, committed: Bool, inbox: String?, at now: ContinuousClock.Instant = .now) {
         let timings = report.timingsMs
         let measured: [(String, Double?)] = [
             ("read", timings.read), ("decode", timings.decode), ("batch_wait", timings.batchWait),
             ("purify", timings.purify), ("classify", timings.classify), ("encode", timings.encode),
             ("write", timings.write), ("total", timings.total),
         ]
+        recordMetrics(report, measured: measured, source: inbox == nil ? "http" : "inbox")
         let second = Int64((now - startedAt).components.seconds)
         state.withLock { state in
-            if !committed {
-                state.inboxes[inbox, default: InboxCounts()].uncommitted += 1
-            } else if report.status == .purified {
-                state.inboxes[inbox, default: InboxCounts()].purified += 1
-            } else {
-                state.inboxes[inbox, default: InboxCounts()].failed += 1
+            if let inbox {
+                if !committed {
+                    state.inboxes[inbox, default: InboxCounts()].uncommitted += 1
+                } else if report.status == .purified {
+                    state.inboxes[inbox, default: InboxCounts()].purified += 1
+                } else {
+                    state.inboxes[inbox, default: InboxCounts()].failed += 1
+                }
             }
             for case let (stage, value?) in measured { state.stages[stage, default: Samples()].add(value) }
             let slot = Int(second % Int64(Self.throughputSeconds))
@@ -81,6 +102,27 @@ final class PurificationStatistics: Sendable {
                 state.perSecond[slot] = 0
             }
             state.perSecond[slot] += 1
+        }
+    }
+
+    /// `purifyd_stage_duration_seconds` (histogram by stage and bundle), `purifyd_results_total`
+    /// (by bundle, source and status), `purifyd_suspected_adversarial_total` (by bundle) and
+    /// `purifyd_failures_total` (by error code and stage).
+    private func recordMetrics(_ report: PurificationReport, measured: [(String, Double?)], source: String) {
+        let bundle = report.bundle.name
+        for case let (stage, milliseconds?) in measured {
+            Timer(label: "purifyd_stage_duration_seconds", dimensions: [("stage", stage), ("bundle", bundle)], factory: factory)
+                .recordNanoseconds(Int64(milliseconds * 1_000_000))
+        }
+        Counter(label: "purifyd_results_total",
+                dimensions: [("bundle", bundle), ("source", source), ("status", report.status.rawValue)], factory: factory)
+            .increment()
+        if report.classification?.suspectedAdversarial == true {
+            Counter(label: "purifyd_suspected_adversarial_total", dimensions: [("bundle", bundle)], factory: factory).increment()
+        }
+        if let failure = report.error {
+            Counter(label: "purifyd_failures_total", dimensions: [("code", failure.code), ("stage", failure.stage.rawValue)],
+                    factory: factory).increment()
         }
     }
 
@@ -146,7 +188,7 @@ final class PurificationStatistics: Sendable {
             text += "purifyd_stage_latency_seconds_sum{stage=\"\(stage)\"} \(samples.sum / 1000)\n"
             text += "purifyd_stage_latency_seconds_count{stage=\"\(stage)\"} \(samples.count)\n"
         }
-        return text
+        return text + registry.emitToString()
     }
 
     /// The nearest-rank quantile of ascending `values` (not empty).
