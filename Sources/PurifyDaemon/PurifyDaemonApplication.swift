@@ -16,7 +16,8 @@ internal import UnixSignals
 ///   flight, for at most the configuration's drain deadline; then the rest is cancelled (what
 ///   was unfinished stays claimed and is recovered at the next start).
 /// - SIGHUP calls ``PipelineControl/reload()`` when a pipeline is given.
-/// - READY=1 goes out once the control socket accepts connections, with a one-line STATUS=.
+/// - READY=1 goes out once the control socket (and the HTTP API, when configured) accepts
+///   connections, with a one-line STATUS=.
 ///   Load the models before calling ``run()``, so that READY=1 means ready.
 ///
 /// ``DaemonLauncher/run(configurationPath:environment:)`` parses the configuration, bootstraps
@@ -89,7 +90,14 @@ public struct PurifyDaemonApplication: Service {
         )
         let summary: @Sendable () -> String = { [self] in statusSummary }
         let logger = self.logger
-        controlConfiguration.onListening = {
+        // Ready once every listener accepts: the control socket, and the HTTP API when there is
+        // one (a port in use or a missing socket unit then fails the start, not a running service).
+        let listenersToCome = Mutex(http == nil ? 1 : 2)
+        let listening: @Sendable () -> Void = {
+            guard listenersToCome.withLock({ count in
+                count -= 1
+                return count == 0
+            }) else { return }
             logger.notice("ready", metadata: ["status": "\(summary())"])
             do {
                 try notifier?.notifyReady(status: summary())
@@ -97,6 +105,7 @@ public struct PurifyDaemonApplication: Service {
                 logger.warning("cannot notify the service manager", metadata: ["error": "\(error)"])
             }
         }
+        controlConfiguration.onListening = listening
         let control = try ControlServer(configuration: controlConfiguration, handler: handler, logger: logger)
 
         // Shut down in reverse order: STOPPING=1 first, then the HTTP API answers what it holds,
@@ -108,7 +117,7 @@ public struct PurifyDaemonApplication: Service {
         if let http {
             let routes = APIRoutes(configuration: http.configuration, backend: http.backend, metrics: http.metrics,
                                    metricsText: { await handler.prometheusText() }, logger: logger)
-            services.append(APIServer(routes: routes, logger: logger))
+            services.append(APIServer(routes: routes, logger: logger) { _ in listening() })
         }
         if let pipeline { services.append(ReloadOnHangupService(pipeline: pipeline, inboxes: inboxes, logger: logger)) }
         if let notifier { services.append(SystemdNotifyService(notifier: notifier, environment: environment, status: summary)) }
