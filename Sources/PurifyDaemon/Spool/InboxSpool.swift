@@ -1,6 +1,9 @@
 #if canImport(Glibc)
 internal import Glibc
 #endif
+// With SwiftNIO in the module graph the compiler attributes Glibc's `struct timespec` to
+// Dispatch's C module, which member-import visibility then wants imported.
+internal import CDispatch
 internal import Foundation
 public import PurifyControl
 public import Logging
