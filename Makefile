@@ -254,3 +254,17 @@ bench-memory: venv
 	$(SWIFT) build -c release --scratch-path .build-memory --product purifyd
 	$(PY) bench/memory/bench.py --threads $(BENCH_THREADS) \
 	  --purify .build-memory/release/purify --purifyd .build-memory/release/purifyd $(BENCH_MEMORY_ARGS)
+
+# Debian package: dist/purifyd_<version>_<arch>.deb (packaging/deb/build.sh: `make install` into a
+# staging root with PREFIX=/usr, man pages, completions, conffile, maintainer scripts). The version
+# is Sources/PurifyVersion's.
+.PHONY: deb test-deb
+deb: debs
+	@$(MAKE) --no-print-directory debs DEB_PACKAGES="dpkg-dev"
+	packaging/deb/build.sh dist
+
+# Installs the package into a clean Debian 12 root (debootstrap, kept as var/debootstrap-bookworm.tar
+# between runs) and checks it there (packaging/deb/test-install.sh).
+test-deb: deb
+	@$(MAKE) --no-print-directory debs DEB_PACKAGES="debootstrap"
+	packaging/deb/test-install.sh $$(ls -t dist/purifyd_*.deb | head -1)

@@ -41,6 +41,8 @@ let package = Package(
         .systemLibrary(name: "CDNNL"),
         // The job queue behind the engine's and the pipeline's own threads.
         .target(name: "PurifyThreads", swiftSettings: swiftSettings),
+        // The programs' version, in one place.
+        .target(name: "PurifyVersion", swiftSettings: swiftSettings),
         .target(
             name: "PurifyEngine",
             dependencies: [
@@ -88,6 +90,7 @@ let package = Package(
             name: "purify",
             dependencies: [
                 "PurifyPipeline",
+                "PurifyVersion",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -128,6 +131,7 @@ let package = Package(
                 "PurifyPipeline",
                 "PurifyEngine",
                 "PurifyImage",
+                "PurifyVersion",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -150,6 +154,7 @@ let package = Package(
             name: "purifyctl",
             dependencies: [
                 "PurifyControl",
+                "PurifyVersion",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings

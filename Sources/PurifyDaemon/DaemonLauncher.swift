@@ -2,12 +2,13 @@ internal import Logging
 internal import PurifyEngine
 internal import PurifyHTTP
 internal import PurifyPipeline
+internal import PurifyVersion
 
 /// What the `purifyd` executable does, so that its `main` only parses arguments: check a
 /// configuration, or load it with its models and run the daemon.
 public enum DaemonLauncher {
     /// The daemon's version, as `purifyd --version` and the control socket's `version` give it.
-    public static let version = "0.1.0"
+    public static let version = PurifyVersion.string
     /// Where the daemon reads its configuration unless told otherwise.
     public static let defaultConfigurationPath = "/etc/purifyd/purifyd.toml"
 

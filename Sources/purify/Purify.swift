@@ -3,6 +3,7 @@ import Foundation
 import PurifyEngine
 import PurifyImage
 import PurifyPipeline
+import PurifyVersion
 
 #if canImport(Glibc)
 import Glibc
@@ -25,7 +26,8 @@ struct Purify: AsyncParsableCommand {
             Exit status (sysexits): 0 all purified; 64 usage; 65 an input was bad data; 66 an \
             input path does not exist; 70 the engine failed; 74 an I/O error; 78 the bundle is \
             missing or invalid.
-            """)
+            """,
+        version: PurifyVersion.string)
 
     @Option(name: .long, help: ArgumentHelp("The model bundle folder (bundle.toml, *.onnx).", valueName: "dir"))
     var bundle: String

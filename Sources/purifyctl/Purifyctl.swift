@@ -1,4 +1,5 @@
 internal import ArgumentParser
+internal import PurifyVersion
 
 /// `purifyctl`: asks a running purifyd how it is doing and tells it what to do, over the control
 /// socket.
@@ -21,6 +22,7 @@ struct Purifyctl: ParsableCommand {
               75  no reply in time, or the daemon is busy: try again
               77  permission denied (the socket, or the daemon's peer check)
             """,
+        version: PurifyVersion.string,
         subcommands: [
             Status.self, Stats.self, Metrics.self, Pause.self, Resume.self, Drain.self, Reload.self,
             Rescan.self, Version.self,
