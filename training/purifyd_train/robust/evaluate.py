@@ -17,12 +17,11 @@ Results go to <bundle>/robustness.json (or --out) as a `RobustEvaluation`.
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import onnx
 import torch
 import torchattacks
@@ -107,7 +106,7 @@ def frozen_purifier(bundle: Path) -> Purifier:
     _inert_torchvision()
     from onnx2torch import convert
     purifier = Purifier(convert(onnx.load(str(bundle / settings["purifier"]["file"]))),
-                        int(settings["purifier"].get("size_multiple", 1)))
+                        int(settings["purifier"].get("size_multiple", 1))).to(torch.get_default_device())
     purifier.eval()
     for p in purifier.parameters():
         p.requires_grad_(False)
@@ -115,8 +114,15 @@ def frozen_purifier(bundle: Path) -> Purifier:
 
 
 def bundle_classifier(bundle: Path, sample: torch.Tensor) -> nn.Module:
-    settings = bundle_settings(bundle)["classifier"]
-    return load_classifier(bundle / settings["file"], sample, settings.get("mean"), settings.get("std"))[1]
+    return onnx_classifier(bundle / bundle_settings(bundle)["classifier"]["file"], sample, bundle)
+
+
+def onnx_classifier(path: Path, sample: torch.Tensor, bundle: Path | None = None) -> nn.Module:
+    """A classifier file as a frozen torch module on the default device, checked against ONNX Runtime on
+    `sample`; a bundle's own classifier gets the normalisation its bundle.toml declares."""
+    settings = bundle_settings(bundle)["classifier"] if bundle else {}
+    module = load_classifier(path, sample.cpu(), settings.get("mean"), settings.get("std"))[1]
+    return module.to(torch.get_default_device())
 
 
 def autoattack(model: nn.Module, eps: float, seed: int, quick: bool, n_classes: int = 10) -> list[tuple[str, torchattacks.attack.Attack]]:
@@ -142,7 +148,10 @@ def correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 500
 
 
 def attack_in_batches(attack, x: torch.Tensor, y: torch.Tensor, batch: int) -> torch.Tensor:
-    return torch.cat([attack(x[i:i + batch], y[i:i + batch]).detach().clamp_(0, 1) for i in range(0, len(x), batch)])
+    """torchattacks keeps some bookkeeping on the CPU and places its own tensors, so it runs with the CPU as
+    the default device whatever `setup` chose (its images follow the model's device)."""
+    with torch.device("cpu") if torch.get_default_device().type != "cpu" else contextlib.nullcontext():
+        return torch.cat([attack(x[i:i + batch], y[i:i + batch]).detach().clamp_(0, 1) for i in range(0, len(x), batch)])
 
 
 def cascade(model: nn.Module, name: str, x: torch.Tensor, y: torch.Tensor, attacks, batch: int = 250) -> Cascade:
@@ -210,7 +219,7 @@ def evaluate(bundle: Path, n: int, seed: int, quick: bool, unseen: dict[str, Pat
     checks = masking_checks(model, classifier, x, y, eps, seen, seed, quick, min(sweep_n, n))
     unseen_cascades = []
     for name, path in unseen.items():
-        other = Defended(purifier, load_classifier(path, x[:64])[1]).eval()
+        other = Defended(purifier, onnx_classifier(path, x[:64])).eval()
         unseen_cascades.append(cascade(other, name, x, y, autoattack(other, eps, seed, quick)))
     return RobustEvaluation(str(bundle.relative_to(REPO_ROOT) if bundle.is_relative_to(REPO_ROOT) else bundle),
                             dataset.name, n, seed, eps, quick, seen, unseen_cascades, checks, time.time() - started)
@@ -223,13 +232,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--sweep-n", type=int, default=200, help="test images for the eps sweep and the alone checks")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--device", default="cpu", help="torch device for the networks and attacks (e.g. cuda)")
     p.add_argument("--quick", action="store_true", help="5 iterations and 100 queries: a smoke test, not a figure")
     p.add_argument("--unseen", action="append", default=[], metavar="NAME=FILE.onnx",
                    help="an unseen classifier to attack end to end through the purifier (repeatable)")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA_ROOT)
     p.add_argument("--out", type=Path, help="where to write the JSON (default <bundle>/robustness.json)")
     args = p.parse_args(argv)
-    setup(args.seed, args.threads)
+    setup(args.seed, args.threads, args.device)
     unseen = {}
     for item in args.unseen:
         name, sep, path = item.partition("=")

@@ -13,7 +13,7 @@ import json
 import math
 import time
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -88,7 +88,7 @@ def load_models(bundle: Path, sample: torch.Tensor) -> Models:
     frozen one, checked against ONNX Runtime on `sample`."""
     settings = bundle_settings(bundle)
     classifier_settings = settings["classifier"]
-    _, classifier = load_classifier(bundle / classifier_settings["file"], sample, classifier_settings.get("mean"),
+    _, classifier = load_classifier(bundle / classifier_settings["file"], sample.cpu(), classifier_settings.get("mean"),
                                     classifier_settings.get("std"))
     _inert_torchvision()
     from onnx2torch import convert
@@ -96,7 +96,9 @@ def load_models(bundle: Path, sample: torch.Tensor) -> Models:
     for p in generator.parameters():
         p.requires_grad_(True)
     multiple = int(settings["purifier"].get("size_multiple", 1))
-    return Models(Purifier(generator, multiple), classifier, multiple)
+    # onnx2torch builds on the CPU; the run's device is the one `setup` made the default.
+    device = torch.get_default_device()
+    return Models(Purifier(generator, multiple).to(device), classifier.to(device), multiple)
 
 
 def pgd(models: Models, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int, step: float,
