@@ -448,8 +448,8 @@ public final class InboxSpool: Sendable {
 
     /// Waits for files held after write failures and takes them for another attempt: while
     /// writes still fail, the oldest alone (a probe), no sooner than `backoff` after the call;
-    /// once a write has succeeded (during the backoff too), all of them. They stay in flight. Returns `[]` when the
-    /// calling task is cancelled.
+    /// once a write has succeeded (during the backoff too), all of them. They stay in flight.
+    /// Returns `[]` when the calling task is cancelled.
     public func takeStalled(backoff: Duration) async -> [ClaimedFile] {
         while !Task.isCancelled {
             await withTaskCancellationHandler {
