@@ -18,7 +18,7 @@ struct HTTPTests {
         try Data("# API clients\n\(token)\n".utf8).write(to: URL(fileURLWithPath: folder.root + "/tokens"))
         chmod(folder.root + "/tokens", 0o600)
         // A long batch delay with batches of 4: four inputs arriving together share one batch.
-        try writeConfiguration(in: folder, batch: 4, delayMilliseconds: 1500, http: """
+        try writeConfiguration(in: folder, batch: 4, delayMilliseconds: 5000, http: """
             listen = "127.0.0.1:0"
             max_body_bytes = 100000
             token_file = "tokens"
