@@ -40,6 +40,7 @@ test: deps
 	$(MAKE) test-python PURIFY_BIN=$$($(SWIFT) build --show-bin-path)/purify
 	$(MAKE) test-swift
 	$(MAKE) test-replicas
+	$(MAKE) test-deb
 
 # Three purifyd replicas behind nginx on loopback, one killed with SIGKILL under load
 # (Tests/ReplicaTests): no request may fail. SWIFT_FLAGS as for run.
