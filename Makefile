@@ -219,10 +219,12 @@ check-systemd:
 clean:
 	rm -rf .build var
 
-# Engine benchmark: PurifyEngine vs ONNX Runtime on the ngf=64 residual U-Net (bench/engine/README.md).
+# Engine benchmark: PurifyEngine vs ONNX Runtime and OpenVINO on the shipped models and the ngf=64
+# residual U-Net (bench/engine/README.md).
 BENCH_THREADS ?= $(shell nproc)
 .PHONY: bench-engine
 bench-engine: venv
+	$(PY) -m pip install -q -r bench/requirements.txt
 	$(SWIFT) build -c release --scratch-path .build-engine --product purify-engine-bench
 	$(PY) bench/engine/bench.py --threads $(BENCH_THREADS) --engine .build-engine/release/purify-engine-bench
 
