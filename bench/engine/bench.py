@@ -60,7 +60,7 @@ def synthetic(side: int, out: pathlib.Path) -> Case:
         model = ResidualUNet(channels=3, ngf=64, depth=SYNTHETIC[side][0])
         randomize_batch_norm(model, torch.Generator().manual_seed(side))
         export(model, str(path), torch.rand(1, 3, side, side), spatial_dynamic=False)
-    return Case(f"synthetic ngf=64 U-Net", path, (3, side, side), SYNTHETIC[side][1])
+    return Case("synthetic ngf=64 U-Net", path, (3, side, side), SYNTHETIC[side][1])
 
 
 def shipped(bundle: pathlib.Path) -> list[Case]:

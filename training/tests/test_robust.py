@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ import torch
 from purifyd_train.data import datasets as data
 from purifyd_train.runs import REPO_ROOT
 from purifyd_train.robust.evaluate import Defended, autoattack, bundle_classifier, cascade, frozen_purifier
-from purifyd_train.robust.train import Recipe, load_models, pgd, recipe_for
+from purifyd_train.robust.train import load_models, pgd, recipe_for
 
 TRAINING = Path(__file__).resolve().parents[1]
 SHIPPED = REPO_ROOT / "models" / "mnist"

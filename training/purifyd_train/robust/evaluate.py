@@ -184,7 +184,6 @@ def accuracy_under(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack, b
 
 def masking_checks(model: nn.Module, undefended: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
                    seen: Cascade, seed: int, quick: bool, sweep_n: int) -> MaskingChecks:
-    steps = 5 if quick else 100
     xs, ys = x[:sweep_n], y[:sweep_n]
     sweep = {}
     for factor in (0.5, 1.0, 1.5, 2.0, 3.0):

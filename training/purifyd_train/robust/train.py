@@ -4,7 +4,7 @@ network, the classifier stays frozen (a user's classifier is never retrained), a
     python -m purifyd_train robust-train --dataset mnist [--iterations N] [--objective trades|pgd]
 
 The run lives in training/runs/<dataset>-robust: `checkpoint.pt` (resumed on the next call, so a run can be
-stopped and continued across sessions), `best.pt` (the highest PGD accuracy on held-out training images),
+stopped and continued later), `best.pt` (the highest PGD accuracy on held-out training images),
 and `progress.jsonl` (one line per validation). Test images are never used here.
 """
 from __future__ import annotations
