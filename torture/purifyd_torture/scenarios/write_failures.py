@@ -119,9 +119,13 @@ def read_only_remount(context: Context) -> ScenarioResult:
         daemon = context.daemon(layout, queue_capacity=32)
         try:
             daemon.start()
-            drop_in_background(layout.staging, layout.inbox, names[:half]).join()
-            wait_for_reports(daemon, [outbox], half // 4, timeout=300)
+            quarter = half // 2
+            drop_in_background(layout.staging, layout.inbox, names[:quarter]).join()
+            wait_for_reports(daemon, [outbox], quarter // 2, timeout=300)
             remount(outbox, "ro")
+            # Files dropped now are claimed (the inbox's file system is fine) but cannot be
+            # committed, however fast the first ones went.
+            drop_in_background(layout.staging, layout.inbox, names[quarter:half]).join()
             failing = daemon.wait_until(lambda status: status if status["write_failure"] else None, timeout=120,
                                         what="a write failure on the read-only outbox")
             time.sleep(3)
