@@ -24,7 +24,10 @@ struct PurifyctlRun: Sendable {
                 process.executableURL = URL(fileURLWithPath: executable)
                 process.arguments = arguments
             }
-            process.environment = environment
+            // The sanitizers' settings (suppressions, leak detection) go along, or a child under
+            // AddressSanitizer reports the suppressed leaks as failures.
+            process.environment = ProcessInfo.processInfo.environment.filter { $0.key.hasSuffix("SAN_OPTIONS") }
+                .merging(environment) { _, new in new }
             let output = Pipe()
             let errors = Pipe()
             process.standardOutput = output

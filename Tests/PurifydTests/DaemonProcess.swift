@@ -127,6 +127,10 @@ final class DaemonProcess {
         self.process = process
     }
 
+    /// The sanitizers' settings of the test process (suppressions, leak detection): a child started
+    /// with an environment of its own would lose them and report the suppressed leaks as failures.
+    static let sanitizerSettings = ProcessInfo.processInfo.environment.filter { $0.key.hasSuffix("SAN_OPTIONS") }
+
     /// Starts `purifyd --config <folder>/purifyd.toml` and waits until its control socket answers.
     /// The environment is `environment` over what the shipped unit sets (OMP_WAIT_POLICY=PASSIVE:
     /// on a busy machine spinning OpenMP threads slow the engine several times over).
@@ -135,7 +139,8 @@ final class DaemonProcess {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = ["--config", folder.configurationPath]
-        process.environment = ["PATH": "/usr/bin:/bin", "OMP_WAIT_POLICY": "PASSIVE"].merging(environment) { _, new in new }
+        process.environment = ["PATH": "/usr/bin:/bin", "OMP_WAIT_POLICY": "PASSIVE"].merging(sanitizerSettings) { _, new in new }
+            .merging(environment) { _, new in new }
         if !FileManager.default.fileExists(atPath: folder.log) {
             _ = FileManager.default.createFile(atPath: folder.log, contents: nil)
         }
