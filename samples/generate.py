@@ -18,8 +18,7 @@ import torch
 from PIL import Image
 
 from purifyd_train.data.datasets import spec, test_subset
-from purifyd_train.robust.evaluate import bundle_classifier
-from purifyd_train.robust.train import bundle_settings
+from purifyd_train.robust.train import bundle_classifier, bundle_settings
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 BUNDLES = ("mnist", "fashion-mnist", "cifar10")

@@ -11,8 +11,9 @@ import torch
 
 from purifyd_train.data import datasets as data
 from purifyd_train.runs import REPO_ROOT
-from purifyd_train.robust.evaluate import Defended, autoattack, bundle_classifier, cascade, frozen_purifier
-from purifyd_train.robust.train import load_models, pgd, recipe_for
+from purifyd_train.models.ops import freeze
+from purifyd_train.robust.evaluate import Defended, autoattack, cascade
+from purifyd_train.robust.train import bundle_classifier, bundle_purifier, load_models, pgd, recipe_for
 
 TRAINING = Path(__file__).resolve().parents[1]
 SHIPPED = REPO_ROOT / "models" / "mnist"
@@ -48,7 +49,7 @@ def test_pgd_through_purifier_and_classifier_stays_in_the_eps_ball_and_lowers_ac
 
 def test_autoattack_cascade_attacks_only_what_is_left_and_ends_at_its_last_accuracy():
     x, y = data.test_subset(data.spec("mnist"), 24, 1)
-    model = Defended(frozen_purifier(SHIPPED), bundle_classifier(SHIPPED, x)).eval()
+    model = Defended(freeze(bundle_purifier(SHIPPED)), bundle_classifier(SHIPPED, x)).eval()
     result = cascade(model, "seen", x, y, autoattack(model, 0.3, 0, quick=True))
     assert [a.name for a in result.attacks] == ["APGD-CE", "APGD-T", "FAB-T", "Square"]
     accuracies = [result.clean] + [a.accuracy for a in result.attacks]

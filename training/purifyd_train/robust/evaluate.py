@@ -17,21 +17,19 @@ Results go to <bundle>/robustness.json (or --out) as a `RobustEvaluation`.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import onnx
 import torch
 import torchattacks
 from torch import nn
 
 from ..runs import REPO_ROOT, log, setup, write_json
 from ..data.datasets import DEFAULT_DATA_ROOT, spec, test_subset
-from ..models.networks import Purifier
-from ..bundles.onnx_classifier import _inert_torchvision, load_classifier
-from .train import bundle_settings
+from ..attacks.protocol import run_attack
+from ..models.ops import freeze, predict
+from .train import bundle_classifier, bundle_purifier, bundle_settings, onnx_classifier
 
 
 @dataclass(frozen=True)
@@ -101,30 +99,6 @@ class Defended(nn.Module):
         return self.classifier(self.purifier(x))
 
 
-def frozen_purifier(bundle: Path) -> Purifier:
-    settings = bundle_settings(bundle)
-    _inert_torchvision()
-    from onnx2torch import convert
-    purifier = Purifier(convert(onnx.load(str(bundle / settings["purifier"]["file"]))),
-                        int(settings["purifier"].get("size_multiple", 1))).to(torch.get_default_device())
-    purifier.eval()
-    for p in purifier.parameters():
-        p.requires_grad_(False)
-    return purifier
-
-
-def bundle_classifier(bundle: Path, sample: torch.Tensor) -> nn.Module:
-    return onnx_classifier(bundle / bundle_settings(bundle)["classifier"]["file"], sample, bundle)
-
-
-def onnx_classifier(path: Path, sample: torch.Tensor, bundle: Path | None = None) -> nn.Module:
-    """A classifier file as a frozen torch module on the default device, checked against ONNX Runtime on
-    `sample`; a bundle's own classifier gets the normalisation its bundle.toml declares."""
-    settings = bundle_settings(bundle)["classifier"] if bundle else {}
-    module = load_classifier(path, sample.cpu(), settings.get("mean"), settings.get("std"))[1]
-    return module.to(torch.get_default_device())
-
-
 def autoattack(model: nn.Module, eps: float, seed: int, quick: bool, n_classes: int = 10) -> list[tuple[str, torchattacks.attack.Attack]]:
     """AutoAttack's standard version with its reference parameters (quick: 5 iterations and 100 queries)."""
     steps, queries = (5, 100) if quick else (100, 5000)
@@ -142,16 +116,8 @@ def attack_params(attack: torchattacks.attack.Attack) -> dict:
     return {k: getattr(attack, k) for k in keys if isinstance(getattr(attack, k, None), (int, float, str, bool))}
 
 
-def correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 500) -> torch.Tensor:
-    with torch.no_grad():
-        return torch.cat([model(x[i:i + batch]).argmax(1) == y[i:i + batch] for i in range(0, len(x), batch)])
-
-
-def attack_in_batches(attack, x: torch.Tensor, y: torch.Tensor, batch: int) -> torch.Tensor:
-    """torchattacks keeps some bookkeeping on the CPU and places its own tensors, so it runs with the CPU as
-    the default device whatever `setup` chose (its images follow the model's device)."""
-    with torch.device("cpu") if torch.get_default_device().type != "cpu" else contextlib.nullcontext():
-        return torch.cat([attack(x[i:i + batch], y[i:i + batch]).detach().clamp_(0, 1) for i in range(0, len(x), batch)])
+def correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return predict(model, x) == y
 
 
 def cascade(model: nn.Module, name: str, x: torch.Tensor, y: torch.Tensor, attacks, batch: int = 250) -> Cascade:
@@ -165,7 +131,7 @@ def cascade(model: nn.Module, name: str, x: torch.Tensor, y: torch.Tensor, attac
         index = alive.nonzero().squeeze(1)
         broken = 0
         if len(index):
-            adv = attack_in_batches(attack, x[index], y[index], batch)
+            adv = run_attack(attack, x[index], y[index], batch)
             excess = float((adv - x[index]).abs().max()) - attack.eps
             if excess > 1e-5:
                 raise RuntimeError(f"{attack_name} left the eps ball by {excess:.2e}")
@@ -179,7 +145,7 @@ def cascade(model: nn.Module, name: str, x: torch.Tensor, y: torch.Tensor, attac
 
 
 def accuracy_under(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack, batch: int = 250) -> float:
-    return float(correct(model, attack_in_batches(attack, x, y, batch), y).float().mean())
+    return float(correct(model, run_attack(attack, x, y, batch), y).float().mean())
 
 
 def masking_checks(model: nn.Module, undefended: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
@@ -197,7 +163,7 @@ def masking_checks(model: nn.Module, undefended: nn.Module, x: torch.Tensor, y: 
     apgd_alone = accuracy_under(model, xs, ys, autoattack(model, eps, seed, quick)[0][1])
     transfer_attack = torchattacks.PGD(undefended, eps=eps, alpha=2.5 * eps / (10 if quick else 40),
                                        steps=10 if quick else 40, random_start=True)
-    transfer = float(correct(model, attack_in_batches(transfer_attack, x, y, 250), y).float().mean())
+    transfer = float(correct(model, run_attack(transfer_attack, x, y), y).float().mean())
     return MaskingChecks(sweep, white_box, square_broke, square_alone, apgd_alone, transfer,
                          sweep_reaches_zero=sweep[max(sweep, key=float)] <= 0.02,
                          black_box_not_stronger=square_alone >= apgd_alone - 0.01 and square_broke <= max(1, len(x) // 100),
@@ -211,7 +177,7 @@ def evaluate(bundle: Path, n: int, seed: int, quick: bool, unseen: dict[str, Pat
     dataset = spec(settings.get("training", {}).get("dataset", settings["name"].removesuffix("-robust")))
     x, y = test_subset(dataset, n, seed, data_root)
     eps = float(settings.get("training", {}).get("epsilon_linf", dataset.eps))
-    purifier = frozen_purifier(bundle)
+    purifier = freeze(bundle_purifier(bundle))
     classifier = bundle_classifier(bundle, x[:64])
     model = Defended(purifier, classifier).eval()
     seen = cascade(model, "seen", x, y, autoattack(model, eps, seed, quick))

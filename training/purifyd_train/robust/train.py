@@ -83,22 +83,36 @@ def bundle_settings(bundle: Path) -> dict:
         return tomllib.load(f)
 
 
-def load_models(bundle: Path, sample: torch.Tensor) -> Models:
-    """The bundle's purifier as a trainable torch module (onnx2torch of purifier.onnx) and its classifier as a
-    frozen one, checked against ONNX Runtime on `sample`."""
-    settings = bundle_settings(bundle)
-    classifier_settings = settings["classifier"]
-    _, classifier = load_classifier(bundle / classifier_settings["file"], sample.cpu(), classifier_settings.get("mean"),
-                                    classifier_settings.get("std"))
+def bundle_purifier(bundle: Path) -> Purifier:
+    """The bundle's purifier as a torch module (onnx2torch of its ONNX file) on the default device, padding
+    to the bundle's size multiple."""
+    settings = bundle_settings(bundle)["purifier"]
     _inert_torchvision()
     from onnx2torch import convert
-    generator = convert(onnx.load(str(bundle / settings["purifier"]["file"])))
-    for p in generator.parameters():
-        p.requires_grad_(True)
-    multiple = int(settings["purifier"].get("size_multiple", 1))
+    generator = convert(onnx.load(str(bundle / settings["file"])))
     # onnx2torch builds on the CPU; the run's device is the one `setup` made the default.
-    device = torch.get_default_device()
-    return Models(Purifier(generator, multiple).to(device), classifier.to(device), multiple)
+    return Purifier(generator, int(settings.get("size_multiple", 1))).to(torch.get_default_device())
+
+
+def onnx_classifier(path: Path, sample: torch.Tensor, bundle: Path | None = None) -> nn.Module:
+    """A classifier file as a frozen torch module on the default device, checked against ONNX Runtime on
+    `sample`; a bundle's own classifier gets the normalisation its bundle.toml declares."""
+    settings = bundle_settings(bundle)["classifier"] if bundle else {}
+    module = load_classifier(path, sample.cpu(), settings.get("mean"), settings.get("std"))[1]
+    return module.to(torch.get_default_device())
+
+
+def bundle_classifier(bundle: Path, sample: torch.Tensor) -> nn.Module:
+    return onnx_classifier(bundle / bundle_settings(bundle)["classifier"]["file"], sample, bundle)
+
+
+def load_models(bundle: Path, sample: torch.Tensor) -> Models:
+    """The bundle's purifier, trainable, and its classifier, frozen and checked against ONNX Runtime on
+    `sample`."""
+    purifier = bundle_purifier(bundle)
+    for p in purifier.parameters():
+        p.requires_grad_(True)
+    return Models(purifier, bundle_classifier(bundle, sample), purifier.multiple)
 
 
 def pgd(models: Models, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int, step: float,
