@@ -39,15 +39,20 @@ let package = Package(
     ],
     targets: [
         .systemLibrary(name: "CDNNL"),
-        // The job queue behind the engine's and the pipeline's own threads.
-        .target(name: "PurifyThreads", swiftSettings: swiftSettings),
+        // Prefixed C shims for what Swift's Glibc module does not import because it needs
+        // _GNU_SOURCE: SO_PEERCRED's struct ucred, SO_PEERGROUPS, accept4, renameat2
+        // (RENAME_NOREPLACE), eventfd, pthread_setname_np.
+        .target(name: "CPurifySystem"),
+        // The one layer over the system every other module uses: errno with named codes,
+        // file operations (atomic replacement included), Unix socket addresses, threads.
+        .target(name: "PurifySystem", dependencies: ["CPurifySystem"], swiftSettings: swiftSettings),
         // The programs' version, in one place.
         .target(name: "PurifyVersion", swiftSettings: swiftSettings),
         .target(
             name: "PurifyEngine",
             dependencies: [
                 "CDNNL",
-                "PurifyThreads",
+                "PurifySystem",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             exclude: ["ONNX/regenerate.sh"],
@@ -77,7 +82,7 @@ let package = Package(
             name: "PurifyPipeline",
             dependencies: [
                 "PurifyEngine",
-                "PurifyThreads",
+                "PurifySystem",
                 "PurifyImage",
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -95,13 +100,10 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // Prefixed C shims for what Swift's Glibc module does not import because it needs
-        // _GNU_SOURCE: SO_PEERCRED's struct ucred, SO_PEERGROUPS, accept4, renameat2
-        // (RENAME_NOREPLACE), eventfd, pthread_setname_np.
-        .target(name: "CPurifySystem"),
         // What both ends of the control socket share: the JSON-lines protocol and the client.
         .target(
             name: "PurifyControl",
+            dependencies: ["PurifySystem"],
             swiftSettings: swiftSettings
         ),
         // The HTTP API (Hummingbird): purification requests, bundles, health and readiness,
@@ -126,6 +128,7 @@ let package = Package(
             name: "PurifyDaemon",
             dependencies: [
                 "CPurifySystem",
+                "PurifySystem",
                 "PurifyControl",
                 "PurifyHTTP",
                 "PurifyPipeline",
@@ -160,6 +163,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "PurifySystemTests",
+            dependencies: ["PurifySystem"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "PurifyEngineTests",
             dependencies: ["PurifyEngine"],
             exclude: ["Fixtures/make_fixtures.py", "Fixtures/model_family.py"],
@@ -190,6 +198,7 @@ let package = Package(
             name: "PurifyDaemonTests",
             dependencies: [
                 "PurifyDaemon",
+                "PurifySystem",
                 "PurifyHTTP",
                 "PurifyControl",
                 "PurifyPipeline",
@@ -215,6 +224,7 @@ let package = Package(
             name: "PurifyControlTests",
             dependencies: [
                 "PurifyControl",
+                "PurifySystem",
                 "purifyctl",
                 "PurifyDaemon",
                 .product(name: "Logging", package: "swift-log"),

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 internal import Glibc
 #endif
+internal import PurifySystem
 
 /// A client of the daemon's control socket: one connection per request, one request line out,
 /// one reply line back.
@@ -57,57 +58,47 @@ public struct ControlClient: Sendable {
     /// without its newline.
     private func exchangeLine(_ request: [UInt8]) throws(ControlClientError) -> [UInt8] {
         let deadline = ContinuousClock.now + timeout
-        var address = try socketAddress()
+        let address = try socketAddress()
         let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
-        guard descriptor >= 0 else { throw systemCallError("socket", errno: errno) }
+        guard descriptor >= 0 else { throw systemCallError("socket", errno: .current) }
         defer { close(descriptor) }
-        try connect(descriptor, to: &address, before: deadline)
+        try connect(descriptor, to: address, before: deadline)
         try sendAll(request, to: descriptor, before: deadline)
         return try readLine(from: descriptor, before: deadline)
     }
 
-    private func socketAddress() throws(ControlClientError) -> sockaddr_un {
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(socketPath.utf8)
-        let capacity = MemoryLayout.size(ofValue: address.sun_path)
-        guard !bytes.isEmpty, bytes.count < capacity, !bytes.contains(0) else {
-            throw ControlClientError(code: .invalidSocketPath, message: "not a usable socket path (1 to \(capacity - 1) bytes, no NUL): \(socketPath)")
+    private func socketAddress() throws(ControlClientError) -> UnixSocketAddress {
+        do throws(SystemError) {
+            return try UnixSocketAddress(path: socketPath, for: "connect")
+        } catch {
+            throw ControlClientError(code: .invalidSocketPath, message: "not a usable socket path (1 to 107 bytes, no NUL): \(socketPath)", errno: error.errno)
         }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
-        }
-        return address
     }
 
-    private func connect(_ descriptor: Int32, to address: inout sockaddr_un, before deadline: ContinuousClock.Instant) throws(ControlClientError) {
+    private func connect(_ descriptor: Int32, to address: UnixSocketAddress, before deadline: ContinuousClock.Instant) throws(ControlClientError) {
         while true {
-            let result = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-            }
-            if result == 0 { return }
-            let failure = errno
+            if address.withSocketAddress({ Glibc.connect(descriptor, $0, $1) }) == 0 { return }
+            let failure = Errno.current
             switch failure {
-            case EINTR:
+            case .interrupted:
                 continue
-            case EISCONN:
+            case .socketIsConnected:
                 return
-            case EAGAIN:
+            case .wouldBlock:
                 // A Unix socket whose listen backlog is full: the daemon is alive but busy.
                 guard ContinuousClock.now < deadline else {
                     throw timeoutError("the daemon accepted no connection")
                 }
                 usleep(10_000)
-            case EINPROGRESS, EALREADY:
+            case .nowInProgress, .alreadyInProcess:
                 try wait(for: Int16(POLLOUT), on: descriptor, before: deadline, doing: "the daemon accepted no connection")
                 var pending: Int32 = 0
                 var length = socklen_t(MemoryLayout<Int32>.size)
                 guard getsockopt(descriptor, SOL_SOCKET, SO_ERROR, &pending, &length) == 0 else {
-                    throw systemCallError("getsockopt", errno: errno)
+                    throw systemCallError("getsockopt", errno: .current)
                 }
                 if pending == 0 { return }
-                throw connectError(errno: pending)
+                throw connectError(errno: Errno(rawValue: pending))
             default:
                 throw connectError(errno: failure)
             }
@@ -125,10 +116,10 @@ public struct ControlClient: Sendable {
                 offset += sent
                 continue
             }
-            switch errno {
-            case EINTR: continue
-            case EAGAIN: try wait(for: Int16(POLLOUT), on: descriptor, before: deadline, doing: "the daemon read no request")
-            case EPIPE, ECONNRESET: return
+            switch Errno.current {
+            case .interrupted: continue
+            case .wouldBlock: try wait(for: Int16(POLLOUT), on: descriptor, before: deadline, doing: "the daemon read no request")
+            case .brokenPipe, .connectionReset: return
             case let failure: throw systemCallError("send", errno: failure)
             }
         }
@@ -150,16 +141,17 @@ public struct ControlClient: Sendable {
                 received += chunk[0..<count]
                 continue
             }
-            if count == 0 || errno == ECONNRESET {
+            let failure = Errno.current
+            if count == 0 || failure == .connectionReset {
                 guard received.isEmpty else {
                     throw ControlClientError(code: .malformedReply, message: "the reply from \(socketPath) ends without a newline")
                 }
                 throw ControlClientError(code: .connectionClosed, message: "the daemon at \(socketPath) closed the connection without replying")
             }
-            switch errno {
-            case EINTR: continue
-            case EAGAIN: try wait(for: Int16(POLLIN), on: descriptor, before: deadline, doing: "no complete reply came")
-            case let failure: throw systemCallError("read", errno: failure)
+            switch failure {
+            case .interrupted: continue
+            case .wouldBlock: try wait(for: Int16(POLLIN), on: descriptor, before: deadline, doing: "no complete reply came")
+            default: throw systemCallError("read", errno: failure)
             }
         }
     }
@@ -174,19 +166,19 @@ public struct ControlClient: Sendable {
             var descriptors = [pollfd(fd: descriptor, events: events, revents: 0)]
             let ready = poll(&descriptors, 1, Int32(clamping: milliseconds))
             if ready > 0 { return }
-            if ready < 0, errno != EINTR { throw systemCallError("poll", errno: errno) }
+            if ready < 0, Errno.current != .interrupted { throw systemCallError("poll", errno: .current) }
         }
     }
 
     // MARK: - Errors
 
-    private func connectError(errno: Int32) -> ControlClientError {
+    private func connectError(errno: Errno) -> ControlClientError {
         switch errno {
-        case ENOENT, ENOTDIR:
+        case .noSuchFileOrDirectory, .notDirectory:
             ControlClientError(code: .socketMissing, message: "no control socket at \(socketPath) (is purifyd running?)", errno: errno)
-        case EACCES, EPERM:
+        case .permissionDenied, .notPermitted:
             ControlClientError(code: .permissionDenied, message: "permission denied on \(socketPath) (run as a user or group the daemon's configuration allows)", errno: errno)
-        case ECONNREFUSED:
+        case .connectionRefused:
             ControlClientError(code: .connectionRefused, message: "nothing accepts connections on \(socketPath) (purifyd is not running, or left a stale socket)", errno: errno)
         default:
             systemCallError("connect", errno: errno)
@@ -197,7 +189,7 @@ public struct ControlClient: Sendable {
         ControlClientError(code: .timeout, message: "\(what) on \(socketPath) within \(timeout)")
     }
 
-    private func systemCallError(_ call: String, errno: Int32) -> ControlClientError {
-        ControlClientError(code: .systemCall, message: "\(call) on \(socketPath): \(String(cString: strerror(errno)))", errno: errno)
+    private func systemCallError(_ call: String, errno: Errno) -> ControlClientError {
+        ControlClientError(code: .systemCall, message: "\(SystemError(call, path: socketPath, errno: errno))", errno: errno)
     }
 }

@@ -1,3 +1,5 @@
+public import PurifySystem
+
 /// Why a ``ControlClient`` exchange failed: a named code, a message for humans and, where the
 /// daemon answered with an error, that error.
 ///
@@ -51,11 +53,11 @@ public struct ControlClientError: Error, Sendable, Hashable, CustomStringConvert
     /// A description for humans.
     public var message: String
     /// The errno of the failed system call, where one failed.
-    public var errno: Int32?
+    public var errno: Errno?
     /// The daemon's error reply, for ``Code/daemonError``.
     public var daemonError: ControlError?
 
-    public init(code: Code, message: String, errno: Int32? = nil, daemonError: ControlError? = nil) {
+    public init(code: Code, message: String, errno: Errno? = nil, daemonError: ControlError? = nil) {
         self.code = code
         self.message = message
         self.errno = errno

@@ -3,6 +3,7 @@ internal import PurifyEngine
 internal import PurifyHTTP
 internal import PurifyPipeline
 internal import PurifyVersion
+internal import PurifySystem
 
 /// What the `purifyd` executable does, so that its `main` only parses arguments: check a
 /// configuration, or load it with its models and run the daemon.
@@ -61,6 +62,8 @@ public enum DaemonLauncher {
             try await application.run()
         } catch let error as DaemonError {
             throw LaunchError(exitCode: exitCode(for: error), message: error.description)
+        } catch let error as SystemError {
+            throw LaunchError(exitCode: LaunchError.ioError, message: error.description)
         } catch {
             throw LaunchError(exitCode: LaunchError.software, message: "\(error)")
         }
@@ -94,7 +97,6 @@ public enum DaemonLauncher {
         switch error.code {
         case .crossMount: LaunchError.configuration
         case .controlSocketInUse: LaunchError.unavailable
-        case .systemCall: LaunchError.ioError
         default: LaunchError.software
         }
     }

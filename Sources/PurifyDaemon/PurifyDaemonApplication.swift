@@ -51,7 +51,7 @@ public struct PurifyDaemonApplication: Service {
         logger: Logger,
         backgroundServices: [any Service] = [],
         http: HTTPFrontEnd? = nil
-    ) throws(DaemonError) {
+    ) throws {
         self.configuration = configuration
         var inboxes: [InboxService] = []
         for inbox in configuration.inboxes {

@@ -1,6 +1,6 @@
 import CDNNL
 import Foundation
-import PurifyThreads
+import PurifySystem
 
 /// A thread of the engine's own that runs jobs one at a time, so that model loading, planning
 /// and inference never occupy Swift's cooperative thread pool. oneDNN primitives created and
@@ -8,15 +8,18 @@ import PurifyThreads
 final class ComputeThread: Sendable {
     private let queue = JobQueue()
 
-    init(name: String, openMPThreads: Int) {
+    /// Starts the thread; fails with ``EngineError/Code/backendFailure`` when the system
+    /// refuses one.
+    init(name: String, openMPThreads: Int) throws(EngineError) {
         let queue = queue
-        let thread = Thread {
-            omp_set_num_threads(Int32(openMPThreads))
-            queue.runUntilShutdown()
+        do throws(SystemError) {
+            try SystemThread.start(name: name, stackSize: 16 << 20) {
+                omp_set_num_threads(Int32(openMPThreads))
+                queue.runUntilShutdown()
+            }
+        } catch {
+            throw EngineError(.backendFailure, "cannot start the \(name) thread: \(error)")
         }
-        thread.name = name
-        thread.stackSize = 16 << 20
-        thread.start()
     }
 
     deinit {
@@ -48,7 +51,7 @@ final class BatchWorkers: Sendable {
     var count: Int { threads.count }
 
     init(count: Int, engine: CPUEngine) throws {
-        threads = (0..<count).map { ComputeThread(name: "purify-engine-batch-\($0)", openMPThreads: 1) }
+        threads = try (0..<count).map { try ComputeThread(name: "purify-engine-batch-\($0)", openMPThreads: 1) }
         contexts = try (0..<count).map { _ in Confined(try DNNLContext(engine: engine)) }
     }
 

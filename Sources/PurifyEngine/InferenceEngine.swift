@@ -30,7 +30,7 @@ public final class InferenceEngine: Sendable {
         self.threadCount = threadCount
         self.planCacheLimits = planCacheLimits
         let cpu = try CPUEngine()
-        thread = ComputeThread(name: "purify-engine", openMPThreads: threadCount)
+        thread = try ComputeThread(name: "purify-engine", openMPThreads: threadCount)
         context = Confined(try DNNLContext(engine: cpu))
         workers = threadCount > 1 ? try BatchWorkers(count: threadCount, engine: cpu) : nil
     }

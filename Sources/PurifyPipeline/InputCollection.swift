@@ -1,3 +1,4 @@
+import PurifySystem
 import Foundation
 
 /// Finds the image files named on a command line, for ``Pipeline/process(_:onResult:)``.
@@ -21,7 +22,7 @@ public enum InputCollection {
     ///
     /// - Throws: ``MissingInput`` for a path that does not exist or cannot be listed.
     public static func requests(for paths: [String]) async throws -> [PurificationRequest] {
-        try await onDedicatedThread(name: "purify-list") {
+        try await SystemThread.run(name: "purify-list") {
             try paths.flatMap { path throws(MissingInput) in try requests(for: path) }
         }
     }

@@ -1,3 +1,4 @@
+import PurifySystem
 import Crypto
 import Foundation
 public import PurifyEngine
@@ -127,7 +128,7 @@ public struct ModelBundle: Sendable {
         // The bytes hashed are the bytes loaded: a file swapped after the check is never run.
         let (manifest, purifierBytes, classifierBytes): (BundleManifest, Data, Data?)
         do {
-            (manifest, purifierBytes, classifierBytes) = try await onDedicatedThread(name: "purify-bundle") { () throws -> (BundleManifest, Data, Data?) in
+            (manifest, purifierBytes, classifierBytes) = try await SystemThread.run(name: "purify-bundle") { () throws -> (BundleManifest, Data, Data?) in
                 let manifest = try readManifest(in: directory)
                 let purifier = try verifiedContents(of: manifest.purifier.file, expected: manifest.purifier.sha256, in: directory)
                 let classifier = try manifest.classifier.map { description throws(BundleError) in

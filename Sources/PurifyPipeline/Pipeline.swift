@@ -1,3 +1,4 @@
+import PurifySystem
 import PurifyEngine
 import PurifyImage
 public import ServiceLifecycle
@@ -106,7 +107,12 @@ public final class Pipeline: Service {
             return started
         }
         guard !alreadyStarted else { throw .alreadyRunning }
-        let pool = BlockingThreadPool(threadCount: configuration.ioThreadCount, name: "purify-io")
+        let pool: ThreadPool
+        do {
+            pool = try ThreadPool(threadCount: configuration.ioThreadCount, name: "purify-io")
+        } catch {
+            throw .threadsUnavailable(error)
+        }
         let batcher = DynamicBatcher(output: batches, maxBatchSize: configuration.maxBatchSize,
                                      maxBatchPixels: configuration.maxBatchPixels, maxDelay: configuration.maxBatchDelay, maxPending: configuration.queueCapacity)
         await withGracefulShutdownHandler {
@@ -124,7 +130,7 @@ public final class Pipeline: Service {
     }
 
     /// Each stage in a child task; returns when the last one ends.
-    private func runStages(pool: BlockingThreadPool, batcher: DynamicBatcher) async {
+    private func runStages(pool: ThreadPool, batcher: DynamicBatcher) async {
         let workers = configuration.ioThreadCount
         await withDiscardingTaskGroup { group in
             group.addTask {
@@ -152,7 +158,7 @@ public final class Pipeline: Service {
 
     // MARK: Stages
 
-    private func decode(on pool: BlockingThreadPool, into batcher: DynamicBatcher) async {
+    private func decode(on pool: ThreadPool, into batcher: DynamicBatcher) async {
         let processor = processor
         let chunk = configuration.maxBatchSize
         while let request = await requests.next() {
@@ -187,7 +193,7 @@ public final class Pipeline: Service {
         }
     }
 
-    private func purify(on pool: BlockingThreadPool) async {
+    private func purify(on pool: ThreadPool) async {
         let processor = processor
         let clock = ContinuousClock()
         while let tiles = await batches.next() {
@@ -203,7 +209,7 @@ public final class Pipeline: Service {
         }
     }
 
-    private func classify(on pool: BlockingThreadPool) async {
+    private func classify(on pool: ThreadPool) async {
         let processor = processor
         let clock = ContinuousClock()
         let assemblies = TileAssemblies()
@@ -241,7 +247,7 @@ public final class Pipeline: Service {
         }
     }
 
-    private func commit(on pool: BlockingThreadPool) async {
+    private func commit(on pool: ThreadPool) async {
         let processor = processor
         let committer = committer
         while let item = await finished.next() {

@@ -1,3 +1,4 @@
+public import PurifySystem
 public import PurifyImage
 
 /// How a ``Pipeline`` batches, encodes and classifies.
@@ -118,4 +119,6 @@ public enum PipelineError: Error, Hashable, Sendable {
     case alreadyRunning
     /// A ``PipelineConfiguration`` value is out of range, or does not fit the bundle.
     case invalidConfiguration(String)
+    /// The pipeline's I/O threads could not be started.
+    case threadsUnavailable(SystemError)
 }

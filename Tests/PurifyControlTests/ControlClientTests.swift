@@ -2,11 +2,18 @@ import Foundation
 import Glibc
 import PurifyControl
 import PurifyDaemon
+import PurifySystem
 import Synchronization
 import Testing
 
 @Suite("ControlClient against a real control socket")
 struct ControlClientTests {
+    /// How `status` and `reload` put the stand-in pipeline's bundle on the wire.
+    static let bundleFields: JSONValue = [
+        "inbox": "mnist", "name": "mnist", "version": "1.0.0", "directory": "/models/mnist",
+        "purifier_sha256": .string(String(repeating: "a", count: 64)), "classifier_sha256": .null, "classifier": false,
+    ]
+
     @Test("every command round-trips through the daemon's control handler", arguments: ControlCommand.allCases)
     func roundTrip(command: ControlCommand) async throws {
         try await ServedDaemon.serving { daemon in
@@ -23,7 +30,9 @@ struct ControlClientTests {
             case .status:
                 #expect(fields["state"] == "running")
                 #expect(fields["version"] == "1.2.3-test")
-                #expect(fields["bundles"] == [["name": "mnist", "version": "1.0.0"]])
+                #expect(fields["bundles"] == [Self.bundleFields])
+                #expect(fields["reloads"] == ["succeeded": 0, "failed": 0])
+                #expect(fields["last_error"] == .null)
                 guard case .array(let inboxes)? = fields["inboxes"], case .object(let inbox)? = inboxes.first else {
                     Issue.record("no inbox in \(fields)")
                     return
@@ -32,7 +41,16 @@ struct ControlClientTests {
                 #expect(inbox["name"] == "mnist")
                 #expect(inbox["capacity"] == 8)
             case .stats:
-                #expect(fields == StandInPipeline.statistics)
+                #expect(fields == [
+                    "latency_ms": [
+                        "decode": ["count": 3, "p50": 1.25, "p90": 4.25, "p99": 4.5, "max": 4.5],
+                        "purify": ["count": 3, "p50": 12.5, "p90": 30.25, "p99": 30.5, "max": 30.5],
+                    ],
+                    "latency_window": 2048,
+                    "throughput_per_s": 41.5,
+                    "total_throughput_per_s": 40.5,
+                    "inboxes": ["mnist": ["purified": 3, "failed": 0, "uncommitted": 0]],
+                ])
             case .metrics:
                 #expect(fields["format"] == "prometheus-text-0.0.4")
                 guard case .string(let text)? = fields["text"] else {
@@ -51,7 +69,7 @@ struct ControlClientTests {
                 #expect(fields == ["drained": ["mnist"], "exiting": true])
                 #expect(daemon.shutdownRequested.withLock { $0 })
             case .reload:
-                #expect(fields == ["reloaded": true])
+                #expect(fields == ["reloaded": true, "bundles": [Self.bundleFields], "restart_required": []])
             case .rescan:
                 #expect(fields == ["rescanning": ["mnist"]])
             }
@@ -96,7 +114,7 @@ struct ControlClientTests {
         for path in [directory.path + "/absent.sock", directory.path + "/absent/control.sock"] {
             let error = await failure { try ControlClient(socketPath: path).send(.status) }
             #expect(error?.code == .socketMissing)
-            #expect(error?.errno == ENOENT)
+            #expect(error?.errno == .noSuchFileOrDirectory)
         }
     }
 

@@ -94,17 +94,26 @@ struct PurifyctlBinaryTests {
             #expect(run.status == 0, "\(run.standardError)")
             let lines = run.standardOutput.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
             // The uptime is whole seconds since the handler was made: 0 or a little more.
-            #expect(lines.count > 2 && lines[2].wholeMatch(of: /uptime {14}\d+s/) != nil, "\(lines)")
-            #expect(Array(lines.prefix(6)) == [
-                "state               running",
-                "version             1.2.3-test",
+            #expect(lines.count > 2 && lines[2].wholeMatch(of: /uptime {24}\d+s/) != nil, "\(lines)")
+            // Keys padded to the longest, bundles[0].classifier_sha256, and two spaces.
+            let line = { (key: String, value: String) in key.padding(toLength: 30, withPad: " ", startingAt: 0) + value }
+            #expect(Array(lines.prefix(13)) == [
+                line("state", "running"),
+                line("version", "1.2.3-test"),
                 lines.count > 2 ? lines[2] : "",
-                "bundles[0].name     mnist",
-                "bundles[0].version  1.0.0",
-                "last_error          -",
+                line("bundles[0].classifier", "no"),
+                line("bundles[0].classifier_sha256", "-"),
+                line("bundles[0].directory", "/models/mnist"),
+                line("bundles[0].inbox", "mnist"),
+                line("bundles[0].name", "mnist"),
+                line("bundles[0].purifier_sha256", String(repeating: "a", count: 64)),
+                line("bundles[0].version", "1.0.0"),
+                line("last_error", "-"),
+                line("reloads.failed", "0"),
+                line("reloads.succeeded", "0"),
             ])
             let header = try #require(lines.firstIndex { $0.hasPrefix("INBOX") })
-            #expect(header == 7)
+            #expect(header == 14)
             #expect(lines[header] == "INBOX  STATE    WAITING  IN FLIGHT  DONE  FAILED  REJECTED  RECOVERED  LAST ERROR")
             #expect(lines[header + 1] == "mnist  running        0        0/8     0       0         0          0  -")
         }

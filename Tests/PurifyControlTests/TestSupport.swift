@@ -58,23 +58,27 @@ struct UnusedProcessor: ClaimedFileProcessor {
 
 /// Stands in for the image pipeline's part of the answers.
 struct StandInPipeline: PipelineControl {
-    static let statistics: [String: JSONValue] = [
-        "throughput_per_s": 41.5,
-        "latency_ms": ["decode": ["p50": 1.25, "p99": 4.5], "purify": ["p50": 12.5, "p99": 30.5]],
-    ]
+    static let statistics = PipelineStatistics(
+        latency: ["decode": .init(count: 3, p50: 1.25, p90: 4.25, p99: 4.5, max: 4.5),
+                  "purify": .init(count: 3, p50: 12.5, p90: 30.25, p99: 30.5, max: 30.5)],
+        latencyWindow: 2048, throughputPerSecond: 41.5, totalThroughputPerSecond: 40.5,
+        inboxes: ["mnist": .init(purified: 3)])
 
-    func statusFields() async -> [String: JSONValue] {
-        ["bundles": [["name": "mnist", "version": "1.0.0"]], "last_error": .null]
+    static let bundle = LoadedBundle(inbox: "mnist", name: "mnist", version: "1.0.0", directory: "/models/mnist",
+                                     purifierSHA256: String(repeating: "a", count: 64), classifierSHA256: nil, classifies: false)
+
+    func status() async -> PipelineStatus {
+        PipelineStatus(bundles: [Self.bundle])
     }
 
-    func statistics() async -> [String: JSONValue] { Self.statistics }
+    func statistics() async -> PipelineStatistics { Self.statistics }
 
     func metrics() async -> String {
         "# TYPE purifyd_images_purified_total counter\npurifyd_images_purified_total 7\n"
     }
 
-    func reload() async throws(ControlError) -> ReloadOutcome {
-        ReloadOutcome(reply: ["reloaded": true], configuration: DaemonConfiguration(inboxes: []))
+    func reload() async throws(ReloadRefusal) -> ReloadOutcome {
+        ReloadOutcome(bundles: [Self.bundle], restartRequired: [], configuration: DaemonConfiguration(inboxes: []))
     }
 }
 

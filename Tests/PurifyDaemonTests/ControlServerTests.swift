@@ -3,6 +3,7 @@ import Glibc
 import Logging
 import PurifyControl
 @testable import PurifyDaemon
+import PurifySystem
 import Synchronization
 import Testing
 
@@ -313,7 +314,7 @@ struct ControlServerTests {
             try await serving(configure: { if allowed { $0.allowedUIDs = [65534] } }) { path, _ in
                 // Let uid 65534 reach the socket through the file system so that only the
                 // credential check stands in its way.
-                #expect(chmod(FilePathsForTests.directory(of: path), 0o755) == 0)
+                #expect(chmod(FilePaths.directory(of: path), 0o755) == 0)
                 #expect(chmod(path, 0o666) == 0)
                 let script = """
                     import socket; s = socket.socket(socket.AF_UNIX); s.connect("\(path)")
@@ -339,11 +340,5 @@ struct ControlServerTests {
                 }
             }
         }
-    }
-}
-
-enum FilePathsForTests {
-    static func directory(of path: String) -> String {
-        (path as NSString).deletingLastPathComponent
     }
 }

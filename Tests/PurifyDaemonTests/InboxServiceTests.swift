@@ -273,7 +273,7 @@ struct InboxServiceTests {
                 return
             }
             #expect(status["state"] == "write_failing")
-            #expect(lastError.hasPrefix("stuck0.png: systemCall: renameat2"))
+            #expect(lastError.hasPrefix("stuck0.png: renameat2"))
             #expect(writeFailure.contains("Not a directory"))
             // Once claimed/ is a folder again, the retry (1 s, then 2 s, …) claims the file.
             try FileManager.default.removeItem(atPath: claimed)

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import PurifyControl
 @testable import PurifyDaemon
+import PurifySystem
 import Synchronization
 import Testing
 
@@ -109,7 +110,7 @@ struct InboxSpoolTests {
         let fixture = try Fixture()
         _ = try fixture.spool.recover()
         let file = try fixture.claim("broken.jpg", contents: "not a jpeg")
-        let failed = try fixture.spool.fail(file, code: "decode_failed", message: "Premature end of JPEG file", details: ["stage": "decode"])
+        let failed = try fixture.spool.fail(file, code: "decode_failed", message: "Premature end of JPEG file", details: FailureDetails(stage: "decode"))
         #expect(failed.path == fixture.failed + "/broken.jpg")
         #expect(try String(contentsOfFile: failed.path, encoding: .utf8) == "not a jpeg")
         let report = try JSONDecoder().decode(JSONValue.self, from: Data(contentsOf: URL(fileURLWithPath: failed.reportPath)))
@@ -207,7 +208,7 @@ struct InboxSpoolTests {
         try FileManager.default.removeItem(atPath: fixture.spool.journalDirectory)
         // The commit finds the outbox gone: the file is held, the folders come back, and the
         // retry commits it.
-        #expect(throws: DaemonError.self) { try fixture.commit(file) }
+        #expect(throws: SystemError.self) { try fixture.commit(file) }
         #expect(fixture.spool.statistics.writeFailure != nil && fixture.spool.statistics.stalled == 1)
         #expect(FileManager.default.fileExists(atPath: fixture.outbox) && FileManager.default.fileExists(atPath: fixture.spool.journalDirectory))
         #expect(await fixture.spool.takeStalled(backoff: .zero) == [file])
@@ -226,7 +227,7 @@ struct InboxSpoolTests {
         // A file where the outbox should be: the commit fails with ENOTDIR and is held.
         try FileManager.default.removeItem(atPath: fixture.outbox)
         try writeFile(fixture.outbox, "in the way")
-        #expect(throws: DaemonError.self) { try fixture.commit(held) }
+        #expect(throws: SystemError.self) { try fixture.commit(held) }
         #expect(fixture.spool.statistics.writeFailure != nil && fixture.spool.statistics.stalled == 1)
         try FileManager.default.removeItem(atPath: fixture.outbox)
         try FileManager.default.createDirectory(atPath: fixture.outbox, withIntermediateDirectories: false)
@@ -245,7 +246,7 @@ struct InboxSpoolTests {
         let held = try fixture.claim("held.png")
         try FileManager.default.removeItem(atPath: fixture.outbox)
         try writeFile(fixture.outbox, "in the way")
-        #expect(throws: DaemonError.self) { try fixture.commit(held) }
+        #expect(throws: SystemError.self) { try fixture.commit(held) }
         try FileManager.default.removeItem(atPath: fixture.outbox)
         try FileManager.default.createDirectory(atPath: fixture.outbox, withIntermediateDirectories: false)
         let started = ContinuousClock.now

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 @testable import PurifyDaemon
+import PurifySystem
 import Testing
 
 @Suite("Inbox entry rules")

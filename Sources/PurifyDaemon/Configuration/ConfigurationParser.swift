@@ -4,6 +4,7 @@ internal import PurifyEngine
 internal import PurifyHTTP
 internal import PurifyPipeline
 internal import TOMLKit
+internal import PurifySystem
 
 /// A configuration file that cannot be used: the key it concerns (a dotted path such as
 /// `inbox[0].batch.max_delay_ms`, empty for the file as a whole) and what is wrong with it.

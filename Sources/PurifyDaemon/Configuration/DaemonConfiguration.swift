@@ -2,6 +2,7 @@ public import Logging
 public import PurifyEngine
 public import PurifyHTTP
 public import PurifyPipeline
+internal import PurifySystem
 
 /// Everything `purifyd` reads from its TOML configuration file, with defaults filled in and
 /// relative paths resolved.

@@ -7,6 +7,7 @@ internal import PurifyControl
 public import Logging
 public import ServiceLifecycle
 internal import Synchronization
+internal import PurifySystem
 
 /// The control socket: a Unix stream socket speaking JSON lines.
 ///
@@ -72,11 +73,11 @@ public final class ControlServer: Service, Sendable {
     private let wakeFD: Int32
     private let shared = Mutex(Shared())
 
-    public init(configuration: Configuration, handler: any ControlCommandHandler, logger: Logger) throws(DaemonError) {
+    public init(configuration: Configuration, handler: any ControlCommandHandler, logger: Logger) throws {
         self.configuration = configuration
         self.handler = handler
         self.logger = logger
-        self.wakeFD = try FileSystem.retrying("eventfd") { CPurify_eventfdNonblocking() }
+        self.wakeFD = try SystemCall.retrying("eventfd") { CPurify_eventfdNonblocking() }
     }
 
     deinit {
@@ -98,7 +99,7 @@ public final class ControlServer: Service, Sendable {
         configuration.onListening?()
         shared.withLock { $0.runningThreads += 1 }
         do {
-            try DedicatedThread.start(name: "control-serve") { [self] in
+            try SystemThread.start(name: "control-serve") { [self] in
                 ConnectionLoop(server: self, listener: listener).run()
                 close(listener)
                 _ = try? FileSystem.removeIfPresent(configuration.path)
@@ -156,23 +157,19 @@ public final class ControlServer: Service, Sendable {
 
     // MARK: - Socket set-up
 
-    private func bindListener() throws(DaemonError) -> Int32 {
+    private func bindListener() throws -> Int32 {
         let path = configuration.path
         let directory = FilePaths.directory(of: path)
         let temporaryPath = FilePaths.join(directory, ".\(FilePaths.lastComponent(of: path)).\(getpid())")
-        let listener = try FileSystem.retrying("socket", path: path) {
+        let listener = try SystemCall.retrying("socket", path: path) {
             socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         }
-        do throws(DaemonError) {
+        do throws {
             try FileSystem.removeIfPresent(temporaryPath)
-            var address = try Self.socketAddress(temporaryPath)
-            try FileSystem.retrying("bind", path: temporaryPath) {
-                withUnsafePointer(to: &address) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-                }
-            }
-            try FileSystem.retrying("chmod", path: temporaryPath) { chmod(temporaryPath, 0o660) }
-            try FileSystem.retrying("listen", path: temporaryPath) { listen(listener, 128) }
+            let address = try UnixSocketAddress(path: temporaryPath, for: "bind")
+            try SystemCall.retrying("bind", path: temporaryPath) { address.withSocketAddress { bind(listener, $0, $1) } }
+            try SystemCall.retrying("chmod", path: temporaryPath) { chmod(temporaryPath, 0o660) }
+            try SystemCall.retrying("listen", path: temporaryPath) { listen(listener, 128) }
             if try Self.someoneListens(at: path) {
                 throw DaemonError(code: .controlSocketInUse, message: "another process is listening on \(path)")
             }
@@ -185,32 +182,15 @@ public final class ControlServer: Service, Sendable {
         }
     }
 
-    private static func socketAddress(_ path: String) throws(DaemonError) -> sockaddr_un {
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
-            throw DaemonError.systemCall("bind", path: path, errno: ENAMETOOLONG)
-        }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
-        }
-        return address
-    }
-
     /// Whether a live process accepts connections on the socket at `path`.
-    private static func someoneListens(at path: String) throws(DaemonError) -> Bool {
+    private static func someoneListens(at path: String) throws -> Bool {
         guard try FileSystem.entry(at: path)?.kind == .socket else { return false }
-        let probe = try FileSystem.retrying("socket", path: path) {
+        let probe = try SystemCall.retrying("socket", path: path) {
             socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         }
         defer { close(probe) }
-        var address = try socketAddress(path)
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(probe, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        return result == 0
+        let address = try UnixSocketAddress(path: path, for: "connect")
+        return address.withSocketAddress { connect(probe, $0, $1) } == 0
     }
 
     // MARK: - Serving

@@ -3,37 +3,40 @@ public import PurifyControl
 /// What the image pipeline adds to the control socket's answers. The daemon executable
 /// implements it over the pipeline; without one, `stats` and `reload` reply `unsupported`.
 public protocol PipelineControl: Sendable {
-    /// Fields merged into `status` (bundles loaded with their versions, last error, …).
-    func statusFields() async -> [String: JSONValue]
-    /// The `stats` reply: latency percentiles per stage, throughput.
-    func statistics() async -> [String: JSONValue]
+    /// The pipeline's part of `status`: bundles loaded with their versions, reloads, last error.
+    func status() async -> PipelineStatus
+    /// What `stats` reports: latency percentiles per stage, throughput.
+    func statistics() async -> PipelineStatistics
     /// Prometheus text-format lines appended to the daemon's own metrics.
     func metrics() async -> String
     /// Reloads the configuration and models, keeping the old ones if the new ones fail, and logs
     /// the outcome.
-    func reload() async throws(ControlError) -> ReloadOutcome
+    func reload() async throws(ReloadRefusal) -> ReloadOutcome
 }
 
-/// A reload that succeeded: the fields of its reply, and the configuration now in force (the
-/// inboxes apply their part of it, ``PipelineControl/reload(applyingTo:)``).
+/// A reload that succeeded: the bundles now loaded, the keys whose new values wait for a
+/// restart, and the configuration now in force (the inboxes apply their part of it,
+/// ``PipelineControl/reload(applyingTo:)``).
 public struct ReloadOutcome: Sendable {
-    public var reply: [String: JSONValue]
+    public var bundles: [LoadedBundle]
+    public var restartRequired: [String]
     public var configuration: DaemonConfiguration
 
-    public init(reply: [String: JSONValue], configuration: DaemonConfiguration) {
-        self.reply = reply
+    public init(bundles: [LoadedBundle], restartRequired: [String], configuration: DaemonConfiguration) {
+        self.bundles = bundles
+        self.restartRequired = restartRequired
         self.configuration = configuration
     }
 }
 
 extension PipelineControl {
     /// Reloads, then has the running inboxes apply their part of the new configuration
-    /// (``InboxService/applyReloaded(_:to:)``); returns the reply's fields. Every reload the
-    /// daemon does, by command or by SIGHUP, goes through here.
-    func reload(applyingTo inboxes: [InboxService]) async throws(ControlError) -> [String: JSONValue] {
+    /// (``InboxService/applyReloaded(_:to:)``). Every reload the daemon does, by command or by
+    /// SIGHUP, goes through here.
+    func reload(applyingTo inboxes: [InboxService]) async throws(ReloadRefusal) -> ReloadOutcome {
         let outcome = try await reload()
         InboxService.applyReloaded(outcome.configuration, to: inboxes)
-        return outcome.reply
+        return outcome
     }
 }
 
@@ -97,22 +100,26 @@ public struct DaemonControlHandler: ControlCommandHandler {
             if exit { requestShutdown() }
             return ["drained": .array(targets.map { .string($0.configuration.name) }), "exiting": .bool(exit)]
         case .status:
-            var fields = await pipeline?.statusFields() ?? [:]
+            var fields = await pipeline?.status().wireFields ?? [:]
             let statuses = inboxes.map(\.status)
             let state: String = if statuses.allSatisfy(\.isPaused) { "paused" } else if statuses.contains(where: { $0.spool.writeFailure != nil }) { "write_failing" } else if statuses.contains(where: \.spool.isWaitingForCapacity) { "backpressured" } else { "running" }
             fields["state"] = .string(state)
             fields["uptime_s"] = .double(Self.seconds(ContinuousClock.now - startedAt))
             fields["version"] = .string(version)
-            fields["inboxes"] = .array(statuses.map(Self.describe))
+            fields["inboxes"] = .array(statuses.map(\.wireValue))
             return fields
         case .metrics:
             return ["format": "prometheus-text-0.0.4", "text": .string(await prometheusText())]
         case .stats:
             guard let pipeline else { throw Self.noPipeline(request.command) }
-            return await pipeline.statistics()
+            return await pipeline.statistics().wireFields
         case .reload:
             guard let pipeline else { throw Self.noPipeline(request.command) }
-            return try await pipeline.reload(applyingTo: inboxes)
+            do throws(ReloadRefusal) {
+                return try await pipeline.reload(applyingTo: inboxes).wireFields
+            } catch {
+                throw error.controlError
+            }
         }
     }
 
@@ -129,30 +136,6 @@ public struct DaemonControlHandler: ControlCommandHandler {
         default:
             throw ControlError(code: ControlError.invalidArgument, message: "\"inbox\" must be an inbox name")
         }
-    }
-
-    private static func describe(_ status: InboxService.Status) -> JSONValue {
-        [
-            "name": .string(status.name),
-            "paused": .bool(status.isPaused),
-            "backpressured": .bool(status.spool.isWaitingForCapacity),
-            "watching": .bool(status.watcher.isWatching),
-            "waiting_in_inbox": .int(Int64(status.waitingInInbox)),
-            "in_flight": .int(Int64(status.spool.inFlight)),
-            "capacity": .int(Int64(status.spool.capacity)),
-            "claimed": .int(Int64(status.spool.claimed)),
-            "committed": .int(Int64(status.spool.committed)),
-            "failed": .int(Int64(status.spool.failed)),
-            "rejected": .int(Int64(status.spool.rejected)),
-            "recovered": .int(Int64(status.spool.recovered)),
-            "write_failure": status.spool.writeFailure.map(JSONValue.string) ?? .null,
-            "stalled": .int(Int64(status.spool.stalled)),
-            "vanished": .int(Int64(status.spool.vanished)),
-            "folders_recreated": .int(Int64(status.spool.foldersRecreated)),
-            "rescans": .int(Int64(status.watcher.rescans)),
-            "overflows": .int(Int64(status.watcher.overflows)),
-            "last_error": status.lastError.map(JSONValue.string) ?? .null,
-        ]
     }
 
     /// The `metrics` reply's text (the HTTP API's `/metrics` too): the inboxes' counters, then

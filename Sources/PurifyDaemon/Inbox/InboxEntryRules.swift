@@ -1,7 +1,4 @@
-/// The kind of a directory entry as `lstat` reports it (symbolic links are not followed).
-public enum FileKind: Sendable, Equatable {
-    case regular, directory, symbolicLink, fifo, socket, characterDevice, blockDevice, unknown
-}
+public import PurifySystem
 
 /// What the daemon does with an entry it finds in an inbox.
 public enum InboxEntryDisposition: Sendable, Equatable {

@@ -59,7 +59,7 @@ public final class InboxService: Service, Sendable {
         processor: any ClaimedFileProcessor,
         settleInterval: Duration = .seconds(2),
         logger: Logger
-    ) throws(DaemonError) {
+    ) throws {
         self.configuration = configuration
         self.processor = processor
         var logger = logger

@@ -5,6 +5,7 @@ internal import CPurifySystem
 public import Logging
 public import ServiceLifecycle
 internal import Synchronization
+internal import PurifySystem
 
 /// Watches one inbox folder with Linux inotify and reports the names of files that may be ready
 /// to claim through ``candidates``.
@@ -70,14 +71,14 @@ public final class InboxWatcher: Service, Sendable {
     ///   - path: The inbox folder (it may be missing at start; it is watched once it appears).
     ///   - settleInterval: How old a file's modification time must be before a rescan reports it.
     ///   - logger: Where vanishing inboxes and overflows are logged.
-    public init(path: String, settleInterval: Duration = .seconds(2), logger: Logger) throws(DaemonError) {
+    public init(path: String, settleInterval: Duration = .seconds(2), logger: Logger) throws {
         self.path = path
         let components = settleInterval.components
         self.settleInterval = Double(components.seconds) + Double(components.attoseconds) / 1e18
         self.logger = logger
-        self.inotifyFD = try FileSystem.retrying("inotify_init1") { inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC)) }
+        self.inotifyFD = try SystemCall.retrying("inotify_init1") { inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC)) }
         do {
-            self.wakeFD = try FileSystem.retrying("eventfd") { CPurify_eventfdNonblocking() }
+            self.wakeFD = try SystemCall.retrying("eventfd") { CPurify_eventfdNonblocking() }
         } catch {
             close(inotifyFD)
             throw error
@@ -111,7 +112,7 @@ public final class InboxWatcher: Service, Sendable {
         guard !alreadyStarted else {
             throw DaemonError(code: .alreadyStarted, message: "InboxWatcher.run() called twice for \(path)")
         }
-        try DedicatedThread.start(name: "inotify") { [self] in
+        try SystemThread.start(name: "inotify") { [self] in
             watchLoop()
             candidates.finish()
             let waiter = shared.withLock { shared in
@@ -301,7 +302,7 @@ public final class InboxWatcher: Service, Sendable {
                     return candidate
                 }
             } catch {
-                if error.errno != ENOENT {
+                if error.errno != .noSuchFileOrDirectory {
                     logger.error("cannot rename an inbox entry whose name is not UTF-8",
                                  metadata: ["inbox": "\(path)", "name": "\(escaped)", "error": "\(error)"])
                 }

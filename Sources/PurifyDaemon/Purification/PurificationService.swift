@@ -1,7 +1,6 @@
 public import CoreMetrics
 internal import Foundation
 public import Logging
-public import PurifyControl
 public import PurifyEngine
 public import PurifyHTTP
 internal import PurifyPipeline
@@ -9,6 +8,7 @@ internal import Prometheus
 public import ServiceLifecycle
 internal import Synchronization
 internal import PurifyImage
+internal import PurifySystem
 
 /// The daemon's image pipelines, one per inbox, as one service: it feeds each claimed file into
 /// its inbox's ``Pipeline`` (``ClaimedFileProcessor``), runs the pipelines and reads their results,
@@ -146,10 +146,7 @@ public final class PurificationService: Service, ClaimedFileProcessor, PipelineC
     /// Moves `file` to `failed/` from a thread of its own (the spool fsyncs).
     private func fail(_ file: ClaimedFile, of spool: InboxSpool, code: String, message: String) async {
         do {
-            let outcome = try await DedicatedThread.run(name: "purifyd-fail") { () -> Result<FailedFile, DaemonError> in
-                Result { () throws(DaemonError) in try spool.fail(file, code: code, message: message) }
-            }
-            _ = try outcome.get()
+            _ = try await SystemThread.run(name: "purifyd-fail") { try spool.fail(file, code: code, message: message) }
         } catch {
             recordError("cannot move \(file.originalName) to failed/ (it stays claimed until the next start): \(error)")
         }
@@ -190,32 +187,25 @@ public final class PurificationService: Service, ClaimedFileProcessor, PipelineC
 
     // MARK: - PipelineControl
 
-    /// `bundles` (per inbox: name, version, checksums, folder, classifier on or off),
-    /// `reloads` (succeeded, failed) and the pipeline's `last_error`.
-    public func statusFields() async -> [String: JSONValue] {
+    /// The bundle each running inbox has loaded, the reload counts and the last error.
+    public func status() async -> PipelineStatus {
         let (pipelines, reloads, failedReloads, lastError) = state.withLock { ($0.pipelines, $0.reloads, $0.failedReloads, $0.lastError) }
-        let bundles: [JSONValue] = startConfiguration.inboxes.compactMap { inbox in
+        return PipelineStatus(bundles: Self.loadedBundles(startConfiguration, pipelines), succeededReloads: reloads,
+                              failedReloads: failedReloads, lastError: lastError)
+    }
+
+    private static func loadedBundles(_ configuration: DaemonConfiguration, _ pipelines: [String: InboxPipeline]) -> [LoadedBundle] {
+        configuration.inboxes.compactMap { inbox in
             guard let entry = pipelines[inbox.name] else { return nil }
             let manifest = entry.bundle.manifest
             let classifies = entry.pipeline.configuration.classifies
-            return [
-                "inbox": .string(inbox.name),
-                "name": .string(manifest.name),
-                "version": .string(manifest.version),
-                "directory": .string(entry.bundle.directory),
-                "purifier_sha256": .string(manifest.purifier.sha256),
-                "classifier_sha256": classifies ? manifest.classifier.map { .string($0.sha256) } ?? .null : .null,
-                "classifier": .bool(classifies),
-            ]
+            return LoadedBundle(inbox: inbox.name, name: manifest.name, version: manifest.version, directory: entry.bundle.directory,
+                                purifierSHA256: manifest.purifier.sha256,
+                                classifierSHA256: classifies ? manifest.classifier?.sha256 : nil, classifies: classifies)
         }
-        return [
-            "bundles": .array(bundles),
-            "reloads": ["succeeded": .int(Int64(reloads)), "failed": .int(Int64(failedReloads))],
-            "last_error": lastError.map(JSONValue.string) ?? .null,
-        ]
     }
 
-    public func statistics() async -> [String: JSONValue] {
+    public func statistics() async -> PipelineStatistics {
         statistics.statistics()
     }
 
@@ -233,12 +223,12 @@ public final class PurificationService: Service, ClaimedFileProcessor, PipelineC
     }
 
     /// Reads the configuration file again, loads its bundles and swaps every running inbox's
-    /// pipeline for a new one; on any failure nothing changes. The reply lists the `bundles`
-    /// now loaded and the keys whose new values wait for a restart (`restart_required`). Every
-    /// outcome is logged once, here.
-    public func reload() async throws(ControlError) -> ReloadOutcome {
+    /// pipeline for a new one; on any failure nothing changes. The outcome lists the bundles now
+    /// loaded and the keys whose new values wait for a restart. Every outcome is logged once,
+    /// here.
+    public func reload() async throws(ReloadRefusal) -> ReloadOutcome {
         guard let configurationPath else {
-            throw ControlError(code: ControlError.unsupported, message: "the daemon was started without a configuration file")
+            throw ReloadRefusal(.noConfigurationFile, "the daemon was started without a configuration file")
         }
         let begun = state.withLock { state in
             guard !state.isReloading && !state.isStopping else { return false }
@@ -248,7 +238,7 @@ public final class PurificationService: Service, ClaimedFileProcessor, PipelineC
         guard begun else {
             let message = "a reload is in progress, or the daemon is stopping"
             logger.warning("reload refused", metadata: ["reason": "\(message)"])
-            throw ControlError(code: ControlError.busy, message: message)
+            throw ReloadRefusal(.busy, message)
         }
         defer { state.withLock { $0.isReloading = false } }
 
@@ -270,21 +260,19 @@ public final class PurificationService: Service, ClaimedFileProcessor, PipelineC
                 state.lastError = "reload: \(message)"
             }
             logger.error("reload failed", metadata: ["error": "\(message)"])
-            throw ControlError(code: ControlError.failed, message: message)
+            throw ReloadRefusal(.failed, message)
         }
         for entry in try swap(in: prepared) { entry.pipeline.finishInput() }
         logger.notice("reloaded the configuration and models", metadata: ["restart_required": "\(restartRequired)"])
         logThreshold.level = prepared.configuration.logLevel
-        let bundles = await statusFields()["bundles"] ?? .array([])
-        return ReloadOutcome(
-            reply: ["reloaded": true, "bundles": bundles, "restart_required": .array(restartRequired.map(JSONValue.string))],
-            configuration: prepared.configuration)
+        return ReloadOutcome(bundles: await status().bundles, restartRequired: restartRequired,
+                             configuration: prepared.configuration)
     }
 
     /// Makes `prepared` the running pipelines and starts them; returns the ones they replace.
-    private func swap(in prepared: PreparedPipelines) throws(ControlError) -> [InboxPipeline] {
-        try state.withLock { state throws(ControlError) -> [InboxPipeline] in
-            guard !state.isStopping else { throw ControlError(code: ControlError.busy, message: "the daemon is stopping") }
+    private func swap(in prepared: PreparedPipelines) throws(ReloadRefusal) -> [InboxPipeline] {
+        try state.withLock { state throws(ReloadRefusal) -> [InboxPipeline] in
+            guard !state.isStopping else { throw ReloadRefusal(.busy, "the daemon is stopping") }
             var replaced: [InboxPipeline] = []
             for entry in prepared.inboxes {
                 if let old = state.pipelines.updateValue(entry, forKey: entry.inbox.name) { replaced.append(old) }

@@ -1,6 +1,5 @@
 internal import CoreMetrics
 internal import Prometheus
-internal import PurifyControl
 internal import PurifyPipeline
 internal import Synchronization
 
@@ -11,20 +10,14 @@ internal import Synchronization
 final class PurificationStatistics: Sendable {
     /// The stages a report times, in pipeline order, by their report names.
     static let stages = ["read", "decode", "batch_wait", "purify", "classify", "encode", "write", "total"]
-    /// The quantiles `stats` and `metrics` report.
-    static let quantiles: [(label: String, value: Double)] = [("p50", 0.5), ("p90", 0.9), ("p99", 0.99)]
+    /// The quantiles the Prometheus summary reports (`stats` reports the same three).
+    static let quantiles: [Double] = [0.5, 0.9, 0.99]
     /// Results the percentiles are computed over (the most recent ones).
     static let window = 2048
     /// Seconds the recent throughput is averaged over.
     static let throughputSeconds = 60
 
-    /// Counts of one inbox.
-    struct InboxCounts: Sendable, Equatable {
-        var purified = 0
-        var failed = 0
-        /// Results whose report could not be committed (the input stays claimed).
-        var uncommitted = 0
-    }
+    typealias InboxCounts = PipelineStatistics.InboxCounts
 
     /// The last `window` samples of one stage (milliseconds), and the sum and count of all.
     private struct Samples {
@@ -131,11 +124,9 @@ final class PurificationStatistics: Sendable {
         state.withLock { $0.inboxes }
     }
 
-    /// The `stats` reply: `latency_ms` (per stage: `p50`, `p90`, `p99`, `max` over the last
-    /// ``window`` results, `count`), `throughput_per_s` (results per second over the last
-    /// minute, or since start when that is shorter), `total_throughput_per_s` (since start),
-    /// and the counts per inbox.
-    func statistics(at now: ContinuousClock.Instant = .now) -> [String: JSONValue] {
+    /// Latency percentiles per stage over the last ``window`` results, throughput over the last
+    /// minute (or since start when that is shorter) and since start, and the counts per inbox.
+    func statistics(at now: ContinuousClock.Instant = .now) -> PipelineStatistics {
         let (inboxes, stages, recentCount) = state.withLock { state in
             let current = Int64((now - startedAt).components.seconds)
             var recent = 0
@@ -146,24 +137,18 @@ final class PurificationStatistics: Sendable {
         }
         let elapsed = Self.seconds(now - startedAt)
         let total = inboxes.values.reduce(0) { $0 + $1.purified + $1.failed + $1.uncommitted }
-        var latency: [String: JSONValue] = [:]
+        var latency: [String: PipelineStatistics.StageLatency] = [:]
         for stage in Self.stages {
             guard let samples = stages[stage], samples.count > 0 else { continue }
             let sorted = samples.recent.sorted()
-            var fields: [String: JSONValue] = ["count": .int(Int64(samples.count)), "max": .double(sorted.last!)]
-            for quantile in Self.quantiles { fields[quantile.label] = .double(Self.quantile(quantile.value, of: sorted)) }
-            latency[stage] = .object(fields)
+            latency[stage] = PipelineStatistics.StageLatency(
+                count: samples.count, p50: Self.quantile(0.5, of: sorted), p90: Self.quantile(0.9, of: sorted),
+                p99: Self.quantile(0.99, of: sorted), max: sorted.last!)
         }
-        return [
-            "latency_ms": .object(latency),
-            "latency_window": .int(Int64(Self.window)),
-            "throughput_per_s": .double(Double(recentCount) / max(1, min(elapsed, Double(Self.throughputSeconds)))),
-            "total_throughput_per_s": .double(Double(total) / max(1, elapsed)),
-            "inboxes": .object(inboxes.mapValues { counts in
-                ["purified": .int(Int64(counts.purified)), "failed": .int(Int64(counts.failed)),
-                 "uncommitted": .int(Int64(counts.uncommitted))]
-            }),
-        ]
+        return PipelineStatistics(
+            latency: latency, latencyWindow: Self.window,
+            throughputPerSecond: Double(recentCount) / max(1, min(elapsed, Double(Self.throughputSeconds))),
+            totalThroughputPerSecond: Double(total) / max(1, elapsed), inboxes: inboxes)
     }
 
     /// The counts and per-stage latency summaries in the Prometheus text format.
@@ -183,7 +168,7 @@ final class PurificationStatistics: Sendable {
             guard let samples = stages[stage], samples.count > 0 else { continue }
             let sorted = samples.recent.sorted()
             for quantile in Self.quantiles {
-                text += "purifyd_stage_latency_seconds{stage=\"\(stage)\",quantile=\"\(quantile.value)\"} \(Self.quantile(quantile.value, of: sorted) / 1000)\n"
+                text += "purifyd_stage_latency_seconds{stage=\"\(stage)\",quantile=\"\(quantile)\"} \(Self.quantile(quantile, of: sorted) / 1000)\n"
             }
             text += "purifyd_stage_latency_seconds_sum{stage=\"\(stage)\"} \(samples.sum / 1000)\n"
             text += "purifyd_stage_latency_seconds_count{stage=\"\(stage)\"} \(samples.count)\n"

@@ -1,9 +1,9 @@
 internal import CPurifySystem
 internal import Foundation
-internal import PurifyControl
 public import PurifyImage
 public import PurifyPipeline
 internal import Synchronization
+internal import PurifySystem
 
 /// Makes one inbox's pipeline results durable through its ``InboxSpool``: a purified image and
 /// its report with ``InboxSpool/commit(_:output:outputExtension:report:)`` (temporary files,
@@ -92,12 +92,11 @@ public final class SpoolCommitter: ResultCommitter {
             }
             return committed.reportPath
         }
-        let reportValue = (try? JSONDecoder().decode(JSONValue.self, from: Data(json))) ?? .string(String(decoding: json, as: UTF8.self))
         let code = report.error?.code ?? "incomplete"
         let stage = report.error?.stage.rawValue ?? PurificationReport.Stage.commit.rawValue
         let message = report.error?.message ?? "the pipeline reported success without an image"
         let failed = try entry.spool.fail(entry.file, code: code, message: "\(stage): \(message)",
-                                          details: ["stage": .string(stage), "report": reportValue])
+                                          details: FailureDetails(stage: stage, report: report))
         return failed.reportPath
     }
 

@@ -5,9 +5,9 @@ internal import Glibc
 // Dispatch's C module, which member-import visibility then wants imported.
 internal import CDispatch
 internal import Foundation
-public import PurifyControl
 public import Logging
 internal import Synchronization
+internal import PurifySystem
 
 /// A file the spool has claimed: moved by rename(2) out of the inbox into
 /// `<state>/<inbox>/claimed/<claimID>_<originalName>`, where no producer can touch it.
@@ -168,7 +168,7 @@ public final class InboxSpool: Sendable {
     /// renamed between them and the inbox, replays journal entries left
     /// by a crash, removes stale temporary files, and returns the claimed files that were not
     /// finished (oldest claim first). They count as in flight: process each of them.
-    public func recover() throws(DaemonError) -> [ClaimedFile] {
+    public func recover() throws -> [ClaimedFile] {
         for directory in ownDirectories { try FileSystem.createDirectories(directory, mode: 0o750) }
         try checkRenamesWork()
 
@@ -245,7 +245,7 @@ public final class InboxSpool: Sendable {
 
     /// Claims the inbox entry `name` by renaming it into the spool, then decides with `lstat` on
     /// the claimed entry (which no one else can swap any more) whether it can be processed.
-    public func claim(_ name: String) throws(DaemonError) -> ClaimOutcome {
+    public func claim(_ name: String) throws -> ClaimOutcome {
         guard InboxEntryRules.disposition(name: name, kind: nil) != .ignore else { return .ignored }
         let source = FilePaths.join(configuration.path, name)
         guard let before = try FileSystem.entry(at: source) else { return .vanished }
@@ -266,7 +266,7 @@ public final class InboxSpool: Sendable {
             } catch {
                 // ENOENT means the file went away, unless it is still there: then `claimed/` is
                 // missing (removed by hand), and is created again once.
-                guard error.errno == ENOENT else { throw error }
+                guard error.errno == .noSuchFileOrDirectory else { throw error }
                 if try !FileSystem.exists(source) { return .vanished }
                 guard attempt == 0, recreateMissingDirectories() else { throw error }
             }
@@ -323,11 +323,41 @@ public final class InboxSpool: Sendable {
 
     /// Reads a claimed file whole: opened with O_NOFOLLOW, checked with fstat to be a regular
     /// file of at most `limits.maxBytes` bytes (``DaemonError/Code/inputRejected`` otherwise).
-    public func contents(of file: ClaimedFile) throws(DaemonError) -> [UInt8] {
-        try FileSystem.readRegularFile(file.path, maxBytes: configuration.limits.maxBytes)
+    public func contents(of file: ClaimedFile) throws -> [UInt8] {
+        try Self.readRegularFile(file.path, maxBytes: configuration.limits.maxBytes)
     }
 
     // MARK: - Finishing
+
+    /// Reads a whole regular file without following a final symlink or blocking on a FIFO;
+    /// anything else, or a file over `maxBytes`, is refused with ``DaemonError/Code/inputRejected``.
+    private static func readRegularFile(_ path: String, maxBytes: Int) throws -> [UInt8] {
+        let fd: Int32
+        do throws(SystemError) {
+            fd = try SystemCall.retrying("open", path: path) { open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) }
+        } catch {
+            if error.errno == .tooManySymbolicLinkLevels { throw DaemonError(code: .inputRejected, message: "\(path) is a symbolic link") }
+            throw error
+        }
+        defer { close(fd) }
+        var status = stat()
+        try SystemCall.retrying("fstat", path: path) { fstat(fd, &status) }
+        guard FileKind(mode: status.st_mode) == .regular else {
+            throw DaemonError(code: .inputRejected, message: "\(path) is not a regular file")
+        }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(min(Int(status.st_size), maxBytes))
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let count = try SystemCall.retrying("read", path: path) { chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) } }
+            if count == 0 { return bytes }
+            bytes += chunk[0..<count]
+            if bytes.count > maxBytes {
+                throw DaemonError(code: .inputRejected, message: "\(path) is larger than \(maxBytes) bytes")
+            }
+        }
+    }
+
 
     /// Commits a purified image: writes `output` as `<original stem>.<outputExtension>` in the
     /// outbox (or `<stem>-<n>.<ext>` if taken) and then the report `<output name>.json`, each
@@ -412,11 +442,11 @@ public final class InboxSpool: Sendable {
     /// A claimed file that is no longer in the spool (someone removed it) is recorded with the
     /// code `vanished_from_spool`, the pipeline's error among the details, and counted in
     /// ``Statistics/vanished``.
-    public func fail(_ file: ClaimedFile, code: String, message: String, details: [String: JSONValue] = [:]) throws(DaemonError) -> FailedFile {
+    public func fail(_ file: ClaimedFile, code: String, message: String, details: FailureDetails = FailureDetails()) throws -> FailedFile {
         var (code, message, details) = (code, message, details)
         let vanished = (try? FileSystem.exists(file.path)) == false
         if vanished {
-            details["pipeline_error"] = .object(["code": .string(code), "message": .string(message)])
+            details.pipelineError = FailureRecord.Error(code: code, message: message)
             (code, message) = ("vanished_from_spool", "\(file.path) disappeared from the spool before it was finished")
             logger.warning("a claimed file disappeared from the spool; recorded in failed/",
                            metadata: ["file": "\(file.originalName)", "claimed_as": "\(file.path)"])
@@ -442,8 +472,9 @@ public final class InboxSpool: Sendable {
     /// EACCES or EPERM from a system call, or ENOENT and ENOTDIR, which in a commit mean that a
     /// folder of the outbox, `failed/` or the spool was removed (the spool creates it again).
     public static func isWriteFailure(_ error: any Error) -> Bool {
-        guard let error = error as? DaemonError, let errno = error.errno else { return false }
-        return [ENOSPC, EDQUOT, EIO, EROFS, EACCES, EPERM, ENOENT, ENOTDIR].contains(errno)
+        guard let errno = (error as? SystemError)?.errno else { return false }
+        return [.noSpace, .diskQuotaExceeded, .ioError, .readOnlyFileSystem, .permissionDenied, .notPermitted,
+                .noSuchFileOrDirectory, .notDirectory].contains(errno)
     }
 
     /// Waits for files held after write failures and takes them for another attempt: while
@@ -583,7 +614,7 @@ public final class InboxSpool: Sendable {
             releaseSlot()
             return
         }
-        if let errno = (error as? DaemonError)?.errno, errno == ENOENT || errno == ENOTDIR {
+        if let errno = (error as? SystemError)?.errno, errno == .noSuchFileOrDirectory || errno == .notDirectory {
             _ = recreateMissingDirectories()
         }
         let firstOfEpisode = state.withLock { state in
@@ -640,7 +671,7 @@ public final class InboxSpool: Sendable {
 
     /// Moves a probe file from `claimed/` through the inbox, `failed/` and the archive and
     /// back: each of those renames is one the spool relies on.
-    private func checkRenamesWork() throws(DaemonError) {
+    private func checkRenamesWork() throws {
         let probeName = "\(temporaryPrefix)probe-\(getpid())"
         let home = FilePaths.join(claimedDirectory, probeName)
         try FileSystem.removeIfPresent(home)
@@ -653,7 +684,7 @@ public final class InboxSpool: Sendable {
             do {
                 try FileSystem.rename(home, to: away)
             } catch {
-                guard error.errno == EXDEV else { throw error }
+                guard error.errno == .crossDevice else { throw error }
                 throw DaemonError(
                     code: .crossMount,
                     message: "\(directory) and the spool \(configuration.spoolDirectory) are on different mounts; "
@@ -665,7 +696,7 @@ public final class InboxSpool: Sendable {
         }
     }
 
-    private func reject(from path: String, originalName: String, claimID: String, code: String, message: String) throws(DaemonError) -> FailedFile {
+    private func reject(from path: String, originalName: String, claimID: String, code: String, message: String) throws -> FailedFile {
         let failed = try moveToFailed(from: path, originalName: originalName, claimID: claimID, code: code, message: message)
         state.withLock { $0.statistics.rejected += 1 }
         logger.info("rejected an inbox entry", metadata: ["file": "\(originalName)", "code": "\(code)"])
@@ -673,26 +704,19 @@ public final class InboxSpool: Sendable {
     }
 
     private func moveToFailed(
-        from path: String, originalName: String, claimID: String, code: String, message: String, details: [String: JSONValue] = [:]
-    ) throws(DaemonError) -> FailedFile {
+        from path: String, originalName: String, claimID: String, code: String, message: String, details: FailureDetails = FailureDetails()
+    ) throws -> FailedFile {
         let directory = configuration.failedDirectory
         // Room for the report's suffix and a `-<n>` that a taken name gets: a name too long to
         // claim must still fit in failed/.
         let storable = FilePaths.truncated(originalName, toBytes: Int(NAME_MAX) - ".error.json".utf8.count - 8)
         let name = try reserveName(storable, in: directory, companionSuffix: ".error.json")
         defer { releaseName(name, in: directory) }
-        let report: JSONValue = .object([
-            "inbox": .string(configuration.name),
-            "input": .string(originalName),
-            "stored_as": .string(name),
-            "claim_id": .string(claimID),
-            "failed_at": .string(Date.now.ISO8601Format()),
-            "error": .object(["code": .string(code), "message": .string(message)]),
-            "details": .object(details),
-        ])
+        let report = FailureRecord(inbox: configuration.name, input: originalName, storedAs: name, claimID: claimID,
+                                   failedAt: Date.now.ISO8601Format(), error: .init(code: code, message: message), details: details)
         let reportTemporary = FilePaths.join(directory, "\(temporaryPrefix)\(claimID).error")
         try FileSystem.removeIfPresent(reportTemporary)
-        try FileSystem.writeNewFile(reportTemporary, bytes: Array((report.serialized() + "\n").utf8))
+        try FileSystem.writeNewFile(reportTemporary, bytes: try report.encoded())
         let failedPath = FilePaths.join(directory, name)
         let reportPath = failedPath + ".error.json"
         try run(SpoolJournal(renames: [.init(from: path, to: failedPath), .init(from: reportTemporary, to: reportPath)]), claimID: claimID)
@@ -701,7 +725,7 @@ public final class InboxSpool: Sendable {
     }
 
     /// Writes the journal entry durably, performs it, and removes it.
-    private func run(_ journal: SpoolJournal, claimID: String) throws(DaemonError) {
+    private func run(_ journal: SpoolJournal, claimID: String) throws {
         let path = FilePaths.join(journalDirectory, "\(claimID).json")
         try FileSystem.replaceFileAtomically(path, bytes: journal.encoded(), temporaryPath: FilePaths.join(journalDirectory, ".\(claimID).json"))
         try journal.execute()
@@ -710,7 +734,7 @@ public final class InboxSpool: Sendable {
 
     /// The first of `name`, `stem-1.ext`, `stem-2.ext`, … that is neither on disk (with or
     /// without `companionSuffix`) nor reserved by a commit in progress; reserved until released.
-    private func reserveName(_ name: String, in directory: String, companionSuffix: String?) throws(DaemonError) -> String {
+    private func reserveName(_ name: String, in directory: String, companionSuffix: String?) throws -> String {
         let (stem, fileExtension) = FilePaths.splitExtension(name)
         var attempt = 0
         while true {
@@ -784,7 +808,7 @@ struct SpoolJournal: Codable, Equatable {
     var renames: [Rename]
     var removals: [String] = []
 
-    static func read(from path: String) throws(DaemonError) -> SpoolJournal {
+    static func read(from path: String) throws -> SpoolJournal {
         do {
             let data = try Data(contentsOf: URL(fileURLWithPath: path))
             return try JSONDecoder().decode(SpoolJournal.self, from: data)
@@ -802,7 +826,7 @@ struct SpoolJournal: Codable, Equatable {
     /// Live readers see the renames in order (the report after its output); after a crash the
     /// journal entry, removed only once the directories are synced, replays whatever did not
     /// reach the disk.
-    func execute() throws(DaemonError) {
+    func execute() throws {
         var directories: Set<String> = []
         for rename in renames where try FileSystem.exists(rename.from) {
             guard try FileSystem.renameWithoutReplacing(rename.from, to: rename.to) else {

@@ -1,9 +1,5 @@
-#if canImport(Glibc)
-internal import Glibc
-#endif
-
-/// An error from the daemon's infrastructure: a named code, a message for humans and, when a
-/// system call failed, its errno.
+/// An error of the daemon's own: a named code and a message for humans. A failed system call
+/// is a `SystemError` instead, from the shared system layer.
 ///
 /// Shaped after swift-service-lifecycle's `ServiceGroupError`: a struct whose codes wrap a private
 /// enum, so codes can be added without breaking anyone who switches over them.
@@ -11,7 +7,6 @@ public struct DaemonError: Error, Sendable, Hashable, CustomStringConvertible {
     /// What went wrong, as a value to compare against.
     public struct Code: Sendable, Hashable, CustomStringConvertible {
         private enum Base: String, Sendable, Hashable {
-            case systemCall
             case spoolConflict
             case controlSocketInUse
             case malformedJournal
@@ -23,8 +18,6 @@ public struct DaemonError: Error, Sendable, Hashable, CustomStringConvertible {
         private let base: Base
         private init(_ base: Base) { self.base = base }
 
-        /// A system call failed; ``DaemonError/errno`` says why.
-        public static let systemCall = Code(.systemCall)
         /// A spool rename found its destination taken by a file the daemon did not expect there.
         public static let spoolConflict = Code(.spoolConflict)
         /// Another live process already listens on the control socket path.
@@ -45,20 +38,9 @@ public struct DaemonError: Error, Sendable, Hashable, CustomStringConvertible {
     public var code: Code
     /// A description for logs and humans.
     public var message: String
-    /// The errno of the failed system call, for ``Code/systemCall``.
-    public var errno: Int32?
-
-    public init(code: Code, message: String, errno: Int32? = nil) {
+    public init(code: Code, message: String) {
         self.code = code
         self.message = message
-        self.errno = errno
-    }
-
-    /// A failed system call: `call` names it, `path` what it acted on.
-    static func systemCall(_ call: String, path: String? = nil, errno: Int32) -> DaemonError {
-        let reason = String(cString: strerror(errno))
-        let subject = path.map { " \($0)" } ?? ""
-        return DaemonError(code: .systemCall, message: "\(call)\(subject): \(reason)", errno: errno)
     }
 
     public var description: String { "\(code): \(message)" }

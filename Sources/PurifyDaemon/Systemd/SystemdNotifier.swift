@@ -2,6 +2,7 @@
 internal import Glibc
 #endif
 public import ServiceLifecycle
+public import PurifySystem
 
 /// Sends sd_notify(3) messages to the service manager: one datagram per message on the Unix
 /// socket named by `$NOTIFY_SOCKET` (a leading `@` means Linux's abstract namespace). This is
@@ -20,50 +21,36 @@ public struct SystemdNotifier: Sendable {
     }
 
     /// READY=1 with a one-line STATUS=: start-up is complete.
-    public func notifyReady(status: String) throws(DaemonError) {
+    public func notifyReady(status: String) throws(SystemError) {
         try send(["READY=1", "STATUS=\(Self.oneLine(status))"])
     }
 
     /// STATUS=: the one-line summary `systemctl status` shows.
-    public func notifyStatus(_ status: String) throws(DaemonError) {
+    public func notifyStatus(_ status: String) throws(SystemError) {
         try send(["STATUS=\(Self.oneLine(status))"])
     }
 
     /// STOPPING=1: shutdown has begun.
-    public func notifyStopping(status: String) throws(DaemonError) {
+    public func notifyStopping(status: String) throws(SystemError) {
         try send(["STOPPING=1", "STATUS=\(Self.oneLine(status))"])
     }
 
     /// WATCHDOG=1: the watchdog keep-alive.
-    public func notifyWatchdog() throws(DaemonError) {
+    public func notifyWatchdog() throws(SystemError) {
         try send(["WATCHDOG=1"])
     }
 
     /// Sends `assignments` (`KEY=VALUE`) as one datagram, newline-separated.
-    public func send(_ assignments: [String]) throws(DaemonError) {
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        var pathBytes = Array(socketPath.utf8)
-        if pathBytes.first == UInt8(ascii: "@") { pathBytes[0] = 0 }
-        guard pathBytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
-            throw DaemonError.systemCall("sendto", path: socketPath, errno: ENAMETOOLONG)
-        }
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: pathBytes) }
-        // An abstract address's length covers exactly its bytes; a path's includes the NUL.
-        let length = MemoryLayout<sa_family_t>.size + pathBytes.count + (pathBytes[0] == 0 ? 0 : 1)
-
-        let fd = try FileSystem.retrying("socket", path: socketPath) {
+    public func send(_ assignments: [String]) throws(SystemError) {
+        let address = try UnixSocketAddress(path: socketPath, for: "sendto")
+        let fd = try SystemCall.retrying("socket", path: socketPath) {
             socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         }
         defer { close(fd) }
         let message = Array(assignments.joined(separator: "\n").utf8)
-        try FileSystem.retrying("sendto", path: socketPath) {
+        try SystemCall.retrying("sendto", path: socketPath) {
             message.withUnsafeBytes { bytes in
-                withUnsafePointer(to: &address) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                        sendto(fd, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL), $0, socklen_t(length))
-                    }
-                }
+                address.withSocketAddress { sendto(fd, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL), $0, $1) }
             }
         }
     }

@@ -1,13 +1,13 @@
-/// Lexical path helpers (no file system access) for the POSIX paths the daemon works with.
-enum FilePaths {
+/// Lexical path helpers (no file system access) for POSIX paths.
+public enum FilePaths {
     /// `path` if absolute, otherwise `base/path`; trailing slashes removed.
-    static func absolute(_ path: String, relativeTo base: String) -> String {
+    public static func absolute(_ path: String, relativeTo base: String) -> String {
         let joined = path.hasPrefix("/") ? path : join(base, path)
         return trimmingTrailingSlashes(joined)
     }
 
     /// The components joined with single slashes.
-    static func join(_ first: String, _ rest: String...) -> String {
+    public static func join(_ first: String, _ rest: String...) -> String {
         var result = trimmingTrailingSlashes(first)
         for component in rest {
             let trimmed = component.drop(while: { $0 == "/" })
@@ -17,14 +17,14 @@ enum FilePaths {
     }
 
     /// The directory part of `path` (`/` for a top-level entry, `.` for a bare name).
-    static func directory(of path: String) -> String {
+    public static func directory(of path: String) -> String {
         let trimmed = trimmingTrailingSlashes(path)
         guard let slash = trimmed.lastIndex(of: "/") else { return "." }
         return slash == trimmed.startIndex ? "/" : String(trimmed[..<slash])
     }
 
     /// The last component of `path`.
-    static func lastComponent(of path: String) -> String {
+    public static func lastComponent(of path: String) -> String {
         let trimmed = trimmingTrailingSlashes(path)
         guard let slash = trimmed.lastIndex(of: "/") else { return trimmed }
         return String(trimmed[trimmed.index(after: slash)...])
@@ -32,14 +32,14 @@ enum FilePaths {
 
     /// `name` split into stem and extension at the last dot that is not the first character
     /// (`"a.tar.gz"` → `("a.tar", "gz")`, `"README"` → `("README", nil)`).
-    static func splitExtension(_ name: String) -> (stem: String, extension: String?) {
+    public static func splitExtension(_ name: String) -> (stem: String, extension: String?) {
         guard let dot = name.lastIndex(of: "."), dot != name.startIndex else { return (name, nil) }
         return (String(name[..<dot]), String(name[name.index(after: dot)...]))
     }
 
     /// `name` cut to at most `limit` bytes of UTF-8 by shortening its stem at a character
     /// boundary, keeping the extension (`name` itself when it fits).
-    static func truncated(_ name: String, toBytes limit: Int) -> String {
+    public static func truncated(_ name: String, toBytes limit: Int) -> String {
         guard name.utf8.count > limit else { return name }
         let (stem, fileExtension) = splitExtension(name)
         let suffix = fileExtension.map { ".\($0)" } ?? ""
@@ -53,7 +53,7 @@ enum FilePaths {
 
     /// A name that is not valid UTF-8 made readable: each byte outside a valid UTF-8 sequence
     /// becomes `%XX` (its hex value); nil when `bytes` is valid UTF-8 already.
-    static func escapingInvalidUTF8(_ bytes: [UInt8]) -> String? {
+    public static func escapingInvalidUTF8(_ bytes: [UInt8]) -> String? {
         guard String(validating: bytes, as: UTF8.self) == nil else { return nil }
         var escaped = ""
         var parser = Unicode.UTF8.ForwardParser()

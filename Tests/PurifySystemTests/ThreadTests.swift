@@ -1,0 +1,54 @@
+import PurifySystem
+import Synchronization
+import Testing
+
+@Suite struct ThreadTests {
+    private struct Refusal: Error, Equatable {}
+
+    /// The jobs' indices in the order they ran.
+    private final class Order: Sendable {
+        let indices = Mutex<[Int]>([])
+    }
+
+    /// How many jobs run at once now, and at most.
+    private final class Concurrency: Sendable {
+        let counts = Mutex((now: 0, most: 0))
+    }
+
+    @Test func runReturnsTheValueAndTheError() async throws {
+        #expect(try await SystemThread.run(name: "test-run") { 6 * 7 } == 42)
+        await #expect(throws: Refusal.self) {
+            try await SystemThread.run(name: "test-run") { () throws(Refusal) -> Int in throw Refusal() }
+        }
+    }
+
+    @Test func aPoolRunsJobsOnItsThreadsConcurrently() async throws {
+        let pool = try ThreadPool(threadCount: 4, name: "test-pool")
+        defer { pool.shutdown() }
+        let concurrency = Concurrency()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<16 {
+                group.addTask {
+                    try await pool.run { () throws(Refusal) in
+                        concurrency.counts.withLock { $0.now += 1; $0.most = max($0.most, $0.now) }
+                        // Long enough for the other threads to pick up jobs meanwhile.
+                        for _ in 0..<2_000_000 { _ = concurrency.counts.withLock { $0.now } }
+                        concurrency.counts.withLock { $0.now -= 1 }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        #expect(concurrency.counts.withLock { $0.most } > 1)
+        #expect(concurrency.counts.withLock { $0.now } == 0)
+    }
+
+    @Test func aJobQueueKeepsOrderAndDrainsBeforeShuttingDown() async throws {
+        let queue = JobQueue()
+        let order = Order()
+        for index in 0..<100 { queue.enqueue { order.indices.withLock { $0.append(index) } } }
+        queue.shutdown()
+        try await SystemThread.run(name: "test-queue") { queue.runUntilShutdown() }
+        #expect(order.indices.withLock { $0 } == Array(0..<100))
+    }
+}
