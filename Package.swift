@@ -162,6 +162,13 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // What the test targets share: temporary folders, waiting, running programs.
+        .target(
+            name: "PurifyTestSupport",
+            dependencies: ["PurifySystem"],
+            path: "Tests/PurifyTestSupport",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "PurifySystemTests",
             dependencies: ["PurifySystem"],
@@ -185,6 +192,7 @@ let package = Package(
         .testTarget(
             name: "PurifyPipelineTests",
             dependencies: [
+                "PurifyTestSupport",
                 "PurifyPipeline",
                 "PurifyImage",
                 "PurifyEngine",
@@ -197,6 +205,7 @@ let package = Package(
         .testTarget(
             name: "PurifyDaemonTests",
             dependencies: [
+                "PurifyTestSupport",
                 "PurifyDaemon",
                 "PurifySystem",
                 "PurifyHTTP",
@@ -223,6 +232,7 @@ let package = Package(
         .testTarget(
             name: "PurifyControlTests",
             dependencies: [
+                "PurifyTestSupport",
                 "PurifyControl",
                 "PurifySystem",
                 "purifyctl",
@@ -236,6 +246,7 @@ let package = Package(
         .testTarget(
             name: "PurifydTests",
             dependencies: [
+                "PurifyTestSupport",
                 "purifyd",
                 "PurifyControl",
                 "PurifyImage",

@@ -2,50 +2,32 @@ public import PurifySystem
 
 /// Why a ``ControlClient`` exchange failed: a named code, a message for humans and, where the
 /// daemon answered with an error, that error.
-///
-/// Shaped after swift-service-lifecycle's `ServiceGroupError`: a struct whose codes wrap a private
-/// enum, so codes can be added without breaking anyone who switches over them.
 public struct ControlClientError: Error, Sendable, Hashable, CustomStringConvertible {
     /// What went wrong, as a value to compare against.
-    public struct Code: Sendable, Hashable, CustomStringConvertible {
-        private enum Base: String, Sendable, Hashable {
-            case socketMissing
-            case permissionDenied
-            case connectionRefused
-            case connectionClosed
-            case timeout
-            case malformedReply
-            case daemonError
-            case invalidSocketPath
-            case systemCall
-        }
-
-        private let base: Base
-        private init(_ base: Base) { self.base = base }
-
+    public enum Code: String, Sendable, Hashable, CustomStringConvertible {
         /// Nothing exists at the socket path (ENOENT, ENOTDIR): the daemon is not running, or
         /// listens elsewhere.
-        public static let socketMissing = Code(.socketMissing)
+        case socketMissing
         /// The socket or a directory above it may not be opened by this user (EACCES, EPERM).
-        public static let permissionDenied = Code(.permissionDenied)
+        case permissionDenied
         /// Something is at the path but nobody accepts connections on it (ECONNREFUSED): a
         /// stale socket of a daemon that died, or not a socket at all.
-        public static let connectionRefused = Code(.connectionRefused)
+        case connectionRefused
         /// The daemon closed the connection without replying (it is shutting down).
-        public static let connectionClosed = Code(.connectionClosed)
+        case connectionClosed
         /// No complete reply came within the client's timeout.
-        public static let timeout = Code(.timeout)
+        case timeout
         /// The reply is not a reply: not JSON, no `ok`, another request's `id`, or over the
         /// client's length cap.
-        public static let malformedReply = Code(.malformedReply)
+        case malformedReply
         /// The daemon answered with an error; ``ControlClientError/daemonError`` holds it.
-        public static let daemonError = Code(.daemonError)
+        case daemonError
         /// The socket path does not fit in a `sockaddr_un` (107 bytes at most).
-        public static let invalidSocketPath = Code(.invalidSocketPath)
+        case invalidSocketPath
         /// Another system call failed; ``ControlClientError/errno`` says why.
-        public static let systemCall = Code(.systemCall)
+        case systemCall
 
-        public var description: String { base.rawValue }
+        public var description: String { rawValue }
     }
 
     /// What went wrong.

@@ -1,50 +1,24 @@
 /// An error from loading or running a model: a code to match on and a message that names what
 /// went wrong (the node and operator where there is one).
 public struct EngineError: Error, Hashable, Sendable, CustomStringConvertible {
-    /// What kind of failure an ``EngineError`` is; compare with the static members.
-    public struct Code: Hashable, Sendable, CustomStringConvertible {
-        private enum Kind: Hashable, Sendable {
-            case unreadableFile
-            case malformedModel
-            case unsupportedOperator
-            case invalidAttribute
-            case invalidShape
-            case invalidInput
-            case backendFailure
-        }
-
-        private let kind: Kind
-
-        private init(_ kind: Kind) {
-            self.kind = kind
-        }
-
+    /// What kind of failure an ``EngineError`` is.
+    public enum Code: String, Sendable, Hashable, CustomStringConvertible {
         /// The model file could not be opened or read.
-        public static let unreadableFile = Code(.unreadableFile)
+        case unreadableFile = "unreadable file"
         /// The file is not a well-formed ONNX model (truncated, garbage, dangling references).
-        public static let malformedModel = Code(.malformedModel)
+        case malformedModel = "malformed model"
         /// The model uses an operator the engine does not implement.
-        public static let unsupportedOperator = Code(.unsupportedOperator)
+        case unsupportedOperator = "unsupported operator"
         /// A node carries an attribute the engine does not know, or a value it cannot honour.
-        public static let invalidAttribute = Code(.invalidAttribute)
+        case invalidAttribute = "invalid attribute"
         /// Shapes inside the graph do not fit together for the given input shape.
-        public static let invalidShape = Code(.invalidShape)
+        case invalidShape = "invalid shape"
         /// The tensors passed to `run` do not match the model's inputs.
-        public static let invalidInput = Code(.invalidInput)
+        case invalidInput = "invalid input"
         /// oneDNN refused or failed an operation.
-        public static let backendFailure = Code(.backendFailure)
+        case backendFailure = "backend failure"
 
-        public var description: String {
-            switch kind {
-            case .unreadableFile: "unreadable file"
-            case .malformedModel: "malformed model"
-            case .unsupportedOperator: "unsupported operator"
-            case .invalidAttribute: "invalid attribute"
-            case .invalidShape: "invalid shape"
-            case .invalidInput: "invalid input"
-            case .backendFailure: "backend failure"
-            }
-        }
+        public var description: String { rawValue }
     }
 
     /// The kind of failure.

@@ -3,49 +3,31 @@
 /// Every error has a ``code`` from a closed set, whose ``Code/name`` is a stable string for
 /// machine-readable reports (`"truncated"`, `"too_large"`, …), and a human-readable ``message``.
 public struct ImageError: Error, Hashable, Sendable, CustomStringConvertible {
-    /// The kind of failure. Compare with the static members: `error.code == .truncated`.
-    public struct Code: Hashable, Sendable, CustomStringConvertible {
-        private enum Backing: String, Hashable, Sendable {
-            case empty
-            case truncated
-            case corrupt
-            case unsupported
-            case tooLarge = "too_large"
-            case io
-            case outOfMemory = "out_of_memory"
-            case invalidArgument = "invalid_argument"
-            case encodingFailed = "encoding_failed"
-        }
-
-        private let backing: Backing
-
-        private init(_ backing: Backing) {
-            self.backing = backing
-        }
-
+    /// The kind of failure: `error.code == .truncated`.
+    public enum Code: String, Sendable, Hashable, CustomStringConvertible {
         /// The input has no bytes at all.
-        public static let empty = Code(.empty)
+        case empty
         /// The data ends before the image does.
-        public static let truncated = Code(.truncated)
+        case truncated
         /// The data is malformed: bad markers, bad Huffman codes, a CRC mismatch, …
-        public static let corrupt = Code(.corrupt)
+        case corrupt
         /// A format or variant this module does not decode (GIF, WebP, 12-bit JPEG, …).
-        public static let unsupported = Code(.unsupported)
+        case unsupported
         /// The input exceeds the ``DecodeLimits`` (bytes, pixels or side length).
-        public static let tooLarge = Code(.tooLarge)
+        case tooLarge = "too_large"
         /// The file could not be opened or read.
-        public static let io = Code(.io)
+        case io
         /// Memory for decoding or encoding could not be allocated.
-        public static let outOfMemory = Code(.outOfMemory)
+        case outOfMemory = "out_of_memory"
         /// The caller passed a value outside its documented range (e.g. a JPEG quality of 0).
-        public static let invalidArgument = Code(.invalidArgument)
+        case invalidArgument = "invalid_argument"
         /// The encoder failed for a reason of its own.
-        public static let encodingFailed = Code(.encodingFailed)
+        case encodingFailed = "encoding_failed"
 
         /// The stable snake_case name used in JSON reports, e.g. `"too_large"`.
-        public var name: String { backing.rawValue }
+        public var name: String { rawValue }
 
-        public var description: String { name }
+        public var description: String { rawValue }
     }
 
     /// The kind of failure.

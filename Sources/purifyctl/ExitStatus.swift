@@ -29,7 +29,6 @@ enum ExitStatus {
         case .invalidSocketPath: usage
         case .daemonError: error.daemonError.map(forDaemonError) ?? daemonFailure
         case .systemCall: systemError
-        default: daemonFailure
         }
     }
 

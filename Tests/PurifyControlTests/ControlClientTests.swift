@@ -3,6 +3,7 @@ import Glibc
 import PurifyControl
 import PurifyDaemon
 import PurifySystem
+import PurifyTestSupport
 import Synchronization
 import Testing
 
@@ -122,7 +123,7 @@ struct ControlClientTests {
     func refused() async throws {
         let directory = try TemporaryDirectory()
         let stale = directory.path + "/stale.sock"
-        close(boundSocket(at: stale, listening: false))
+        close(try boundSocket(at: stale, listening: false))
         let plainFile = directory.path + "/plain"
         #expect(FileManager.default.createFile(atPath: plainFile, contents: Data("x".utf8)))
         for path in [stale, plainFile] {
@@ -135,7 +136,7 @@ struct ControlClientTests {
     func silentDaemon() async throws {
         let directory = try TemporaryDirectory()
         let path = directory.path + "/silent.sock"
-        let listener = boundSocket(at: path, listening: true)
+        let listener = try boundSocket(at: path, listening: true)
         defer { close(listener) }
         // Timed on the thread that blocks: the await around it also waits for a cooperative
         // thread, which other suites' blocking tests may hold for seconds.
@@ -156,7 +157,7 @@ struct ControlClientTests {
         let directory = try TemporaryDirectory()
         let path = directory.path + "/full.sock"
         // Backlog 0 holds one pending connection; this client takes it.
-        let listener = boundSocket(at: path, listening: true, backlog: 0)
+        let listener = try boundSocket(at: path, listening: true, backlog: 0)
         defer { close(listener) }
         let occupant = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         try #require(occupant >= 0)
@@ -186,7 +187,7 @@ struct ControlClientTests {
     func badReplies(reply: String, code: ControlClientError.Code, excerpt: String) async throws {
         let directory = try TemporaryDirectory()
         let path = directory.path + "/bad.sock"
-        answerOnce(at: path, with: Array(reply.utf8))
+        try answerOnce(at: path, with: Array(reply.utf8))
         let error = await failure { try ControlClient(socketPath: path, timeout: .seconds(10), maxReplyLength: 1024).send(.version) }
         #expect(error?.code == code)
         #expect(error?.message.contains(excerpt) == true, "\(error?.message ?? "no error")")
@@ -199,7 +200,7 @@ struct ControlClientTests {
         let prefix = #"{"id":1,"ok":true,"pad":""#
         let line = prefix + String(repeating: "x", count: 1024 - prefix.utf8.count - 2) + "\"}"
         #expect(line.utf8.count == 1024)
-        answerOnce(at: path, with: Array((line + "\n").utf8))
+        try answerOnce(at: path, with: Array((line + "\n").utf8))
         let fields = try await offPool { try ControlClient(socketPath: path, maxReplyLength: 1024).send(.version) }
         #expect(fields.keys.sorted() == ["pad"])
     }

@@ -1,48 +1,22 @@
 import Foundation
 import Glibc
 import PurifyControl
+import PurifyTestSupport
 import Testing
 
-/// What a run of the built `purifyctl` printed and how it exited.
-struct PurifyctlRun: Sendable {
-    var status: Int32
-    var standardOutput: String
-    var standardError: String
-
+/// Runs of the built `purifyctl`.
+enum PurifyctlRun {
     /// Runs the `purifyctl` built next to this test bundle (SwiftPM puts executables and the
     /// test bundle in one products directory) with `arguments` and `environment` (which replaces
     /// the inherited one), off the cooperative pool; as uid and gid 65534 through setpriv(1)
     /// when `asNobody`.
-    static func run(_ arguments: [String], environment: [String: String] = [:], asNobody: Bool = false) async throws -> PurifyctlRun {
+    static func run(_ arguments: [String], environment: [String: String] = [:], asNobody: Bool = false) async throws -> ProgramRun {
         let executable = try #require(purifyctlPath, "no purifyctl binary beside the test bundle")
-        return try await offPool {
-            let process = Process()
-            if asNobody {
-                process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
-                process.arguments = ["--reuid=65534", "--regid=65534", "--clear-groups", executable] + arguments
-            } else {
-                process.executableURL = URL(fileURLWithPath: executable)
-                process.arguments = arguments
-            }
-            // The sanitizers' settings (suppressions, leak detection) go along, or a child under
-            // AddressSanitizer reports the suppressed leaks as failures.
-            process.environment = ProcessInfo.processInfo.environment.filter { $0.key.hasSuffix("SAN_OPTIONS") }
-                .merging(environment) { _, new in new }
-            let output = Pipe()
-            let errors = Pipe()
-            process.standardOutput = output
-            process.standardError = errors
-            try process.run()
-            // Small outputs: reading one pipe to its end cannot block the other one's writer.
-            let standardOutput = output.fileHandleForReading.readDataToEndOfFile()
-            let standardError = errors.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            return PurifyctlRun(
-                status: process.terminationStatus,
-                standardOutput: String(decoding: standardOutput, as: UTF8.self),
-                standardError: String(decoding: standardError, as: UTF8.self)
-            )
+        if asNobody {
+            return try await ProgramRun.run("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", executable] + arguments,
+                                            environment: environment)
         }
+        return try await ProgramRun.run(executable, arguments, environment: environment)
     }
 
     /// `purifyctl` in the directory of the running test executable, when it is there.
@@ -185,7 +159,7 @@ struct PurifyctlBinaryTests {
     func silentDaemon() async throws {
         let directory = try TemporaryDirectory()
         let path = directory.path + "/silent.sock"
-        let listener = boundSocket(at: path, listening: true)
+        let listener = try boundSocket(at: path, listening: true)
         defer { close(listener) }
         let run = try await PurifyctlRun.run(["stats", "--socket", path, "--timeout", "0.2"])
         #expect(run.status == 75)

@@ -3,45 +3,10 @@ import Glibc
 import Logging
 import PurifyControl
 import PurifyDaemon
+import PurifySystem
+import PurifyTestSupport
 import Synchronization
 import Testing
-
-/// A fresh directory under /tmp, removed when the value is deinitialised.
-final class TemporaryDirectory: Sendable {
-    let path: String
-
-    init() throws {
-        var template = Array("/tmp/purifyctl-test.XXXXXX".utf8CString)
-        guard let created = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
-            throw POSIXError(.init(rawValue: errno) ?? .EIO)
-        }
-        path = String(cString: created)
-    }
-
-    deinit {
-        try? FileManager.default.removeItem(atPath: path)
-    }
-}
-
-/// Runs blocking client I/O on a thread of its own: blocking a task would starve Swift's
-/// cooperative pool, which the server's handlers need.
-func offPool<Result: Sendable>(_ body: @escaping @Sendable () throws -> Result) async throws -> Result {
-    try await withCheckedThrowingContinuation { continuation in
-        Thread.detachNewThread {
-            continuation.resume(with: Swift.Result { try body() })
-        }
-    }
-}
-
-/// Polls `condition` every 10 ms until it holds or `timeout` passes; returns whether it held.
-func eventually(timeout: Duration = .seconds(10), _ condition: () throws -> Bool) async rethrows -> Bool {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if try condition() { return true }
-        try? await Task.sleep(for: .milliseconds(10))
-    }
-    return try condition()
-}
 
 let testLogger: Logger = {
     var logger = Logger(label: "purifyctl.tests")
@@ -128,24 +93,19 @@ final class ServedDaemon: Sendable {
 
 /// A Unix socket bound at `path`, listening with `backlog` when `listening`; the caller closes
 /// it.
-func boundSocket(at path: String, listening: Bool, backlog: Int32 = 8) -> Int32 {
+func boundSocket(at path: String, listening: Bool, backlog: Int32 = 8) throws -> Int32 {
     let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-    var address = sockaddr_un()
-    address.sun_family = sa_family_t(AF_UNIX)
-    withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8) + [0]) }
-    let bound = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-    }
-    #expect(bound == 0)
+    let address = try UnixSocketAddress(path: path, for: "bind")
+    #expect(address.withSocketAddress { bind(descriptor, $0, $1) } == 0)
     if listening { #expect(listen(descriptor, backlog) == 0) }
     return descriptor
 }
 
 /// Accepts one connection on a listening socket at `path`, reads the request line, writes
 /// `reply` as given (no newline added) and closes: a daemon that answers badly.
-func answerOnce(at path: String, with reply: [UInt8]) {
-    let listener = boundSocket(at: path, listening: true)
-    let thread = Thread {
+func answerOnce(at path: String, with reply: [UInt8]) throws {
+    let listener = try boundSocket(at: path, listening: true)
+    try SystemThread.start(name: "test-answer") {
         let connection = accept(listener, nil, nil)
         close(listener)
         guard connection >= 0 else { return }
@@ -159,5 +119,4 @@ func answerOnce(at path: String, with reply: [UInt8]) {
         }
         close(connection)
     }
-    thread.start()
 }

@@ -4,6 +4,7 @@ import Logging
 import PurifyControl
 @testable import PurifyDaemon
 import PurifySystem
+import PurifyTestSupport
 import Synchronization
 import Testing
 
@@ -14,17 +15,10 @@ final class RawControlConnection {
 
     init(path: String) throws {
         fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            raw.copyBytes(from: Array(path.utf8) + [0])
-        }
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard result == 0 else {
+        let address = try UnixSocketAddress(path: path, for: "connect")
+        guard address.withSocketAddress({ connect(fd, $0, $1) }) == 0 else {
             close(fd)
-            throw POSIXError(.init(rawValue: errno) ?? .EIO)
+            throw SystemError("connect", path: path, errno: .current)
         }
         var timeout = timeval(tv_sec: 20, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
@@ -61,16 +55,6 @@ final class RawControlConnection {
     func request(_ line: String) throws -> [String: JSONValue]? {
         send(line + "\n")
         return try readReply()
-    }
-}
-
-/// Runs blocking client I/O on a thread of its own: blocking a task would starve Swift's
-/// cooperative pool, which the server's handlers need.
-func offPool<Result: Sendable>(_ body: @escaping @Sendable () throws -> Result) async throws -> Result {
-    try await withCheckedThrowingContinuation { continuation in
-        Thread.detachNewThread {
-            continuation.resume(with: Swift.Result { try body() })
-        }
     }
 }
 

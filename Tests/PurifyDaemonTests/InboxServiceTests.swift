@@ -3,6 +3,7 @@ import Glibc
 import Logging
 import PurifyControl
 @testable import PurifyDaemon
+import PurifyTestSupport
 import ServiceLifecycle
 import Synchronization
 import Testing

@@ -3,6 +3,7 @@ import Glibc
 import PurifyControl
 @testable import PurifyDaemon
 import PurifySystem
+import PurifyTestSupport
 import Synchronization
 import Testing
 

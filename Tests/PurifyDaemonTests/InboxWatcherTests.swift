@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 @testable import PurifyDaemon
 import PurifySystem
+import PurifyTestSupport
 import Testing
 
 @Suite("Inbox entry rules")

@@ -4,6 +4,7 @@ import PurifyControl
 @testable import PurifyDaemon
 import PurifyImage
 import PurifyPipeline
+import PurifyTestSupport
 import Testing
 
 @Suite("Pipeline glue: spool committer, statistics, reload changes")

@@ -3,6 +3,7 @@ import Glibc
 import Logging
 import PurifyControl
 import PurifyDaemon
+import PurifyTestSupport
 import Testing
 
 @Suite("The assembled daemon")

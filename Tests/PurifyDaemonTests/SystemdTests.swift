@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import Logging
 import PurifyDaemon
+import PurifyTestSupport
 import ServiceLifecycle
 import Synchronization
 import Testing

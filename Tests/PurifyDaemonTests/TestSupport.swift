@@ -1,29 +1,7 @@
 import Foundation
 import Logging
+import PurifyTestSupport
 import Synchronization
-
-/// A fresh directory under /tmp, removed when the value is deinitialised.
-final class TemporaryDirectory: Sendable {
-    let path: String
-
-    init() throws {
-        var template = Array("/tmp/purifyd-test.XXXXXX".utf8CString)
-        guard let created = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
-            throw POSIXError(.init(rawValue: errno) ?? .EIO)
-        }
-        path = String(cString: created)
-    }
-
-    deinit {
-        try? FileManager.default.removeItem(atPath: path)
-    }
-
-    func subdirectory(_ name: String) throws -> String {
-        let subdirectory = path + "/" + name
-        try FileManager.default.createDirectory(atPath: subdirectory, withIntermediateDirectories: true)
-        return subdirectory
-    }
-}
 
 /// Writes `contents` to `path` and closes it.
 func writeFile(_ path: String, _ contents: String = "data") throws {
@@ -32,24 +10,10 @@ func writeFile(_ path: String, _ contents: String = "data") throws {
 
 /// Runs an external command (cp, mv, mkfifo…) and fails the test if it fails.
 func runCommand(_ executable: String, _ arguments: String...) throws {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    try process.run()
-    process.waitUntilExit()
-    guard process.terminationStatus == 0 else {
-        throw POSIXError(.EIO, userInfo: [NSLocalizedDescriptionKey: "\(executable) \(arguments) exited \(process.terminationStatus)"])
+    let run = try ProgramRun.runBlocking(executable, arguments)
+    guard run.status == 0 else {
+        throw POSIXError(.EIO, userInfo: [NSLocalizedDescriptionKey: "\(executable) \(arguments) exited \(run.status): \(run.standardError)"])
     }
-}
-
-/// Polls `condition` every 10 ms until it holds or `timeout` passes; returns whether it held.
-func eventually(timeout: Duration = .seconds(10), _ condition: () throws -> Bool) async rethrows -> Bool {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if try condition() { return true }
-        try? await Task.sleep(for: .milliseconds(10))
-    }
-    return try condition()
 }
 
 /// Collects what an async sequence yields, for assertions from the test task.

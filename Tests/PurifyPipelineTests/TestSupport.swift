@@ -2,6 +2,7 @@ import Foundation
 import PurifyEngine
 import PurifyImage
 import PurifyPipeline
+import PurifyTestSupport
 import Testing
 
 /// Paths and helpers the pipeline tests share.
@@ -109,26 +110,11 @@ enum TestSupport {
         return output.split(separator: "\n").map(String.init)
     }
 
-    /// Runs a program to completion on a thread of its own (waiting for it on a task would hold
-    /// one of Swift's few cooperative threads, which the other tests need); returns its exit
-    /// status and its standard output and error.
+    /// Runs a program to completion off the cooperative pool; returns its exit status and its
+    /// standard output followed by its standard error.
     static func run(_ executable: String, _ arguments: [String]) async throws -> (status: Int32, output: String) {
-        try await withCheckedThrowingContinuation { continuation in
-            Thread.detachNewThread { continuation.resume(with: Result { try runBlocking(executable, arguments) }) }
-        }
-    }
-
-    private static func runBlocking(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        let run = try await ProgramRun.run(executable, arguments)
+        return (run.status, run.standardOutput + run.standardError)
     }
 
     /// CRC-32 (IEEE), as PNG chunks carry it.

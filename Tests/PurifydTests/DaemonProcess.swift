@@ -2,6 +2,8 @@ import Foundation
 import Glibc
 import PurifyControl
 import PurifyImage
+import PurifySystem
+import PurifyTestSupport
 import Testing
 
 /// The package's root folder, from this file's path.
@@ -22,21 +24,12 @@ let purifydPath: String? = {
 /// `state/`, `run/control.sock`, `src/` for files to drop, the configuration `purifyd.toml`
 /// and the daemon's log `purifyd.log`. Removed when the value goes away.
 final class DaemonFolder: Sendable {
-    let root: String
+    private let directory: TemporaryDirectory
+    var root: String { directory.path }
 
     init() throws {
-        var template = Array("/tmp/purifyd-it.XXXXXX".utf8CString)
-        guard let created = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
-            throw POSIXError(.init(rawValue: errno) ?? .EIO)
-        }
-        root = String(cString: created)
-        for folder in ["inbox", "run", "src"] {
-            try FileManager.default.createDirectory(atPath: root + "/" + folder, withIntermediateDirectories: true)
-        }
-    }
-
-    deinit {
-        try? FileManager.default.removeItem(atPath: root)
+        directory = try TemporaryDirectory(prefix: "purifyd-it")
+        for folder in ["inbox", "run", "src"] { _ = try directory.subdirectory(folder) }
     }
 
     var inbox: String { root + "/inbox" }
@@ -207,46 +200,6 @@ final class DaemonProcess {
     }
 }
 
-/// Polls `condition` every 20 ms until it holds or `timeout` passes; returns whether it held.
-func eventually(timeout: Duration = .seconds(30), _ condition: () async throws -> Bool) async rethrows -> Bool {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if try await condition() { return true }
-        try? await Task.sleep(for: .milliseconds(20))
-    }
-    return try await condition()
-}
-
-/// Runs blocking work (socket I/O, waiting for a process) on a thread of its own: blocking a
-/// task would hold one of Swift's few cooperative threads, which every other test needs.
-func offPool<Value: Sendable>(_ body: @escaping @Sendable () throws -> Value) async throws -> Value {
-    try await withCheckedThrowingContinuation { continuation in
-        Thread.detachNewThread { continuation.resume(with: Result { try body() }) }
-    }
-}
-
-/// Runs a program to completion, from a thread of its own; returns its exit status, standard
-/// output and standard error.
-func runProgram(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) async throws -> (status: Int32, output: String, errors: String) {
-    try await offPool { try runProgramBlocking(executable, arguments, environment: environment) }
-}
-
-private func runProgramBlocking(_ executable: String, _ arguments: [String], environment: [String: String]?) throws -> (status: Int32, output: String, errors: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    if let environment { process.environment = environment }
-    let output = Pipe()
-    let errors = Pipe()
-    process.standardOutput = output
-    process.standardError = errors
-    try process.run()
-    let outputData = output.fileHandleForReading.readDataToEndOfFile()
-    let errorData = errors.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: outputData, as: UTF8.self), String(decoding: errorData, as: UTF8.self))
-}
-
 /// A datagram socket standing in for systemd's `$NOTIFY_SOCKET`.
 final class NotifySocket: Sendable {
     private let descriptor: Int32
@@ -256,15 +209,10 @@ final class NotifySocket: Sendable {
     init(path: String) throws {
         descriptor = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         self.path = path
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8) + [0]) }
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard bound == 0 else {
+        let address = try UnixSocketAddress(path: path, for: "bind")
+        guard address.withSocketAddress({ bind(descriptor, $0, $1) }) == 0 else {
             close(descriptor)
-            throw POSIXError(.init(rawValue: errno) ?? .EIO)
+            throw SystemError("bind", path: path, errno: .current)
         }
         var timeout = timeval(tv_sec: 0, tv_usec: 200_000)
         setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))

@@ -3,6 +3,7 @@ import Glibc
 import PurifyControl
 import PurifyImage
 import PurifyPipeline
+import PurifyTestSupport
 import Testing
 
 /// The real `purifyd` binary on real folders: how files arrive, bad input, floods, crashes.
@@ -16,9 +17,9 @@ struct DropTests {
 
             let image = pngImage(seed: 1)
             try Data(image).write(to: URL(fileURLWithPath: folder.source + "/cp.png"))
-            #expect(try await runProgram("/bin/cp", [folder.source + "/cp.png", folder.inbox + "/cp.png"]).status == 0)
+            #expect(try await ProgramRun.run("/bin/cp", [folder.source + "/cp.png", folder.inbox + "/cp.png"]).status == 0)
             try Data(pngImage(seed: 2)).write(to: URL(fileURLWithPath: folder.source + "/mv.png"))
-            #expect(try await runProgram("/bin/mv", [folder.source + "/mv.png", folder.inbox + "/mv.png"]).status == 0)
+            #expect(try await ProgramRun.run("/bin/mv", [folder.source + "/mv.png", folder.inbox + "/mv.png"]).status == 0)
             // rsync writes `.name.XXXXXX` in the destination folder, then renames it.
             let rsyncTemporary = folder.inbox + "/.rsync.png.Xy12Ab"
             #expect(FileManager.default.createFile(atPath: rsyncTemporary, contents: nil))
@@ -70,7 +71,7 @@ struct DropTests {
             try Data(good[..<(good.count / 2)]).write(to: URL(fileURLWithPath: inbox + "/truncated.png"))
             try Data((0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 7919 >> 3) }).write(to: URL(fileURLWithPath: inbox + "/garbage.png"))
             let huge = packageRoot + "/Tests/PurifyImageTests/Fixtures/huge_100000x100000.png"
-            #expect(try await runProgram("/bin/cp", [huge, inbox + "/huge.png"]).status == 0)
+            #expect(try await ProgramRun.run("/bin/cp", [huge, inbox + "/huge.png"]).status == 0)
             #expect(mkfifo(inbox + "/pipe.png", 0o644) == 0)
             try Data(good).write(to: URL(fileURLWithPath: folder.source + "/target.png"))
             #expect(symlink(folder.source + "/target.png", inbox + "/link.png") == 0)

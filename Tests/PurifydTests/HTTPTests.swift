@@ -5,6 +5,7 @@ import FoundationNetworking
 import Glibc
 import PurifyControl
 import PurifyImage
+import PurifyTestSupport
 import Testing
 
 /// The HTTP API of a running `purifyd`: requests through the inbox's pipeline, the answers'

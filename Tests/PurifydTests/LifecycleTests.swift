@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import PurifyControl
+import PurifyTestSupport
 import Testing
 
 /// The real `purifyd` binary: its command line, signals, reloads and the control socket.
@@ -11,28 +12,28 @@ struct LifecycleTests {
         let executable = try #require(purifydPath)
         let folder = try DaemonFolder()
         try folder.writeConfiguration()
-        let valid = try await runProgram(executable, ["--check-config", "--config", folder.configurationPath])
-        #expect(valid.status == 0, "\(valid.errors)")
-        #expect(valid.output.contains("inbox test"))
-        #expect(valid.output.contains("fixture-mnist 0.1.0"))
-        #expect(valid.output.contains("\(folder.root)/inbox"))
+        let valid = try await ProgramRun.run(executable, ["--check-config", "--config", folder.configurationPath])
+        #expect(valid.status == 0, "\(valid.standardError)")
+        #expect(valid.standardOutput.contains("inbox test"))
+        #expect(valid.standardOutput.contains("fixture-mnist 0.1.0"))
+        #expect(valid.standardOutput.contains("\(folder.root)/inbox"))
 
         try folder.writeConfiguration(extra: "colour = \"red\"")
-        let unknownKey = try await runProgram(executable, ["--check-config", "--config", folder.configurationPath])
+        let unknownKey = try await ProgramRun.run(executable, ["--check-config", "--config", folder.configurationPath])
         #expect(unknownKey.status == 78)
-        #expect(unknownKey.errors.contains("inbox[0].colour: unknown key"), "\(unknownKey.errors)")
+        #expect(unknownKey.standardError.contains("inbox[0].colour: unknown key"), "\(unknownKey.standardError)")
 
         try folder.writeConfiguration(bundle: folder.root + "/no-such-bundle")
-        let missingBundle = try await runProgram(executable, ["--check-config", "--config", folder.configurationPath])
+        let missingBundle = try await ProgramRun.run(executable, ["--check-config", "--config", folder.configurationPath])
         #expect(missingBundle.status == 78)
-        #expect(missingBundle.errors.contains("inbox[0].bundle:"), "\(missingBundle.errors)")
+        #expect(missingBundle.standardError.contains("inbox[0].bundle:"), "\(missingBundle.standardError)")
 
-        let missingFile = try await runProgram(executable, ["--check-config", "--config", folder.root + "/absent.toml"])
+        let missingFile = try await ProgramRun.run(executable, ["--check-config", "--config", folder.root + "/absent.toml"])
         #expect(missingFile.status == 78)
 
-        let version = try await runProgram(executable, ["--version"])
+        let version = try await ProgramRun.run(executable, ["--version"])
         #expect(version.status == 0)
-        #expect(version.output.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ".").count == 3)
+        #expect(version.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ".").count == 3)
     }
 
     @Test("Control round trips: version, status, pause, resume, rescan, stats, metrics, then drain with exit")
@@ -42,7 +43,7 @@ struct LifecycleTests {
         try folder.writeConfiguration()
         try await DaemonProcess.running(in: folder) { daemon in
 
-            let version = try await runProgram(executable, ["--version"]).output.trimmingCharacters(in: .whitespacesAndNewlines)
+            let version = try await ProgramRun.run(executable, ["--version"]).standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
             #expect(try await daemon.request(.version)["version"] == .string(version))
 
             let status = try await daemon.request(.status)
@@ -114,9 +115,9 @@ struct LifecycleTests {
         let folder = try DaemonFolder()
         let notify = try NotifySocket(path: folder.root + "/notify.sock")
         try folder.writeConfiguration(bundle: folder.root + "/no-such-bundle")
-        let failed = try await runProgram(executable, ["--config", folder.configurationPath], environment: ["NOTIFY_SOCKET": notify.path])
+        let failed = try await ProgramRun.run(executable, ["--config", folder.configurationPath], environment: ["NOTIFY_SOCKET": notify.path])
         #expect(failed.status == 78)
-        #expect(failed.errors.contains("inbox[0].bundle"), "\(failed.errors)")
+        #expect(failed.standardError.contains("inbox[0].bundle"), "\(failed.standardError)")
         #expect(try await !notify.received().contains { $0.contains("READY=1") })
 
         try folder.writeConfiguration()
