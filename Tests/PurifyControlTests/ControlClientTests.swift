@@ -123,7 +123,7 @@ struct ControlClientTests {
     func refused() async throws {
         let directory = try TemporaryDirectory()
         let stale = directory.path + "/stale.sock"
-        close(try boundSocket(at: stale, listening: false))
+        close(try UnixSockets.bound(at: stale))
         let plainFile = directory.path + "/plain"
         #expect(FileManager.default.createFile(atPath: plainFile, contents: Data("x".utf8)))
         for path in [stale, plainFile] {
@@ -134,10 +134,8 @@ struct ControlClientTests {
 
     @Test("a daemon that accepts and never replies: timeout, within about the timeout")
     func silentDaemon() async throws {
-        let directory = try TemporaryDirectory()
-        let path = directory.path + "/silent.sock"
-        let listener = try boundSocket(at: path, listening: true)
-        defer { close(listener) }
+        let listener = try SilentListener()
+        let path = listener.path
         // Timed on the thread that blocks: the await around it also waits for a cooperative
         // thread, which other suites' blocking tests may hold for seconds.
         let measured = Mutex(Duration.zero)
@@ -154,21 +152,11 @@ struct ControlClientTests {
 
     @Test("a daemon whose listen backlog is full: timeout while connecting")
     func fullBacklog() async throws {
-        let directory = try TemporaryDirectory()
-        let path = directory.path + "/full.sock"
         // Backlog 0 holds one pending connection; this client takes it.
-        let listener = try boundSocket(at: path, listening: true, backlog: 0)
-        defer { close(listener) }
-        let occupant = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        try #require(occupant >= 0)
+        let listener = try SilentListener(backlog: 0)
+        let path = listener.path
+        let occupant = try UnixSockets.connected(to: path)
         defer { close(occupant) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8) + [0]) }
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(occupant, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        #expect(connected == 0)
         let error = await failure { try ControlClient(socketPath: path, timeout: .milliseconds(300)).send(.status) }
         #expect(error?.code == .timeout)
         #expect(error?.message.hasPrefix("the daemon accepted no connection") == true, "\(error?.message ?? "no error")")

@@ -157,11 +157,8 @@ struct PurifyctlBinaryTests {
 
     @Test("a daemon that never replies: exit 75 after --timeout")
     func silentDaemon() async throws {
-        let directory = try TemporaryDirectory()
-        let path = directory.path + "/silent.sock"
-        let listener = try boundSocket(at: path, listening: true)
-        defer { close(listener) }
-        let run = try await PurifyctlRun.run(["stats", "--socket", path, "--timeout", "0.2"])
+        let listener = try SilentListener()
+        let run = try await PurifyctlRun.run(["stats", "--socket", listener.path, "--timeout", "0.2"])
         #expect(run.status == 75)
         #expect(run.standardError.contains("no complete reply came"), "\(run.standardError)")
     }

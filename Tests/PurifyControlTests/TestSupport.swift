@@ -91,20 +91,10 @@ final class ServedDaemon: Sendable {
     }
 }
 
-/// A Unix socket bound at `path`, listening with `backlog` when `listening`; the caller closes
-/// it.
-func boundSocket(at path: String, listening: Bool, backlog: Int32 = 8) throws -> Int32 {
-    let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-    let address = try UnixSocketAddress(path: path, for: "bind")
-    #expect(address.withSocketAddress { bind(descriptor, $0, $1) } == 0)
-    if listening { #expect(listen(descriptor, backlog) == 0) }
-    return descriptor
-}
-
 /// Accepts one connection on a listening socket at `path`, reads the request line, writes
 /// `reply` as given (no newline added) and closes: a daemon that answers badly.
 func answerOnce(at path: String, with reply: [UInt8]) throws {
-    let listener = try boundSocket(at: path, listening: true)
+    let listener = try UnixSockets.bound(at: path, backlog: 8)
     try SystemThread.start(name: "test-answer") {
         let connection = accept(listener, nil, nil)
         close(listener)

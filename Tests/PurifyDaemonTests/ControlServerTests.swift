@@ -14,14 +14,7 @@ final class RawControlConnection {
     private var pending: [UInt8] = []
 
     init(path: String) throws {
-        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        let address = try UnixSocketAddress(path: path, for: "connect")
-        guard address.withSocketAddress({ connect(fd, $0, $1) }) == 0 else {
-            close(fd)
-            throw SystemError("connect", path: path, errno: .current)
-        }
-        var timeout = timeval(tv_sec: 20, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        fd = try UnixSockets.connected(to: path, receiveTimeout: .seconds(20))
     }
 
     deinit { close(fd) }
@@ -269,12 +262,7 @@ struct ControlServerTests {
         let directory = try TemporaryDirectory()
         let path = directory.path + "/control.sock"
         // A stale socket left by a crash: bound, never listening.
-        let stale = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8) + [0]) }
-        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(stale, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
-        close(stale)
+        close(try UnixSockets.bound(at: path))
 
         let server = try ControlServer(configuration: .init(path: path), handler: EchoHandler(), logger: testLogger)
         try await withThrowingTaskGroup(of: Void.self) { group in

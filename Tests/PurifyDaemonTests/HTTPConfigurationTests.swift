@@ -5,12 +5,8 @@ import Testing
 
 @Suite("Configuration: the [http] table")
 struct HTTPConfigurationTests {
-    static let inbox = """
-        [[inbox]]
-        path = "in"
-        outbox = "out"
-        bundle = "models/mnist"
-        """
+    /// One inbox, the least a configuration has.
+    static let inbox = ConfigurationTests.minimal
 
     @Test("No [http] table, no API; an empty one listens on loopback with the documented defaults")
     func defaults() throws {

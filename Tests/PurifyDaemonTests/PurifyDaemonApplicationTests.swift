@@ -26,7 +26,7 @@ struct PurifyDaemonApplicationTests {
         let configuration = try DaemonConfiguration(toml: toml, baseDirectory: root.path)
         _ = try root.subdirectory("run")
         _ = try root.subdirectory("srv/inbox")
-        let notify = try NotifySocket(abstract: true, directory: root.path)
+        let notify = try NotifySocket(abstractWithTimeout: SystemdTests.notifyTimeout)
         let processor = CopyingProcessor()
         let application = try PurifyDaemonApplication(
             configuration: configuration, processor: processor, pipeline: nil, version: "0.1.0-test",

@@ -7,49 +7,17 @@ import ServiceLifecycle
 import Synchronization
 import Testing
 
-/// A datagram socket standing in for systemd's notification socket.
-final class NotifySocket: Sendable {
-    let fd: Int32
-    /// The value for `$NOTIFY_SOCKET`.
-    let address: String
-
-    init(abstract: Bool, directory: String) throws {
-        let descriptor = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
-        var socketAddress = sockaddr_un()
-        socketAddress.sun_family = sa_family_t(AF_UNIX)
-        let name = abstract ? "purifyd-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))" : directory + "/notify"
-        let bytes = abstract ? [0] + Array(name.utf8) : Array(name.utf8) + [0]
-        withUnsafeMutableBytes(of: &socketAddress.sun_path) { $0.copyBytes(from: bytes) }
-        let length = socklen_t(MemoryLayout<sa_family_t>.size + bytes.count)
-        let result = withUnsafePointer(to: &socketAddress) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, length) } }
-        guard result == 0 else {
-            close(descriptor)
-            throw POSIXError(.init(rawValue: errno) ?? .EIO)
-        }
-        fd = descriptor
-        address = abstract ? "@" + name : name
-        // Generous: in a full parallel `swift test` on two loaded cores, the assembled daemon
-        // has taken over 5 s to send READY=1 (0.1 s when run alone).
-        var timeout = timeval(tv_sec: 30, tv_usec: 0)
-        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-    }
-
-    deinit { close(fd) }
-
-    /// The next datagram, or nil after the receive timeout.
-    func receive() -> String? {
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-        return count < 0 ? nil : String(decoding: buffer[0..<count], as: UTF8.self)
-    }
-}
-
 @Suite("systemd glue")
 struct SystemdTests {
+    /// Generous: in a full parallel `swift test` on two loaded cores, the assembled daemon has
+    /// taken over 5 s to send READY=1 (0.1 s when run alone).
+    static let notifyTimeout = Duration.seconds(30)
+
     @Test("sd_notify datagrams reach a path socket and an abstract one", arguments: [false, true])
     func notify(abstract: Bool) throws {
         let directory = try TemporaryDirectory()
-        let socket = try NotifySocket(abstract: abstract, directory: directory.path)
+        let socket = try abstract ? NotifySocket(abstractWithTimeout: Self.notifyTimeout)
+            : NotifySocket(address: directory.path + "/notify", receiveTimeout: Self.notifyTimeout)
         let notifier = try #require(SystemdNotifier(environment: ["NOTIFY_SOCKET": socket.address]))
         try notifier.notifyReady(status: "ready: 2 inboxes\nwatching")
         #expect(socket.receive() == "READY=1\nSTATUS=ready: 2 inboxes watching")
@@ -78,7 +46,7 @@ struct SystemdTests {
     @Test("the notify service pings the watchdog, then sends STOPPING=1 on graceful shutdown")
     func notifyService() async throws {
         let directory = try TemporaryDirectory()
-        let socket = try NotifySocket(abstract: false, directory: directory.path)
+        let socket = try NotifySocket(address: directory.path + "/notify", receiveTimeout: Self.notifyTimeout)
         let notifier = try #require(SystemdNotifier(environment: ["NOTIFY_SOCKET": socket.address]))
         let service = SystemdNotifyService(notifier: notifier, watchdogInterval: .milliseconds(20), stoppingStatus: "draining")
         let group = ServiceGroup(configuration: .init(services: [service], logger: testLogger))

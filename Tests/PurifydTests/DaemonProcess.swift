@@ -200,43 +200,6 @@ final class DaemonProcess {
     }
 }
 
-/// A datagram socket standing in for systemd's `$NOTIFY_SOCKET`.
-final class NotifySocket: Sendable {
-    private let descriptor: Int32
-    /// The value for `$NOTIFY_SOCKET`.
-    let path: String
-
-    init(path: String) throws {
-        descriptor = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        self.path = path
-        let address = try UnixSocketAddress(path: path, for: "bind")
-        guard address.withSocketAddress({ bind(descriptor, $0, $1) }) == 0 else {
-            close(descriptor)
-            throw SystemError("bind", path: path, errno: .current)
-        }
-        var timeout = timeval(tv_sec: 0, tv_usec: 200_000)
-        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-    }
-
-    deinit { close(descriptor) }
-
-    /// Every datagram received so far (each read, from a thread of its own, waits at most 200 ms
-    /// for the next one).
-    func received() async throws -> [String] {
-        try await offPool { self.receivedBlocking() }
-    }
-
-    private func receivedBlocking() -> [String] {
-        var messages: [String] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let count = buffer.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
-            if count < 0 { return messages }
-            messages.append(String(decoding: buffer[0..<count], as: UTF8.self))
-        }
-    }
-}
-
 /// Opens one connection to the control socket per request, all at once, then sends each request
 /// as is, then reads each reply line (empty when the daemon closed without one): concurrent
 /// clients as the daemon sees them. Writes with MSG_NOSIGNAL: a daemon that stops reading an
@@ -249,17 +212,7 @@ private func rawExchangesBlocking(socketPath: String, _ requests: [[UInt8]]) thr
     var descriptors: [Int32] = []
     defer { for descriptor in descriptors { close(descriptor) } }
     for _ in requests {
-        let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        descriptors.append(descriptor)
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(socketPath.utf8) + [0]) }
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard connected == 0 else { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
-        var timeout = timeval(tv_sec: 10, tv_usec: 0)
-        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        descriptors.append(try UnixSockets.connected(to: socketPath))
     }
     for (descriptor, request) in zip(descriptors, requests) {
         var offset = 0

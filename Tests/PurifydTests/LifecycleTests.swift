@@ -113,15 +113,15 @@ struct LifecycleTests {
     func readiness() async throws {
         let executable = try #require(purifydPath)
         let folder = try DaemonFolder()
-        let notify = try NotifySocket(path: folder.root + "/notify.sock")
+        let notify = try NotifySocket(address: folder.root + "/notify.sock", receiveTimeout: .milliseconds(200))
         try folder.writeConfiguration(bundle: folder.root + "/no-such-bundle")
-        let failed = try await ProgramRun.run(executable, ["--config", folder.configurationPath], environment: ["NOTIFY_SOCKET": notify.path])
+        let failed = try await ProgramRun.run(executable, ["--config", folder.configurationPath], environment: ["NOTIFY_SOCKET": notify.address])
         #expect(failed.status == 78)
         #expect(failed.standardError.contains("inbox[0].bundle"), "\(failed.standardError)")
         #expect(try await !notify.received().contains { $0.contains("READY=1") })
 
         try folder.writeConfiguration()
-        try await DaemonProcess.running(in: folder, environment: ["NOTIFY_SOCKET": notify.path]) { daemon in
+        try await DaemonProcess.running(in: folder, environment: ["NOTIFY_SOCKET": notify.address]) { daemon in
             let messages = try await notify.received()
             #expect(messages.first?.hasPrefix("READY=1\nSTATUS=1 inbox: 0 in flight") == true, "\(messages)")
             let log = folder.logText

@@ -4,20 +4,14 @@
 # the source networks, the generator with a global skip, the seen classifier's guidance at 30 and the feature
 # network's at 10 and a moving average of its weights, trained without the cGAN term (the discriminator trains,
 # the generator's loss leaves its term out), its no-residual ablation, the export and the card.
-# Run from anywhere; PY names the interpreter (default: the repository's .venv), PURIFY the `purify`
-# binary the end-to-end check runs (default .build/debug/purify: `swift build --product purify`).
+# Run from anywhere; PY and PURIFY as common.sh says.
 # The shipped bundle's ResNet, VGG and MLP were trained with DEVICE=cuda on one GPU (2.0, 1.0 and 0.5 min);
 # on a CPU `classifiers --dataset cifar10 --from-bundle models/cifar10` restores the seen ResNet from the
 # bundle instead. --bf16 is fast only on CPUs with AVX-512 BF16 or AMX (and on GPUs); elsewhere leave it out
 # (float32, slower, figures within about 3 pp on validation). The comments give what each step printed or
 # took when the shipped bundle was made; models/cifar10/attempts.md has the history behind the recipe.
-set -euo pipefail
-cd "$(dirname "$0")/../.."
-PY=${PY:-.venv/bin/python}
-PURIFY=${PURIFY:-.build/debug/purify}
+source "$(dirname "$0")/common.sh"
 DEVICE=${DEVICE:-cpu}
-export PYTHONPATH=training
-train() { "$PY" -m purifyd_train "$@"; }
 
 train classifiers --dataset cifar10 --only resnet --epochs 50 --lr 0.1 --bf16 --device "$DEVICE" --threads 2   # 86.49%
 train classifiers --dataset cifar10 --only vgg --epochs 30 --bf16 --device "$DEVICE" --threads 2                # 83.23%

@@ -4,10 +4,7 @@
 # Run from anywhere; PY names the interpreter (default: the repository's .venv). The comments give what each
 # step printed or took when the example was made (two cores shared with other work);
 # examples/fashion-mnist-folder/README.md describes the result.
-set -euo pipefail
-cd "$(dirname "$0")/../.."
-PY=${PY:-.venv/bin/python}
-export PYTHONPATH=training
+source "$(dirname "$0")/common.sh"
 DATA=training/runs/example/fashion-mnist
 
 # 70,000 PNGs in 10 class folders (0-T-shirt-top … 9-Ankle-boot), training and test images together.

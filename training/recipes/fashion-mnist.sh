@@ -4,16 +4,10 @@
 # pairs made against the seen CNN and the source networks, the GAN with a global skip and three guidance terms
 # trained with two seeds, the one with the better score on held-out training images kept (a rule set before
 # any test image was seen), its no-residual ablation, the export and the card on the full test set.
-# Run from anywhere; PY names the interpreter (default: the repository's .venv), PURIFY the `purify`
-# binary the end-to-end check runs (default .build/debug/purify: `swift build --product purify`).
+# Run from anywhere; PY and PURIFY as common.sh says.
 # The comments give what each step printed or took when the shipped bundle was made (two cores);
 # models/fashion-mnist/attempts.md has the history behind the recipe.
-set -euo pipefail
-cd "$(dirname "$0")/../.."
-PY=${PY:-.venv/bin/python}
-PURIFY=${PURIFY:-.build/debug/purify}
-export PYTHONPATH=training
-train() { "$PY" -m purifyd_train "$@"; }
+source "$(dirname "$0")/common.sh"
 
 train classifiers --dataset fashion-mnist --only cnn --threads 1                       # 93.57%
 train classifiers --dataset fashion-mnist --only features --epochs 2 --threads 1       # 87.91%

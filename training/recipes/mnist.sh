@@ -2,16 +2,10 @@
 # models/mnist 1.1.0 from scratch: the seen CNN, the unseen ResNet and MLP, the perceptual feature network,
 # 52,000 pairs (FGSM, PGD, C&W, independent and spatially correlated noise, clean), the GAN with a global
 # skip and the seen classifier's guidance, its no-residual ablation, the export and the card.
-# Run from anywhere; PY names the interpreter (default: the repository's .venv), PURIFY the `purify`
-# binary the end-to-end check runs (default .build/debug/purify: `swift build --product purify`).
+# Run from anywhere; PY and PURIFY as common.sh says.
 # The comments give what each step printed or took when the shipped bundle was made (two cores);
 # models/mnist/attempts.md has the history behind the recipe.
-set -euo pipefail
-cd "$(dirname "$0")/../.."
-PY=${PY:-.venv/bin/python}
-PURIFY=${PURIFY:-.build/debug/purify}
-export PYTHONPATH=training
-train() { "$PY" -m purifyd_train "$@"; }
+source "$(dirname "$0")/common.sh"
 
 train classifiers --dataset mnist --only cnn resnet mlp --threads 1    # 4 epochs each, 18 min
 train classifiers --dataset mnist --only features --epochs 1 --threads 1

@@ -97,7 +97,7 @@ public struct PipelineStatistics: Sendable, Equatable {
 }
 
 /// Why a reload did not happen; the running configuration and models stay.
-public struct ReloadRefusal: Error, Sendable, Equatable, CustomStringConvertible {
+public struct ReloadRefusal: Error, Sendable, Equatable {
     public enum Reason: Sendable, Equatable {
         /// The daemon was started without a configuration file.
         case noConfigurationFile
@@ -108,12 +108,6 @@ public struct ReloadRefusal: Error, Sendable, Equatable, CustomStringConvertible
     }
 
     public var reason: Reason
+    /// What happened, for the reply and the log.
     public var message: String
-
-    public init(_ reason: Reason, _ message: String) {
-        self.reason = reason
-        self.message = message
-    }
-
-    public var description: String { message }
 }

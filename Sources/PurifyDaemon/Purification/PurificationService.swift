@@ -228,7 +228,7 @@ public final class PurificationService: Service, ClaimedFileProcessor, PipelineC
     /// here.
     public func reload() async throws(ReloadRefusal) -> ReloadOutcome {
         guard let configurationPath else {
-            throw ReloadRefusal(.noConfigurationFile, "the daemon was started without a configuration file")
+            throw ReloadRefusal(reason: .noConfigurationFile, message: "the daemon was started without a configuration file")
         }
         let begun = state.withLock { state in
             guard !state.isReloading && !state.isStopping else { return false }
@@ -238,7 +238,7 @@ public final class PurificationService: Service, ClaimedFileProcessor, PipelineC
         guard begun else {
             let message = "a reload is in progress, or the daemon is stopping"
             logger.warning("reload refused", metadata: ["reason": "\(message)"])
-            throw ReloadRefusal(.busy, message)
+            throw ReloadRefusal(reason: .busy, message: message)
         }
         defer { state.withLock { $0.isReloading = false } }
 
@@ -260,7 +260,7 @@ public final class PurificationService: Service, ClaimedFileProcessor, PipelineC
                 state.lastError = "reload: \(message)"
             }
             logger.error("reload failed", metadata: ["error": "\(message)"])
-            throw ReloadRefusal(.failed, message)
+            throw ReloadRefusal(reason: .failed, message: message)
         }
         for entry in try swap(in: prepared) { entry.pipeline.finishInput() }
         logger.notice("reloaded the configuration and models", metadata: ["restart_required": "\(restartRequired)"])
@@ -272,7 +272,7 @@ public final class PurificationService: Service, ClaimedFileProcessor, PipelineC
     /// Makes `prepared` the running pipelines and starts them; returns the ones they replace.
     private func swap(in prepared: PreparedPipelines) throws(ReloadRefusal) -> [InboxPipeline] {
         try state.withLock { state throws(ReloadRefusal) -> [InboxPipeline] in
-            guard !state.isStopping else { throw ReloadRefusal(.busy, "the daemon is stopping") }
+            guard !state.isStopping else { throw ReloadRefusal(reason: .busy, message: "the daemon is stopping") }
             var replaced: [InboxPipeline] = []
             for entry in prepared.inboxes {
                 if let old = state.pipelines.updateValue(entry, forKey: entry.inbox.name) { replaced.append(old) }

@@ -1,13 +1,10 @@
 #if canImport(Glibc)
 internal import Glibc
 #endif
-// With SwiftNIO in the module graph the compiler attributes Glibc's `struct timespec` to
-// Dispatch's C module, which member-import visibility then wants imported.
-internal import CDispatch
 internal import Foundation
 public import Logging
-internal import Synchronization
 internal import PurifySystem
+internal import Synchronization
 
 /// A file the spool has claimed: moved by rename(2) out of the inbox into
 /// `<state>/<inbox>/claimed/<claimID>_<originalName>`, where no producer can touch it.
@@ -376,61 +373,45 @@ public final class InboxSpool: Sendable {
         report: (_ outputName: String) throws -> [UInt8]
     ) throws -> CommittedOutput {
         let outbox = configuration.outbox
-        let temporaries = ["output", "report"].map { FilePaths.join(outbox, "\(temporaryPrefix)\(file.claimID).\($0)") }
-        do {
-            let committed = try writeCommit(file, output: output, outputExtension: outputExtension, report: report)
-            finished(file)
-            return committed
-        } catch {
-            settle(file, after: error, removing: temporaries)
-            throw error
-        }
-    }
-
-    private func writeCommit(
-        _ file: ClaimedFile,
-        output: some Collection<UInt8>,
-        outputExtension: String,
-        report: (_ outputName: String) throws -> [UInt8]
-    ) throws -> CommittedOutput {
-        let outbox = configuration.outbox
-        let stem = FilePaths.splitExtension(file.originalName).stem
-        let outputName = try reserveName("\(stem).\(outputExtension)", in: outbox, companionSuffix: ".json")
-        defer { releaseName(outputName, in: outbox) }
-        let reportName = outputName + ".json"
-        let reportBytes = try report(outputName)
-
         let outputTemporary = FilePaths.join(outbox, "\(temporaryPrefix)\(file.claimID).output")
         let reportTemporary = FilePaths.join(outbox, "\(temporaryPrefix)\(file.claimID).report")
-        try FileSystem.removeIfPresent(outputTemporary)
-        try FileSystem.writeNewFile(outputTemporary, bytes: output)
-        try FileSystem.removeIfPresent(reportTemporary)
-        try FileSystem.writeNewFile(reportTemporary, bytes: reportBytes)
+        return try finishing(file, removingOnFailure: [outputTemporary, reportTemporary]) {
+            let stem = FilePaths.splitExtension(file.originalName).stem
+            let outputName = try reserveName("\(stem).\(outputExtension)", in: outbox, companionSuffix: ".json")
+            defer { releaseName(outputName, in: outbox) }
+            let reportName = outputName + ".json"
+            let reportBytes = try report(outputName)
 
-        var journal = SpoolJournal(renames: [
-            .init(from: outputTemporary, to: FilePaths.join(outbox, outputName)),
-            .init(from: reportTemporary, to: FilePaths.join(outbox, reportName)),
-        ])
-        var archivedPath: String?
-        var archiveName: String?
-        switch configuration.afterSuccess {
-        case .delete:
-            journal.removals = [file.path]
-        case .archive(let directory):
-            let name = try reserveName(file.originalName, in: directory, companionSuffix: nil)
-            archiveName = name
-            archivedPath = FilePaths.join(directory, name)
-            journal.renames.append(.init(from: file.path, to: archivedPath!))
-        }
-        defer {
-            if let archiveName, case .archive(let directory) = configuration.afterSuccess {
-                releaseName(archiveName, in: directory)
+            try FileSystem.removeIfPresent(outputTemporary)
+            try FileSystem.writeNewFile(outputTemporary, bytes: output)
+            try FileSystem.removeIfPresent(reportTemporary)
+            try FileSystem.writeNewFile(reportTemporary, bytes: reportBytes)
+
+            var journal = SpoolJournal(renames: [
+                .init(from: outputTemporary, to: FilePaths.join(outbox, outputName)),
+                .init(from: reportTemporary, to: FilePaths.join(outbox, reportName)),
+            ])
+            var archivedPath: String?
+            var archiveName: String?
+            switch configuration.afterSuccess {
+            case .delete:
+                journal.removals = [file.path]
+            case .archive(let directory):
+                let name = try reserveName(file.originalName, in: directory, companionSuffix: nil)
+                archiveName = name
+                archivedPath = FilePaths.join(directory, name)
+                journal.renames.append(.init(from: file.path, to: archivedPath!))
             }
+            defer {
+                if let archiveName, case .archive(let directory) = configuration.afterSuccess {
+                    releaseName(archiveName, in: directory)
+                }
+            }
+            try run(journal, claimID: file.claimID)
+            state.withLock { $0.statistics.committed += 1 }
+            return CommittedOutput(outputPath: FilePaths.join(outbox, outputName), reportPath: FilePaths.join(outbox, reportName),
+                                   archivedPath: archivedPath)
         }
-        try run(journal, claimID: file.claimID)
-        state.withLock { $0.statistics.committed += 1 }
-        return CommittedOutput(outputPath: FilePaths.join(outbox, outputName), reportPath: FilePaths.join(outbox, reportName),
-                               archivedPath: archivedPath)
     }
 
     /// Moves a claimed file that cannot be processed to the failed directory, with a report
@@ -451,17 +432,27 @@ public final class InboxSpool: Sendable {
             logger.warning("a claimed file disappeared from the spool; recorded in failed/",
                            metadata: ["file": "\(file.originalName)", "claimed_as": "\(file.path)"])
         }
-        do {
+        let reportTemporary = FilePaths.join(configuration.failedDirectory, "\(temporaryPrefix)\(file.claimID).error")
+        return try finishing(file, removingOnFailure: [reportTemporary]) {
             let failed = try moveToFailed(from: file.path, originalName: file.originalName, claimID: file.claimID,
                                           code: code, message: message, details: details)
             state.withLock { state in
                 state.statistics.failed += 1
                 if vanished { state.statistics.vanished += 1 }
             }
-            finished(file)
             return failed
+        }
+    }
+
+    /// Runs `body`, the commit or the failure of `file`: frees the file's slot once it
+    /// succeeds; after a throw, settles the file (``settle(_:after:removing:)``) and rethrows.
+    private func finishing<Result>(_ file: ClaimedFile, removingOnFailure temporaries: [String], _ body: () throws -> Result) throws -> Result {
+        do {
+            let result = try body()
+            finished(file)
+            return result
         } catch {
-            settle(file, after: error, removing: [FilePaths.join(configuration.failedDirectory, "\(temporaryPrefix)\(file.claimID).error")])
+            settle(file, after: error, removing: temporaries)
             throw error
         }
     }
@@ -565,17 +556,19 @@ public final class InboxSpool: Sendable {
     /// commit, visible in ``Statistics/writeFailure``, one log line per episode. The claim loop
     /// retries the name with backoff; the next claim that goes through ends the episode.
     public func claimFailed(_ error: any Error) {
-        let firstOfEpisode = state.withLock { state in
-            state.failedWrites += 1
-            guard state.statistics.writeFailure == nil else { return false }
-            state.statistics.writeFailure = "\(error)"
-            state.statistics.writeFailureEpisodes += 1
-            return true
-        }
-        if firstOfEpisode {
+        if state.withLock({ Self.recordFailedWrite(error, in: &$0) }) {
             logger.error("claiming fails on a write; it is retried with backoff until writes succeed",
                          metadata: ["error": "\(error)", "inbox_path": "\(configuration.path)"])
         }
+    }
+
+    /// Counts a failed write; starts an episode and returns true when none is going on.
+    private static func recordFailedWrite(_ error: any Error, in state: inout State) -> Bool {
+        state.failedWrites += 1
+        guard state.statistics.writeFailure == nil else { return false }
+        state.statistics.writeFailure = "\(error)"
+        state.statistics.writeFailureEpisodes += 1
+        return true
     }
 
     /// A file's commit or failure went through: its slot is free, and a write failure is over
@@ -620,11 +613,7 @@ public final class InboxSpool: Sendable {
         let firstOfEpisode = state.withLock { state in
             state.stalledFiles.append(file)
             state.statistics.stalled += 1
-            state.failedWrites += 1
-            guard state.statistics.writeFailure == nil else { return false }
-            state.statistics.writeFailure = "\(error)"
-            state.statistics.writeFailureEpisodes += 1
-            return true
+            return Self.recordFailedWrite(error, in: &state)
         }
         if firstOfEpisode {
             logger.error("writes fail; claiming stops and the files are retried with backoff until writes succeed",
