@@ -51,10 +51,12 @@ public enum FileSystem {
         try entry(at: path) != nil
     }
 
-    /// `mkdir -p` with `mode` for the directories it creates.
+    /// `mkdir -p` with `mode` for the directories it creates; like `mkdir -p`, a symbolic link
+    /// to a directory counts as the directory.
     public static func createDirectories(_ path: String, mode: mode_t = 0o750) throws(SystemError) {
-        if let existing = try entry(at: path) {
-            guard existing.kind == .directory else {
+        var status = stat()
+        if stat(path, &status) == 0 {
+            guard FileKind(mode: status.st_mode) == .directory else {
                 throw SystemError("mkdir", path: path, errno: .notDirectory)
             }
             return

@@ -64,6 +64,16 @@ import Testing
         #expect(try !FileSystem.removeIfPresent(first))
     }
 
+    @Test func createDirectoriesFollowsALinkToADirectory() throws {
+        let directory = try temporaryDirectory()
+        let target = FilePaths.join(directory, "target")
+        try FileSystem.createDirectories(target)
+        let link = FilePaths.join(directory, "link")
+        #expect(symlink(target, link) == 0)
+        try FileSystem.createDirectories(FilePaths.join(link, "below"))
+        #expect(try FileSystem.entry(at: FilePaths.join(target, "below"))?.kind == .directory)
+    }
+
     @Test func createDirectoriesRefusesAFileInTheWay() throws {
         let directory = try temporaryDirectory()
         let file = FilePaths.join(directory, "file")

@@ -32,7 +32,7 @@ import Testing
                     try await pool.run { () throws(Refusal) in
                         concurrency.counts.withLock { $0.now += 1; $0.most = max($0.most, $0.now) }
                         // Long enough for the other threads to pick up jobs meanwhile.
-                        for _ in 0..<2_000_000 { _ = concurrency.counts.withLock { $0.now } }
+                        for _ in 0..<200_000 { _ = concurrency.counts.withLock { $0.now } }
                         concurrency.counts.withLock { $0.now -= 1 }
                     }
                 }
