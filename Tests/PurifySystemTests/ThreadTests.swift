@@ -31,8 +31,10 @@ import Testing
                 group.addTask {
                     try await pool.run { () throws(Refusal) in
                         concurrency.counts.withLock { $0.now += 1; $0.most = max($0.most, $0.now) }
-                        // Long enough for the other threads to pick up jobs meanwhile.
-                        for _ in 0..<200_000 { _ = concurrency.counts.withLock { $0.now } }
+                        // Each job waits (up to 10 s) until two have run at once: a pool that
+                        // ran its jobs one at a time would end with `most` at 1.
+                        let deadline = ContinuousClock.now + .seconds(10)
+                        while concurrency.counts.withLock({ $0.most }) < 2, ContinuousClock.now < deadline {}
                         concurrency.counts.withLock { $0.now -= 1 }
                     }
                 }
