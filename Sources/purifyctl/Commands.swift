@@ -64,6 +64,15 @@ struct InboxSelection: ParsableArguments {
     var arguments: [String: JSONValue] { inbox.map { ["inbox": .string($0)] } ?? [:] }
 }
 
+/// A subcommand whose request names one inbox, or none for every inbox.
+protocol InboxSubcommand: ControlSubcommand {
+    var selection: InboxSelection { get }
+}
+
+extension InboxSubcommand {
+    var arguments: [String: JSONValue] { selection.arguments }
+}
+
 struct Status: ControlSubcommand {
     static let configuration = CommandConfiguration(
         abstract: "Show the daemon's state, uptime, models and each inbox's queue and counters."
@@ -94,20 +103,18 @@ struct Metrics: ControlSubcommand {
     }
 }
 
-struct Pause: ControlSubcommand {
+struct Pause: InboxSubcommand {
     static let configuration = CommandConfiguration(abstract: "Stop claiming new files; they wait in the inbox.")
     static let command = ControlCommand.pause
     @OptionGroup var selection: InboxSelection
     @OptionGroup var connection: ConnectionOptions
-    var arguments: [String: JSONValue] { selection.arguments }
 }
 
-struct Resume: ControlSubcommand {
+struct Resume: InboxSubcommand {
     static let configuration = CommandConfiguration(abstract: "Claim files again after pause.")
     static let command = ControlCommand.resume
     @OptionGroup var selection: InboxSelection
     @OptionGroup var connection: ConnectionOptions
-    var arguments: [String: JSONValue] { selection.arguments }
 }
 
 struct Drain: ControlSubcommand {
@@ -137,12 +144,11 @@ struct Reload: ControlSubcommand {
     @OptionGroup var connection: ConnectionOptions
 }
 
-struct Rescan: ControlSubcommand {
+struct Rescan: InboxSubcommand {
     static let configuration = CommandConfiguration(abstract: "List the inbox folders again and queue what is waiting there.")
     static let command = ControlCommand.rescan
     @OptionGroup var selection: InboxSelection
     @OptionGroup var connection: ConnectionOptions
-    var arguments: [String: JSONValue] { selection.arguments }
 }
 
 struct Version: ControlSubcommand {
