@@ -131,6 +131,7 @@ public struct PurifyDaemonApplication: Service {
         let group = ServiceGroup(configuration: groupConfiguration)
         groupBox.withLock { $0 = group }
         try await group.run()
+        logger.notice("stopped", metadata: ["status": "\(summary())"])
     }
 }
 
