@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-public import Glibc
+internal import Glibc
 #endif
 
 /// A POSIX error number with names for the values the daemon, the pipeline and the control

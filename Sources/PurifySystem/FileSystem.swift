@@ -130,9 +130,14 @@ public enum FileSystem {
 
     /// The wall-clock time in seconds since the epoch (the clock file modification times use).
     public static func wallClockNow() -> Double {
+        Double(wallClockNanoseconds()) / 1e9
+    }
+
+    /// The wall-clock time in nanoseconds since the epoch.
+    public static func wallClockNanoseconds() -> UInt64 {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
-        return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+        return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
     }
 
     /// fsyncs a directory so that renames and unlinks in it survive a crash.

@@ -769,9 +769,7 @@ public final class InboxSpool: Sendable {
 
     /// `<nanoseconds since the epoch, hex>-<per-process counter, hex>`: unique across restarts.
     private func newClaimID() -> String {
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        let nanoseconds = UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+        let nanoseconds = FileSystem.wallClockNanoseconds()
         let counter = state.withLock { state in
             state.claimCounter &+= 1
             return state.claimCounter
