@@ -1,4 +1,6 @@
 import Foundation
+import PurifySystem
+import Synchronization
 
 /// How a program run to its end exited and what it printed.
 public struct ProgramRun: Sendable {
@@ -29,11 +31,34 @@ public struct ProgramRun: Sendable {
         process.standardOutput = output
         process.standardError = errors
         try process.run()
-        // Small outputs: reading one pipe to its end cannot block the other one's writer.
+        // Both pipes are drained at once: a child that fills one pipe (64 KiB: a sanitizer's
+        // report on standard error) while this thread waits for the end of the other would
+        // block for good.
+        let errorDrain = try PipeDrain(errors.fileHandleForReading)
         let standardOutput = output.fileHandleForReading.readDataToEndOfFile()
-        let standardError = errors.fileHandleForReading.readDataToEndOfFile()
+        let standardError = errorDrain.wait()
         process.waitUntilExit()
         return ProgramRun(status: process.terminationStatus, standardOutput: String(decoding: standardOutput, as: UTF8.self),
                           standardError: String(decoding: standardError, as: UTF8.self))
+    }
+}
+
+/// Reads a pipe to its end on a thread of its own.
+private final class PipeDrain: Sendable {
+    private let data = Mutex(Data())
+    private let finished = DispatchSemaphore(value: 0)
+
+    init(_ handle: FileHandle) throws {
+        try SystemThread.start(name: "test-pipe") { [self] in
+            let read = handle.readDataToEndOfFile()
+            data.withLock { $0 = read }
+            finished.signal()
+        }
+    }
+
+    /// Waits for the end of the pipe and returns what was read.
+    func wait() -> Data {
+        finished.wait()
+        return data.withLock { $0 }
     }
 }
