@@ -60,15 +60,17 @@ test-swift:
 # toolchain's own defects, each explained there. The symbolizer is named in the options, which
 # the tests hand to every child they start (purifyd, purifyctl): a child started with an
 # environment of its own has no PATH to find it by, and unsymbolized stacks match no suppression.
+# PURIFYD_TEST_TIME_SCALE widens the bounds that tell a slow answer from a stuck one
+# (Tests/PurifyTestSupport/TimeScale.swift).
 LLVM_SYMBOLIZER ?= $(dir $(realpath $(shell command -v $(SWIFT))))llvm-symbolizer
 SANITIZER_ENV := ASAN_OPTIONS=suppressions=$(CURDIR)/Tests/Sanitizers/asan.supp:detect_leaks=1:external_symbolizer_path=$(LLVM_SYMBOLIZER) \
   LSAN_OPTIONS=suppressions=$(CURDIR)/Tests/Sanitizers/lsan.supp:print_suppressions=0
 .PHONY: test-asan test-tsan
 test-asan: deps
-	$(SANITIZER_ENV) $(SWIFT) test --sanitize address --scratch-path .build-asan
+	$(SANITIZER_ENV) PURIFYD_TEST_TIME_SCALE=4 $(SWIFT) test --sanitize address --scratch-path .build-asan
 
 test-tsan: deps
-	TSAN_OPTIONS=halt_on_error=1:external_symbolizer_path=$(LLVM_SYMBOLIZER) $(SWIFT) test --sanitize thread --scratch-path .build-tsan
+	TSAN_OPTIONS=halt_on_error=1:external_symbolizer_path=$(LLVM_SYMBOLIZER) PURIFYD_TEST_TIME_SCALE=4 $(SWIFT) test --sanitize thread --scratch-path .build-tsan
 
 # The fault suite (torture/README.md): a release purifyd killed with SIGKILL 20 times during a
 # 10,000-file burst, an outbox that fills up and one remounted read-only (tmpfs mounts: run as

@@ -6,6 +6,9 @@ import PurifyPipeline
 import PurifyTestSupport
 import Testing
 
+/// Whether these tests, and so the `purifyd` built beside them, run under AddressSanitizer.
+private let addressSanitized = dlsym(nil, "__asan_init") != nil
+
 /// The real `purifyd` binary on real folders: how files arrive, bad input, floods, crashes.
 @Suite("purifyd: files in, outputs and reports out", .serialized)
 struct DropTests {
@@ -144,7 +147,10 @@ struct DropTests {
             #expect(missing.isEmpty, "\(missing.count) reports missing, e.g. \(missing.sorted().prefix(5))")
             let peak = try daemon.peakResidentKiB()
             // About 50 MiB when measured (debug build); the bound leaves room for the allocator.
-            #expect(peak < 256 * 1024, "peak RSS \(peak) KiB")
+            // Under AddressSanitizer the daemon (built alike) also holds up to 256 MiB of freed
+            // memory in quarantine, and shadow memory and redzones on top: 527 MiB measured.
+            let bound = addressSanitized ? 1024 * 1024 : 256 * 1024
+            #expect(peak < bound, "peak RSS \(peak) KiB")
         }
     }
 

@@ -108,17 +108,20 @@ struct HTTPTests {
     @Test("Past max_in_flight a request gets 429, past the timeout 503, both with Retry-After")
     func backpressure() async throws {
         let folder = try DaemonFolder()
-        // Batches wait 3 s to fill: the first request stays in flight past its 1 s timeout.
-        try writeConfiguration(in: folder, batch: 16, delayMilliseconds: 3000, http: """
+        // Batches wait 4 s to fill: the first request stays in flight past its 2 s timeout. The
+        // second is sent 1 s after the first, so each request has a second of slack (to be
+        // admitted, to arrive) on a busy machine or under a sanitizer; 300 ms and a 1 s timeout
+        // failed under AddressSanitizer with the machine loaded.
+        try writeConfiguration(in: folder, batch: 16, delayMilliseconds: 4000, http: """
             listen = "127.0.0.1:0"
             max_in_flight = 1
-            request_timeout_s = 1
+            request_timeout_s = 2
             retry_after_s = 2
             """)
         try await DaemonProcess.running(in: folder) { _ in
             let api = try await APIClient(folder: folder, token: nil)
             async let slow = api.purify(pngImage(seed: 1))
-            try await Task.sleep(for: .milliseconds(300))
+            try await Task.sleep(for: .seconds(1))
             let refused = try await api.purify(pngImage(seed: 2))
             #expect(refused.status == 429 && refused.headers["retry-after"] == "2")
             let refusedError = try refused.json()["error"] as? [String: Any]
