@@ -2,8 +2,8 @@ public import CoreMetrics
 public import Logging
 internal import PurifyControl
 public import PurifyHTTP
+internal import PurifySystem
 public import ServiceLifecycle
-internal import Synchronization
 internal import UnixSignals
 
 /// The whole daemon minus the image pipeline, as one service (the shape of Hummingbird's
@@ -78,7 +78,7 @@ public struct PurifyDaemonApplication: Service {
 
     public func run() async throws {
         let notifier = SystemdNotifier(environment: environment)
-        let groupBox = Mutex<ServiceGroup?>(nil)
+        let groupBox = Locked<ServiceGroup?>(nil)
         let handler = DaemonControlHandler(inboxes: inboxes, version: version, pipeline: pipeline) {
             guard let group = groupBox.withLock({ $0 }) else { return }
             Task { await group.triggerGracefulShutdown() }
@@ -92,7 +92,7 @@ public struct PurifyDaemonApplication: Service {
         let logger = self.logger
         // Ready once every listener accepts: the control socket, and the HTTP API when there is
         // one (a port in use or a missing socket unit then fails the start, not a running service).
-        let listenersToCome = Mutex(http == nil ? 1 : 2)
+        let listenersToCome = Locked(http == nil ? 1 : 2)
         let listening: @Sendable () -> Void = {
             guard listenersToCome.withLock({ count in
                 count -= 1

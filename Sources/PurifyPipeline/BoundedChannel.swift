@@ -1,4 +1,4 @@
-import Synchronization
+import PurifySystem
 
 /// A first-in, first-out queue between pipeline stages that holds at most `capacity` elements:
 /// ``send(_:)`` suspends while it is full (backpressure), ``next()`` while it is empty.
@@ -34,7 +34,7 @@ final class BoundedChannel<Element: Sendable>: Sendable {
 
     /// The most elements buffered at once.
     let capacity: Int
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     init(capacity: Int) {
         precondition(capacity >= 1, "a channel needs room for one element")

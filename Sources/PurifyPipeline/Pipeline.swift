@@ -38,7 +38,7 @@ public final class Pipeline: Service {
     private let purified: BoundedChannel<PurifiedBatch>
     private let finished: BoundedChannel<FinishedImage>
     private let committed: BoundedChannel<PurificationResult>
-    private let started = Mutex(false)
+    private let started = Locked(false)
     private let budget: PixelBudget
     private let imageIDs = Atomic<UInt64>(0)
 

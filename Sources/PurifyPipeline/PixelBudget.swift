@@ -1,4 +1,4 @@
-import Synchronization
+import PurifySystem
 
 /// A bound on the pixels a pipeline holds decoded at once: each image reserves its pixel count
 /// before it is decoded and returns it once committed, so memory follows pixels, not files.
@@ -19,12 +19,12 @@ final class PixelBudget: Sendable {
 
     /// The budget, in pixels.
     let capacity: Int
-    private let state: Mutex<State>
+    private let state: Locked<State>
 
     init(capacity: Int) {
         precondition(capacity > 0, "a pixel budget must be positive")
         self.capacity = capacity
-        state = Mutex(State(available: capacity))
+        state = Locked(State(available: capacity))
     }
 
     /// Pixels free now.

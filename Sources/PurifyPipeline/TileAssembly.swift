@@ -1,5 +1,5 @@
 import PurifyImage
-import Synchronization
+import PurifySystem
 
 /// The purified image of a tiled (or per-channel) input, put together from its tiles' outputs
 /// as they arrive: each output sample, weighted by the grid's blend weights, is added into a
@@ -92,7 +92,7 @@ final class TileAssemblies: Sendable {
         var firstDequeued: ContinuousClock.Instant
     }
 
-    private let entries = Mutex<[UInt64: Entry]>([:])
+    private let entries = Locked<[UInt64: Entry]>([:])
 
     /// Images partly assembled.
     var count: Int { entries.withLock { $0.count } }

@@ -4,7 +4,6 @@ import PurifyControl
 import PurifyDaemon
 import PurifySystem
 import PurifyTestSupport
-import Synchronization
 import Testing
 
 @Suite("ControlClient against a real control socket")
@@ -138,7 +137,7 @@ struct ControlClientTests {
         let path = listener.path
         // Timed on the thread that blocks: the await around it also waits for a cooperative
         // thread, which other suites' blocking tests may hold for seconds.
-        let measured = Mutex(Duration.zero)
+        let measured = Locked(Duration.zero)
         let error = await failure {
             let started = ContinuousClock.now
             defer { measured.withLock { $0 = ContinuousClock.now - started } }

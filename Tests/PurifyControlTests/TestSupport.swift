@@ -5,7 +5,6 @@ import PurifyControl
 import PurifyDaemon
 import PurifySystem
 import PurifyTestSupport
-import Synchronization
 import Testing
 
 let testLogger: Logger = {
@@ -57,7 +56,7 @@ final class ServedDaemon: Sendable {
     let socketPath: String
     let inbox: InboxService
     /// Set when `drain` with `exit` asks the daemon to shut down.
-    let shutdownRequested = Mutex(false)
+    let shutdownRequested = Locked(false)
 
     private init() throws {
         root = try TemporaryDirectory()

@@ -3,16 +3,16 @@ import Glibc
 import Logging
 import PurifyControl
 @testable import PurifyDaemon
+import PurifySystem
 import PurifyTestSupport
 import ServiceLifecycle
-import Synchronization
 import Testing
 
 /// Stands in for the pipeline: commits a copy of each file after a short delay, recording the
 /// most files it ever saw in flight.
 final class CopyingProcessor: ClaimedFileProcessor {
     let processed = Collected<String>()
-    let maxInFlight = Mutex(0)
+    let maxInFlight = Locked(0)
     let delay: Duration
 
     init(delay: Duration = .milliseconds(2)) {
@@ -219,7 +219,7 @@ struct InboxServiceTests {
         let fixture = try Fixture(capacity: 4)
         let processor = CopyingProcessor(delay: .milliseconds(300))
         let service = try InboxService(configuration: fixture.configuration, processor: processor, settleInterval: .zero, logger: testLogger)
-        let shutdownRequested = Mutex(false)
+        let shutdownRequested = Locked(false)
         let handler = DaemonControlHandler(inboxes: [service], version: "1.2.3", pipeline: nil, requestShutdown: { shutdownRequested.withLock { $0 = true } })
         try await running(service) {
             try fixture.drop(3)

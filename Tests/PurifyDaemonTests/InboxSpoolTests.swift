@@ -4,7 +4,6 @@ import PurifyControl
 @testable import PurifyDaemon
 import PurifySystem
 import PurifyTestSupport
-import Synchronization
 import Testing
 
 @Suite("Inbox spool (real files)")
@@ -327,7 +326,7 @@ struct InboxSpoolTests {
     func backpressure() async throws {
         let fixture = try Fixture(capacity: 2)
         let first = try fixture.fill()[0]
-        let resumed = Mutex(false)
+        let resumed = Locked(false)
         let spool = fixture.spool
         let waiter = Task {
             await spool.waitForCapacity()

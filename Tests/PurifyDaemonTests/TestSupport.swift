@@ -1,7 +1,7 @@
 import Foundation
 import Logging
+import PurifySystem
 import PurifyTestSupport
-import Synchronization
 
 /// Writes `contents` to `path` and closes it.
 func writeFile(_ path: String, _ contents: String = "data") throws {
@@ -18,7 +18,7 @@ func runCommand(_ executable: String, _ arguments: String...) throws {
 
 /// Collects what an async sequence yields, for assertions from the test task.
 final class Collected<Element: Sendable>: Sendable {
-    private let elements = Mutex<[Element]>([])
+    private let elements = Locked<[Element]>([])
 
     var all: [Element] { elements.withLock { $0 } }
 

@@ -1,5 +1,4 @@
 import PurifySystem
-import Synchronization
 import Testing
 
 @Suite struct ThreadTests {
@@ -7,12 +6,12 @@ import Testing
 
     /// The jobs' indices in the order they ran.
     private final class Order: Sendable {
-        let indices = Mutex<[Int]>([])
+        let indices = Locked<[Int]>([])
     }
 
     /// How many jobs run at once now, and at most.
     private final class Concurrency: Sendable {
-        let counts = Mutex((now: 0, most: 0))
+        let counts = Locked((now: 0, most: 0))
     }
 
     @Test func runReturnsTheValueAndTheError() async throws {

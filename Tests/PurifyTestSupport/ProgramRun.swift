@@ -1,6 +1,5 @@
 import Foundation
 import PurifySystem
-import Synchronization
 
 /// How a program run to its end exited and what it printed.
 public struct ProgramRun: Sendable {
@@ -45,7 +44,7 @@ public struct ProgramRun: Sendable {
 
 /// Reads a pipe to its end on a thread of its own.
 private final class PipeDrain: Sendable {
-    private let data = Mutex(Data())
+    private let data = Locked(Data())
     private let finished = DispatchSemaphore(value: 0)
 
     init(_ handle: FileHandle) throws {

@@ -183,6 +183,9 @@ final class DaemonProcess {
     /// Waits for the process to end and returns its exit status (or the signal that ended it).
     func waitForExit(timeout: Duration = .seconds(60)) async -> (status: Int32, reason: Process.TerminationReason)? {
         guard await eventually(timeout: timeout, { !process.isRunning }) else { return nil }
+        // The process has ended, so this returns at once; it also drops the run loop source
+        // through which Foundation's Process keeps itself alive until someone waits for it.
+        process.waitUntilExit()
         return (process.terminationStatus, process.terminationReason)
     }
 

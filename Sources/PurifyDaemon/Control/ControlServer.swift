@@ -6,7 +6,6 @@ internal import Dispatch
 internal import PurifyControl
 public import Logging
 public import ServiceLifecycle
-internal import Synchronization
 internal import PurifySystem
 
 /// The control socket: a Unix stream socket speaking JSON lines.
@@ -71,7 +70,7 @@ public final class ControlServer: Service, Sendable {
     private let handler: any ControlCommandHandler
     private let logger: Logger
     private let wakeFD: Int32
-    private let shared = Mutex(Shared())
+    private let shared = Locked(Shared())
 
     public init(configuration: Configuration, handler: any ControlCommandHandler, logger: Logger) throws {
         self.configuration = configuration

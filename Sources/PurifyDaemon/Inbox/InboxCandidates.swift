@@ -1,4 +1,4 @@
-internal import Synchronization
+import PurifySystem
 
 /// The file names an ``InboxWatcher`` has seen arrive, in arrival order and without duplicates,
 /// as an `AsyncSequence` with a single consumer (the daemon's claim loop).
@@ -17,7 +17,7 @@ public final class InboxCandidates: AsyncSequence, Sendable {
         var finished = false
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     init() {}
 

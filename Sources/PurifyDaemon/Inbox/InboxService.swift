@@ -1,6 +1,6 @@
 public import Logging
+internal import PurifySystem
 public import ServiceLifecycle
-internal import Synchronization
 
 /// What the daemon hands claimed files to: the image pipeline implements it.
 public protocol ClaimedFileProcessor: Sendable {
@@ -51,7 +51,7 @@ public final class InboxService: Service, Sendable {
     }
 
     private let processor: any ClaimedFileProcessor
-    private let control = Mutex(Control())
+    private let control = Locked(Control())
     private let logger: Logger
 
     public init(

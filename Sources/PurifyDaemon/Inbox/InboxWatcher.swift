@@ -4,7 +4,6 @@ internal import Glibc
 internal import CPurifySystem
 public import Logging
 public import ServiceLifecycle
-internal import Synchronization
 internal import PurifySystem
 
 /// Watches one inbox folder with Linux inotify and reports the names of files that may be ready
@@ -62,7 +61,7 @@ public final class InboxWatcher: Service, Sendable {
     private let inotifyFD: Int32
     private let initialWatch: Int32?
     private let wakeFD: Int32
-    private let shared = Mutex(Shared())
+    private let shared = Locked(Shared())
 
     /// Creates the inotify instance and adds the watch, so events are queued from here on; they
     /// are read once ``run()`` starts the thread.

@@ -1,7 +1,7 @@
 public import PurifyHTTP
 public import PurifyImage
 public import PurifyPipeline
-internal import Synchronization
+internal import PurifySystem
 
 /// Hands the results of HTTP API requests back to the callers waiting for them: the
 /// committer side of a request that came in memory and goes out in a response, never touching
@@ -28,7 +28,7 @@ public final class APIResponses: ResultCommitter {
     /// What API requests' input paths start with; files from an inbox have absolute paths.
     public static let pathPrefix = "http:"
 
-    private let entries = Mutex<[String: Entry]>([:])
+    private let entries = Locked<[String: Entry]>([:])
 
     public init() {}
 

@@ -6,7 +6,6 @@ public import PurifyHTTP
 internal import PurifyPipeline
 internal import Prometheus
 public import ServiceLifecycle
-internal import Synchronization
 internal import PurifyImage
 internal import PurifySystem
 
@@ -44,7 +43,7 @@ public final class PurificationService: Service, ClaimedFileProcessor, PipelineC
     public let configurationPath: String?
     private let engine: InferenceEngine
     private let responses: APIResponses
-    private let state: Mutex<State>
+    private let state: Locked<State>
     private let statistics = PurificationStatistics()
     /// swift-metrics' factory over the registry `metrics` renders: the HTTP API counts its
     /// requests there.
@@ -77,7 +76,7 @@ public final class PurificationService: Service, ClaimedFileProcessor, PipelineC
             pipelines[entry.inbox.name] = entry
             launcher.yield(entry)
         }
-        state = Mutex(State(pipelines: pipelines))
+        state = Locked(State(pipelines: pipelines))
     }
 
     // MARK: - Service

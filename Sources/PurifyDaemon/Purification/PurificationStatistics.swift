@@ -1,7 +1,7 @@
 internal import CoreMetrics
 internal import Prometheus
 internal import PurifyPipeline
-internal import Synchronization
+internal import PurifySystem
 
 /// What the daemon's pipelines have done, from the reports of their results: counts per inbox,
 /// latency percentiles per stage over the most recent results, and throughput; and, through
@@ -46,7 +46,7 @@ final class PurificationStatistics: Sendable {
         var second = [Int64](repeating: -1, count: PurificationStatistics.throughputSeconds)
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
     private let startedAt: ContinuousClock.Instant
     /// The histograms and counters ``metrics()`` appends, as Prometheus renders them.
     let registry = PrometheusCollectorRegistry()

@@ -2,7 +2,6 @@ internal import CPurifySystem
 internal import Foundation
 public import PurifyImage
 public import PurifyPipeline
-internal import Synchronization
 internal import PurifySystem
 
 /// Makes one inbox's pipeline results durable through its ``InboxSpool``: a purified image and
@@ -22,9 +21,9 @@ public final class SpoolCommitter: ResultCommitter {
     }
 
     /// Registered files by claimed path.
-    private let entries = Mutex<[String: Entry]>([:])
+    private let entries = Locked<[String: Entry]>([:])
     /// Claimed paths whose commit failed on a write: their spool holds them for a retry.
-    private let stalled = Mutex<Set<String>>([])
+    private let stalled = Locked<Set<String>>([])
 
     public init() {}
 

@@ -1,6 +1,9 @@
 #if canImport(Glibc)
 internal import Glibc
 #endif
+// With SwiftNIO in the module graph a release build attributes Glibc's `struct stat` to
+// Dispatch's C module, which member-import visibility then wants imported.
+internal import CDispatch
 internal import Foundation
 public import Logging
 internal import PurifySystem
@@ -136,7 +139,7 @@ public final class InboxSpool: Sendable {
         var probes: Set<String> = []
     }
 
-    private let state: Mutex<State>
+    private let state: Locked<State>
     private let logger: Logger
     private let temporaryPrefix: String
 
@@ -148,7 +151,7 @@ public final class InboxSpool: Sendable {
         self.temporaryPrefix = ".purifyd-\(configuration.name)-"
         var statistics = Statistics()
         statistics.capacity = configuration.queueCapacity
-        self.state = Mutex(State(statistics: statistics))
+        self.state = Locked(State(statistics: statistics))
         var logger = logger
         logger[metadataKey: "inbox"] = "\(configuration.name)"
         self.logger = logger
