@@ -263,6 +263,15 @@ bench-memory: venv
 	$(PY) bench/memory/bench.py --threads $(BENCH_THREADS) \
 	  --purify .build-memory/release/purify --purifyd .build-memory/release/purifyd $(BENCH_MEMORY_ARGS)
 
+# End to end: purifyd against a Python + ONNX Runtime folder watcher doing its job
+# (bench/e2e/watcher.py) on the same MNIST and CIFAR-10 files, alternating rounds in one run
+# (bench/e2e/README.md). BENCH_E2E_ARGS adds options, e.g. "--files 200 --rounds 3".
+BENCH_E2E_ARGS ?=
+.PHONY: bench-e2e
+bench-e2e: venv
+	$(SWIFT) build -c release --scratch-path .build-e2e --product purifyd
+	$(PY) bench/e2e/bench.py --threads $(BENCH_THREADS) --purifyd .build-e2e/release/purifyd $(BENCH_E2E_ARGS)
+
 # Debian package: dist/purifyd_<version>_<arch>.deb (packaging/deb/build.sh: `make install` into a
 # staging root with PREFIX=/usr, man pages, completions, conffile, maintainer scripts). The version
 # is Sources/PurifyVersion's.
