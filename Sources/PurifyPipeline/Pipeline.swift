@@ -107,16 +107,25 @@ public final class Pipeline: Service {
             return started
         }
         guard !alreadyStarted else { throw .alreadyRunning }
+        // Commits wait on fsync most of their time: a pool of their own keeps them from holding
+        // up decoding, which would send out batches before they fill.
         let pool: ThreadPool
         do {
             pool = try ThreadPool(threadCount: configuration.ioThreadCount, name: "purify-io")
         } catch {
             throw .threadsUnavailable(error)
         }
+        let commitPool: ThreadPool
+        do {
+            commitPool = try ThreadPool(threadCount: configuration.ioThreadCount, name: "purify-commit")
+        } catch {
+            pool.shutdown()
+            throw .threadsUnavailable(error)
+        }
         let batcher = DynamicBatcher(output: batches, maxBatchSize: configuration.maxBatchSize,
                                      maxBatchPixels: configuration.maxBatchPixels, maxDelay: configuration.maxBatchDelay, maxPending: configuration.queueCapacity)
         await withGracefulShutdownHandler {
-            await runStages(pool: pool, batcher: batcher)
+            await runStages(pool: pool, commitPool: commitPool, batcher: batcher)
         } onGracefulShutdown: { [requests] in
             requests.finish()
         }
@@ -127,10 +136,11 @@ public final class Pipeline: Service {
         finished.finish()
         committed.finish()
         pool.shutdown()
+        commitPool.shutdown()
     }
 
     /// Each stage in a child task; returns when the last one ends.
-    private func runStages(pool: ThreadPool, batcher: DynamicBatcher) async {
+    private func runStages(pool: ThreadPool, commitPool: ThreadPool, batcher: DynamicBatcher) async {
         let workers = configuration.ioThreadCount
         await withDiscardingTaskGroup { group in
             group.addTask {
@@ -149,7 +159,7 @@ public final class Pipeline: Service {
             }
             group.addTask {
                 await withDiscardingTaskGroup { committers in
-                    for _ in 0..<workers { committers.addTask { await self.commit(on: pool) } }
+                    for _ in 0..<workers { committers.addTask { await self.commit(on: commitPool) } }
                 }
                 self.committed.finish()
             }

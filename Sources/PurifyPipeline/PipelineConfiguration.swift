@@ -10,7 +10,8 @@ public struct PipelineConfiguration: Sendable, Hashable {
     /// The most items held between two stages (and waiting in the batcher): the bound that
     /// makes ``Pipeline/submit(_:)`` suspend when the pipeline is full.
     public var queueCapacity: Int
-    /// Threads for reading, decoding, converting, encoding and writing.
+    /// Threads for reading, decoding and converting, and as many again for encoding and
+    /// writing results.
     public var ioThreadCount: Int
     /// The output format; `nil` keeps each input's format.
     public var outputFormat: ImageFormat?
