@@ -117,7 +117,7 @@ public final class Pipeline: Service {
         }
         let commitPool: ThreadPool
         do {
-            commitPool = try ThreadPool(threadCount: configuration.ioThreadCount, name: "purify-commit")
+            commitPool = try ThreadPool(threadCount: Self.committerCount(configuration), name: "purify-commit")
         } catch {
             pool.shutdown()
             throw .threadsUnavailable(error)
@@ -137,6 +137,12 @@ public final class Pipeline: Service {
         committed.finish()
         pool.shutdown()
         commitPool.shutdown()
+    }
+
+    /// Commits at once: each spends most of its time waiting on fsync, so more of them than I/O
+    /// threads keep the disk busy without taking CPU from decoding.
+    static func committerCount(_ configuration: PipelineConfiguration) -> Int {
+        4 * configuration.ioThreadCount
     }
 
     /// Each stage in a child task; returns when the last one ends.
@@ -159,7 +165,7 @@ public final class Pipeline: Service {
             }
             group.addTask {
                 await withDiscardingTaskGroup { committers in
-                    for _ in 0..<workers { committers.addTask { await self.commit(on: commitPool) } }
+                    for _ in 0..<Self.committerCount(self.configuration) { committers.addTask { await self.commit(on: commitPool) } }
                 }
                 self.committed.finish()
             }
