@@ -41,6 +41,7 @@ test: deps
 	$(MAKE) test-swift
 	$(MAKE) test-replicas
 	$(MAKE) test-deb
+	$(MAKE) test-asan
 
 # Three purifyd replicas behind nginx on loopback, one killed with SIGKILL under load
 # (Tests/ReplicaTests): no request may fail. SWIFT_FLAGS as for run.
