@@ -34,7 +34,8 @@ from PIL import Image
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-sys.path.insert(0, str(HERE))
+sys.path[:0] = [str(HERE), str(HERE.parent)]
+from purifyd_bench import daemon_configuration, peak_rss_kib  # noqa: E402
 from watcher import IN_MOVED_TO, Inotify  # noqa: E402
 
 SIDES = ("daemon", "watcher")
@@ -109,34 +110,11 @@ def write_inputs(dataset: Dataset, count: int, out: Path) -> Path:
     return folder
 
 
-def peak_rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmHWM")
-
-
 def start_daemon(binary: Path, bundle: Path, threads: int, folder: Path) -> subprocess.Popen:
     """A purifyd on folder/inbox, configured as bench/http/bench.py does (without HTTP), once it
     has sent READY=1 (models loaded, inbox watched)."""
     config = folder / "purifyd.toml"
-    config.write_text(f"""
-state_directory = "state"
-control_socket = "control.sock"
-log_level = "notice"
-[engine]
-threads = {threads}
-[[inbox]]
-name = "bench"
-path = "inbox"
-outbox = "outbox"
-spool_dir = "spool"
-bundle = "{bundle}"
-queue_capacity = 256
-[inbox.batch]
-max_batch = 16
-max_delay_ms = 10
-""")
+    config.write_text(daemon_configuration(bundle, threads))
     notify_path = folder / "notify.sock"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
         notify.bind(str(notify_path))

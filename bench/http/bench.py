@@ -31,6 +31,8 @@ import numpy as np
 from PIL import Image
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+from purifyd_bench import daemon_configuration, peak_rss_kib  # noqa: E402
 
 
 def digits(count: int) -> list[bytes]:
@@ -49,39 +51,13 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[rank - 1]
 
 
-def peak_rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmHWM")
-
-
 class Daemon:
     def __init__(self, binary: str, bundle: Path, threads: int, root: Path, name: str):
         self.root = root / name
         (self.root / "inbox").mkdir(parents=True)
         (self.root / "src").mkdir()
         self.config = self.root / "purifyd.toml"
-        self.config.write_text(f"""
-state_directory = "state"
-control_socket = "control.sock"
-log_level = "notice"
-[engine]
-threads = {threads}
-[http]
-listen = "127.0.0.1:0"
-max_in_flight = 1024
-[[inbox]]
-name = "bench"
-path = "inbox"
-outbox = "outbox"
-spool_dir = "spool"
-bundle = "{bundle}"
-queue_capacity = 256
-[inbox.batch]
-max_batch = 16
-max_delay_ms = 10
-""")
+        self.config.write_text(daemon_configuration(bundle, threads, http=True))
         self.log = open(self.root / "purifyd.log", "w+")
         environment = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
         self.process = subprocess.Popen([binary, "--config", str(self.config)], stdout=self.log, stderr=self.log,
