@@ -104,20 +104,31 @@ public enum FileSystem {
     }
 
     /// Creates `path` (which must not exist), writes `bytes`, fsyncs it (unless `synchronizes`
-    /// is false) and closes it.
+    /// is false) and closes it. A failure after the file was created removes it: no half-written
+    /// file is left behind.
     public static func writeNewFile(
         _ path: String, bytes: some Collection<UInt8>, mode: mode_t = 0o640, synchronizes: Bool = true
     ) throws(SystemError) {
         let fd = try SystemCall.retrying("open", path: path) {
             open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
         }
+        do throws(SystemError) {
+            try write(bytes, to: fd, path: path, synchronizes: synchronizes)
+        } catch {
+            _ = try? removeIfPresent(path)
+            throw error
+        }
+    }
+
+    /// Writes all of `bytes` to the new file `fd`, fsyncs it when `synchronizes`, and closes it.
+    private static func write(_ bytes: some Collection<UInt8>, to fd: Int32, path: String, synchronizes: Bool) throws(SystemError) {
         var closed = false
         defer { if !closed { close(fd) } }
         let contiguous = Array(bytes)
         var offset = 0
         while offset < contiguous.count {
             let written = try SystemCall.retrying("write", path: path) {
-                contiguous.withUnsafeBytes { buffer in write(fd, buffer.baseAddress! + offset, buffer.count - offset) }
+                contiguous.withUnsafeBytes { buffer in Glibc.write(fd, buffer.baseAddress! + offset, buffer.count - offset) }
             }
             offset += written
         }
@@ -160,7 +171,7 @@ public enum FileSystem {
         let temporary: String
         if let temporaryPath {
             try removeIfPresent(temporaryPath)
-            try writeRemovingOnFailure(temporaryPath, bytes: bytes, mode: mode, synchronizes: synchronizes)
+            try writeNewFile(temporaryPath, bytes: bytes, mode: mode, synchronizes: synchronizes)
             temporary = temporaryPath
         } else {
             temporary = try writeUniqueTemporary(beside: path, in: directory, bytes: bytes, mode: mode, synchronizes: synchronizes)
@@ -182,23 +193,11 @@ public enum FileSystem {
         while true {
             let temporary = FilePaths.join(directory, ".\(name).\(String(suffix, radix: 36)).tmp")
             do throws(SystemError) {
-                try writeRemovingOnFailure(temporary, bytes: bytes, mode: mode, synchronizes: synchronizes)
+                try writeNewFile(temporary, bytes: bytes, mode: mode, synchronizes: synchronizes)
                 return temporary
-            } catch where error.errno == .fileExists && error.call == "open" {
+            } catch where error.errno == .fileExists {
                 suffix &+= 1
             }
-        }
-    }
-
-    private static func writeRemovingOnFailure(
-        _ path: String, bytes: some Collection<UInt8>, mode: mode_t, synchronizes: Bool
-    ) throws(SystemError) {
-        do throws(SystemError) {
-            try writeNewFile(path, bytes: bytes, mode: mode, synchronizes: synchronizes)
-        } catch {
-            // A file this call did not create (open's EEXIST) is not this call's to remove.
-            if error.call != "open" { _ = try? removeIfPresent(path) }
-            throw error
         }
     }
 }
