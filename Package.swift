@@ -46,12 +46,15 @@ let package = Package(
         // The one layer over the system every other module uses: errno with named codes,
         // file operations (atomic replacement included), Unix socket addresses, threads.
         .target(name: "PurifySystem", dependencies: ["CPurifySystem"], swiftSettings: swiftSettings),
+        // The engine's own compute kernels, where oneDNN has no fast primitive (AVX2 chosen at run time).
+        .target(name: "CPurifyKernels"),
         // The programs' version, in one place.
         .target(name: "PurifyVersion", swiftSettings: swiftSettings),
         .target(
             name: "PurifyEngine",
             dependencies: [
                 "CDNNL",
+                "CPurifyKernels",
                 "PurifySystem",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],

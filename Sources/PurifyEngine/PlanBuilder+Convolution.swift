@@ -1,4 +1,5 @@
 import CDNNL
+import CPurifyKernels
 import Foundation
 
 /// Convolutions, deconvolutions and inner products, with their fused post-ops.
@@ -40,7 +41,11 @@ extension PlanBuilder {
         let outputShape = [shape[0], convolution.outputChannels] + outputSpatial
         let (fused, sumAddend, afterSum) = try splitAtSum(node.postOps, reading: node.inputs[0], outputShape: outputShape)
         let output: Int
-        if sumAddend == nil, afterSum == nil, Self.runsAsSubpixelConvolutions(convolution) {
+        if sumAddend == nil, Self.runsAsNarrowConvolution(convolution, inputChannels: shape[1]),
+           let eltwise = Self.eltwiseOnly(fused) {
+            output = try addNarrowConvolution(input: input, convolution, padBegin: padBegin, outputShape: outputShape,
+                                              postOps: eltwise, name: node.name)
+        } else if sumAddend == nil, afterSum == nil, Self.runsAsSubpixelConvolutions(convolution) {
             output = try addSubpixelDeconvolution(input: input, convolution, outputShape: outputShape, postOps: fused,
                                                   name: node.name)
         } else {
@@ -169,6 +174,64 @@ extension PlanBuilder {
         result.weights = ConstantTensor(floats: trimmed, shape: Array(convolution.weights.shape[..<2]) + [used[0].count, used[1].count])
         result.pads = newBegin + newEnd
         return (result, newBegin, newEnd)
+    }
+
+    /// Whether a convolution writes fewer channels than one block from a blocked input. oneDNN
+    /// 2.6 pads such an output to a whole block and runs it on one thread at a few GFLOP/s: the
+    /// purifier's last layer (to 1 or 3 channels at full resolution) took an eighth of a batch-1
+    /// run. The plan runs it as its own kernel.
+    static func runsAsNarrowConvolution(_ convolution: Convolution, inputChannels: Int) -> Bool {
+        !convolution.transposed && convolution.groups == 1 && convolution.outputChannels < channelBlock
+            && inputChannels % channelBlock == 0 && convolution.strides == [1, 1] && convolution.dilations == [1, 1]
+    }
+
+    /// The element-wise operations of `postOps`, or nil if it holds a sum.
+    static func eltwiseOnly(_ postOps: [FusedPostOp]) -> [Eltwise]? {
+        var eltwise: [Eltwise] = []
+        for postOp in postOps {
+            guard case .eltwise(let operation) = postOp else { return nil }
+            eltwise.append(operation)
+        }
+        return eltwise
+    }
+
+    /// A stride-1 convolution to fewer channels than one block (see ``runsAsNarrowConvolution``),
+    /// run by `purify_narrow_convolution` into a plain output; the post-ops follow as oneDNN
+    /// element-wise steps.
+    func addNarrowConvolution(input: Int, _ convolution: Convolution, padBegin: [Int], outputShape: [Int],
+                              postOps: [Eltwise], name: String) throws -> Int {
+        let shape = activations[input].shape
+        let source = try inLayout(input, .float32(shape, layout: .tag(Self.blockedTag)))
+        let (batch, channels, height, width) = (shape[0], shape[1], shape[2], shape[3])
+        let (outputs, outputHeight, outputWidth) = (outputShape[1], outputShape[2], outputShape[3])
+        let (kernelHeight, kernelWidth) = (convolution.kernel[0], convolution.kernel[1])
+        let (top, left) = (padBegin[0], padBegin[1])
+        let block = Self.channelBlock
+        // [output][ky][kx][input channel]: the weights of one tap and one input block are one vector load.
+        let weights = convolution.weights.floats
+        var packed = [Float](repeating: 0, count: weights.count)
+        for output in 0..<outputs {
+            for channel in 0..<channels {
+                for row in 0..<kernelHeight {
+                    for column in 0..<kernelWidth {
+                        packed[((output * kernelHeight + row) * kernelWidth + column) * channels + channel] =
+                            weights[((output * channels + channel) * kernelHeight + row) * kernelWidth + column]
+                    }
+                }
+            }
+        }
+        let bias = convolution.bias ?? [Float](repeating: 0, count: outputs)
+        var output = addActivation(shape: outputShape, descriptor: try .float32(outputShape))
+        let flops = 2 * Double(outputShape.reduce(1, *) * channels * kernelHeight * kernelWidth)
+        addKernel(name: name, category: .convolution, flops: flops, inputs: [source], output: output) { inputs, result in
+            purify_narrow_convolution(inputs[0], packed, bias, result, Int32(batch), Int32(channels), Int32(block),
+                                      Int32(height), Int32(width), Int32(outputs), Int32(outputHeight), Int32(outputWidth),
+                                      Int32(kernelHeight), Int32(kernelWidth), Int32(top), Int32(left))
+        }
+        for operation in postOps {
+            output = try addEltwise(operation, input: output, name: name)
+        }
+        return output
     }
 
     /// Whether a ConvTranspose is the U-Net's 4×4, stride-2, pad-1 upsampling: oneDNN 2.6 runs

@@ -59,7 +59,7 @@ let bundledFixtures = FixtureSet(directory: Bundle.module.url(forResource: "Fixt
 
 @Suite("Outputs match ONNX Runtime")
 struct ModelOutputTests {
-    @Test("every output element within 1e-4", arguments: ["purifier.onnx", "classifier.onnx", "coverage.onnx", "helper_ops.onnx"])
+    @Test("every output element within 1e-4", arguments: ["purifier.onnx", "classifier.onnx", "coverage.onnx", "helper_ops.onnx", "blocked_ops.onnx"])
     func matchesOnnxRuntime(model name: String) async throws {
         #expect(try bundledFixtures.cases(for: name).count >= 2)
         try await bundledFixtures.expectOutputsMatch(model: name, threadCount: 2)

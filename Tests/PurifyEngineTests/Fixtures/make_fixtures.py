@@ -98,6 +98,34 @@ def helper_model() -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
+def blocked_ops_model() -> onnx.ModelProto:
+    """The engine's own paths for blocked tensors: a channel Concat of three 16-channel
+    convolutions (copied block by block into the output) and a convolution to 3 channels with a
+    5×5 kernel and uneven padding (the engine's narrow-convolution kernel), then Tanh."""
+    rng = np.random.default_rng(11)
+    weights = {
+        "wa": rng.normal(0, 0.3, (16, 2, 3, 3)), "wb": rng.normal(0, 0.3, (16, 2, 1, 1)),
+        "wc": rng.normal(0, 0.3, (16, 2, 3, 3)), "wn": rng.normal(0, 0.1, (3, 48, 5, 5)), "bn": rng.normal(0, 0.3, (3,)),
+    }
+    initializers = [numpy_helper.from_array(value.astype(np.float32), name) for name, value in weights.items()]
+    nodes = [
+        helper.make_node("Conv", ["input", "wa"], ["a"], name="conv_a", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["a"], ["a_act"], name="relu_a"),
+        helper.make_node("Conv", ["input", "wb"], ["b"], name="conv_b"),
+        helper.make_node("Conv", ["input", "wc"], ["c"], name="conv_c", pads=[1, 1, 1, 1]),
+        helper.make_node("Sigmoid", ["c"], ["c_act"], name="sigmoid_c"),
+        helper.make_node("Concat", ["a_act", "b", "c_act"], ["joined"], name="concat", axis=1),
+        helper.make_node("Conv", ["joined", "wn", "bn"], ["narrow"], name="conv_narrow", pads=[2, 1, 1, 2]),
+        helper.make_node("Tanh", ["narrow"], ["output"], name="tanh"),
+    ]
+    graph = helper.make_graph(
+        nodes, "blocked_ops",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 2, 9, 11])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 3, 8, 10])],
+        initializer=initializers)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
 def broken_models() -> dict[str, onnx.ModelProto]:
     """Models the loader must reject, each with a node whose name the error has to carry."""
     x = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 8, 8])
@@ -174,6 +202,7 @@ def main() -> None:
     export(classifier, str(HERE / "classifier.onnx"), torch.rand(1, 3, 16, 16), spatial_dynamic=False)
     export(coverage, str(HERE / "coverage.onnx"), torch.rand(1, 4, 12, 12), spatial_dynamic=False)
     onnx.save(helper_model(), str(HERE / "helper_ops.onnx"))
+    onnx.save(blocked_ops_model(), str(HERE / "blocked_ops.onnx"))
     for name, model in broken_models().items():
         onnx.save(model, str(HERE / name))
 
@@ -182,6 +211,7 @@ def main() -> None:
         "classifier.onnx": [(1, 3, 16, 16), (4, 3, 16, 16)],
         "coverage.onnx": [(1, 4, 12, 12), (2, 4, 12, 12)],
         "helper_ops.onnx": [(1, 2, 7, 7), (3, 2, 7, 7)],
+        "blocked_ops.onnx": [(1, 2, 9, 11), (2, 2, 9, 11)],
     }
     cases = []
     for model_name, model_shapes in shapes.items():
