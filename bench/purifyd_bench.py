@@ -1,6 +1,7 @@
 """What the benchmarks that run a release purifyd share: one configuration, so that the HTTP and
-the end-to-end benchmarks measure the same daemon, and the peak RSS of a process."""
+the end-to-end benchmarks measure the same daemon, and a process's CPU time and peak RSS."""
 
+import os
 from pathlib import Path
 
 
@@ -25,6 +26,12 @@ queue_capacity = 256
 max_batch = 16
 max_delay_ms = 10
 """
+
+
+def cpu_seconds(pid: int) -> float:
+    """The process's user + system CPU time so far, all its threads, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_kib(pid: int) -> int:

@@ -12,8 +12,8 @@ renamed into the outbox (inotify on the outbox). Then it checks that every input
 report and nothing failed or was left behind, reads the side's peak RSS (VmHWM) and stops it.
 
 Prints images/s (min, median, max over rounds) per side, the ratio daemon / watcher of the
-medians, peak RSS, and how often the two sides' reports agree on the input's and the purified
-image's top-1 class (the same job done the same way should agree almost always); writes
+medians, the side's CPU time (user + system, all threads) per image during the burst, peak RSS,
+and how often the two sides' reports agree on the input's and the purified image's top-1 class (the same job done the same way should agree almost always); writes
 results.json under --out.
 """
 
@@ -35,7 +35,7 @@ from PIL import Image
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
-from purifyd_bench import daemon_configuration, peak_rss_kib  # noqa: E402
+from purifyd_bench import cpu_seconds, daemon_configuration, peak_rss_kib  # noqa: E402
 from watcher import IN_MOVED_TO, Inotify  # noqa: E402
 
 SIDES = ("daemon", "watcher")
@@ -65,6 +65,7 @@ class Round:
     images: int
     seconds: float
     per_s: float
+    cpu_ms_per_image: float
     peak_rss_mib: float
 
 
@@ -76,6 +77,7 @@ class Summary:
     per_s_min: float
     per_s_median: float
     per_s_max: float
+    cpu_ms_per_image_median: float
     peak_rss_mib_max: float
 
 
@@ -195,19 +197,22 @@ def run_round(side: str, index: int, dataset: Dataset, inputs: Path, arguments: 
     else:
         process = start_watcher(dataset.bundle, arguments.threads, arguments.watcher_io_threads, folder)
     try:
+        cpu_before = cpu_seconds(process.pid)
         seconds = burst(folder, names, arguments.timeout)
+        cpu = cpu_seconds(process.pid) - cpu_before
         rss = peak_rss_kib(process.pid)
     finally:
         process.terminate()
         process.wait(timeout=60)
     classes = check_outputs(folder, names)
     shutil.rmtree(folder)
-    return Round(side, index, len(names), seconds, len(names) / seconds, rss / 1024), classes
+    return Round(side, index, len(names), seconds, len(names) / seconds, cpu * 1000 / len(names), rss / 1024), classes
 
 
 def summarize(side: str, rounds: list[Round]) -> Summary:
     rates = [entry.per_s for entry in rounds if entry.side == side]
     return Summary(side, min(rates), statistics.median(rates), max(rates),
+                   statistics.median(entry.cpu_ms_per_image for entry in rounds if entry.side == side),
                    max(entry.peak_rss_mib for entry in rounds if entry.side == side))
 
 
@@ -226,7 +231,8 @@ def bench_dataset(dataset: Dataset, arguments: argparse.Namespace) -> DatasetRes
             classes.setdefault(side, side_classes)
             result.rounds.append(entry)
             print(f"  {dataset.name} round {index} {side:<8} {entry.per_s:8.1f} images/s "
-                  f"({entry.seconds:.2f} s, peak RSS {entry.peak_rss_mib:.0f} MiB)", flush=True)
+                  f"({entry.seconds:.2f} s, {entry.cpu_ms_per_image:.2f} CPU ms/image, peak RSS {entry.peak_rss_mib:.0f} MiB)",
+                  flush=True)
     result.summaries = {side: summarize(side, result.rounds) for side in SIDES}
     result.daemon_over_watcher = result.summaries["daemon"].per_s_median / result.summaries["watcher"].per_s_median
     result.input_top1_agreement = agreement(classes["daemon"], classes["watcher"], 0)
@@ -243,12 +249,12 @@ def cpu_model() -> str:
 
 def print_table(results: list[DatasetResult], threads: int) -> None:
     print(f"\n{cpu_model()}, {os.cpu_count()} CPUs, {threads} engine / intra-op threads, max_batch 16")
-    print(f"{'dataset':<9} {'side':<8} {'min/s':>8} {'median/s':>9} {'max/s':>8} {'peak RSS MiB':>13}")
+    print(f"{'dataset':<9} {'side':<8} {'min/s':>8} {'median/s':>9} {'max/s':>8} {'CPU ms/image':>13} {'peak RSS MiB':>13}")
     for result in results:
         for side in SIDES:
             summary = result.summaries[side]
             print(f"{result.dataset:<9} {side:<8} {summary.per_s_min:8.1f} {summary.per_s_median:9.1f} "
-                  f"{summary.per_s_max:8.1f} {summary.peak_rss_mib_max:13.1f}")
+                  f"{summary.per_s_max:8.1f} {summary.cpu_ms_per_image_median:13.2f} {summary.peak_rss_mib_max:13.1f}")
     for result in results:
         print(f"{result.dataset}: daemon / watcher (medians) {result.daemon_over_watcher:.2f}x; top-1 agreement "
               f"input {result.input_top1_agreement:.2%}, purified {result.purified_top1_agreement:.2%}")

@@ -13,6 +13,8 @@ runtimes for --rounds rounds and keeping each one's best round:
   OpenMP wait policies: OMP_WAIT_POLICY=active (spin), passive (sleep at once), and unset (GNU
   OpenMP spins briefly, then sleeps); each is a column, since the daemon runs with one of them.
 Ratios are the engine's best policy, and its `passive` (the systemd unit's), over each peer.
+With --busy-cores N, N processes spin on the CPU throughout, as other services do on a machine
+the daemon shares: the wait policies differ most there.
 
     make bench-engine                     # or:
     .venv/bin/python bench/engine/bench.py --threads 2 --engine .build-engine/release/purify-engine-bench
@@ -136,7 +138,18 @@ def main() -> None:
     parser.add_argument("--sides", default="32,256", help="synthetic U-Net sides to time ('' for none)")
     parser.add_argument("--bundles", default="mnist,fashion-mnist,cifar10", help="shipped bundles to time ('' for none)")
     parser.add_argument("--profile", action="store_true", help="print time and GFLOP/s per kind of step")
+    parser.add_argument("--busy-cores", type=int, default=0, help="processes that spin throughout (a shared machine)")
     args = parser.parse_args()
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy_cores)]
+    try:
+        run(args)
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+
+
+def run(args: argparse.Namespace) -> None:
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     core = ov.Core()
@@ -166,7 +179,8 @@ def main() -> None:
             print(f"  measured {case.name} {'×'.join(map(str, case.shape))} batch {batch}", file=sys.stderr)
 
     print(f"\nPurifyEngine vs ONNX Runtime {ort.__version__} and OpenVINO {ov.__version__.split('-')[0]}, "
-          f"{args.threads} threads, images/s, best of {args.rounds} alternating rounds; load average "
+          f"{args.threads} threads, images/s, best of {args.rounds} alternating rounds"
+          f"{f', {args.busy_cores} cores kept busy by spinning processes' if args.busy_cores else ''}; load average "
           f"{os.getloadavg()[0]:.1f} at the end; OpenVINO bf16 "
           f"{'measured' if 'bf16' in precisions else 'not measured: this CPU has no native bfloat16'}")
     peers = ["ort"] + [f"ov {p}" for p in precisions]
