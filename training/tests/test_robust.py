@@ -101,6 +101,11 @@ def test_train_resume_export_and_evaluate_make_a_bundle_purify_loads(tmp_path):
     assert set(result["checks"]["sweep"]) == {f"{0.3 * f:.4f}" for f in (0.5, 1.0, 1.5, 2.0, 3.0)}
 
 
-def test_unseen_needs_name_and_file(tmp_path):
-    run = command("robust-evaluate", "--bundle", str(SHIPPED), "--unseen", "nofile", runs=tmp_path)
-    assert run.returncode != 0 and "NAME=FILE.onnx" in run.stderr
+def test_unseen_takes_a_file_or_a_trained_unseen_classifier_and_refuses_anything_else_before_attacking(tmp_path):
+    empty = command("robust-evaluate", "--bundle", str(SHIPPED), "--unseen", "resnet=", runs=tmp_path)
+    assert empty.returncode != 0 and "NAME or NAME=FILE.onnx" in empty.stderr
+    unknown = command("robust-evaluate", "--bundle", str(SHIPPED), "--unseen", "nofile", "--quick", runs=tmp_path)
+    assert unknown.returncode != 0 and "not one of mnist's unseen classifiers (resnet, mlp)" in unknown.stderr
+    untrained = command("robust-evaluate", "--bundle", str(SHIPPED), "--unseen", "mlp", "--quick", runs=tmp_path)
+    assert untrained.returncode != 0 and "classifiers --dataset mnist --only mlp" in untrained.stderr
+    assert "APGD-CE" not in unknown.stdout + untrained.stdout

@@ -1,6 +1,6 @@
 """End-to-end evaluation of a bundle to the field's standard: AutoAttack through purifier + classifier.
 
-    python -m purifyd_train robust-evaluate --bundle models/mnist-robust [--n 1000] [--unseen NAME=FILE.onnx ...]
+    python -m purifyd_train robust-evaluate --bundle models/mnist-robust [--n 1000] [--unseen NAME[=FILE.onnx] ...]
 
 The attacker knows the whole deployment: every attack differentiates through (or, for Square, queries)
 the bundle's purifier followed by its classifier, both loaded from the bundle's ONNX files as purifyd
@@ -9,7 +9,9 @@ FAB-T over 9 target classes, 100 iterations each; Square with 5,000 queries), ea
 the previous ones left correctly classified. Beside it, the checks against gradient masking: accuracy
 falls to zero as eps grows; Square alone is not stronger than the white-box attacks; attacks computed on
 the undefended classifier and then purified (transfer) are weaker than end-to-end ones. With --unseen, the
-same AutoAttack runs through the purifier followed by each unseen classifier.
+same AutoAttack runs through the purifier followed by each unseen classifier: an ONNX file, or by name alone
+one of the dataset's unseen classifiers trained by `python -m purifyd_train classifiers`
+(training/runs/<dataset>/classifiers/<name>.pt).
 
 Test images come from the test split's seeded permutation and are never used for any training choice.
 Results go to <bundle>/robustness.json (or --out) as a `RobustEvaluation`.
@@ -28,7 +30,9 @@ from torch import nn
 from ..runs import REPO_ROOT, log, setup, write_json
 from ..data.datasets import DEFAULT_DATA_ROOT, spec, test_subset
 from ..attacks.protocol import run_attack
+from ..models.networks import classifier_zoo
 from ..models.ops import freeze, predict
+from ..training.trained import load_classifier
 from .train import bundle_classifier, bundle_purifier, bundle_settings, onnx_classifier
 
 
@@ -170,7 +174,19 @@ def masking_checks(model: nn.Module, undefended: nn.Module, x: torch.Tensor, y: 
                          transfer_weaker=transfer >= seen.robust)
 
 
-def evaluate(bundle: Path, n: int, seed: int, quick: bool, unseen: dict[str, Path], data_root: Path,
+def unseen_classifier(dataset: str, name: str, path: Path | None, sample: torch.Tensor) -> nn.Module:
+    """An unseen classifier from its ONNX file, or the dataset's trained one of that name."""
+    if path is None:
+        ds = spec(dataset)
+        names = list(classifier_zoo(ds.name, ds.channels, ds.size))[1:]
+        if name not in names:
+            raise SystemExit(f"--unseen {name}: not one of {dataset}'s unseen classifiers ({', '.join(names)}); "
+                             "give another classifier as NAME=FILE.onnx")
+        return load_classifier(dataset, name)[1].to(torch.get_default_device())
+    return onnx_classifier(path, sample)
+
+
+def evaluate(bundle: Path, n: int, seed: int, quick: bool, unseen: dict[str, Path | None], data_root: Path,
              sweep_n: int) -> RobustEvaluation:
     started = time.time()
     settings = bundle_settings(bundle)
@@ -180,12 +196,12 @@ def evaluate(bundle: Path, n: int, seed: int, quick: bool, unseen: dict[str, Pat
     purifier = freeze(bundle_purifier(bundle))
     classifier = bundle_classifier(bundle, x[:64])
     model = Defended(purifier, classifier).eval()
+    # Loaded before any attack runs, so that a missing classifier fails in seconds, not after the seen cascade.
+    others = {name: Defended(purifier, unseen_classifier(dataset.name, name, path, x[:64])).eval()
+              for name, path in unseen.items()}
     seen = cascade(model, "seen", x, y, autoattack(model, eps, seed, quick))
     checks = masking_checks(model, classifier, x, y, eps, seen, seed, quick, min(sweep_n, n))
-    unseen_cascades = []
-    for name, path in unseen.items():
-        other = Defended(purifier, onnx_classifier(path, x[:64])).eval()
-        unseen_cascades.append(cascade(other, name, x, y, autoattack(other, eps, seed, quick)))
+    unseen_cascades = [cascade(other, name, x, y, autoattack(other, eps, seed, quick)) for name, other in others.items()]
     return RobustEvaluation(str(bundle.relative_to(REPO_ROOT) if bundle.is_relative_to(REPO_ROOT) else bundle),
                             dataset.name, n, seed, eps, quick, seen, unseen_cascades, checks, time.time() - started)
 
@@ -199,18 +215,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default="cpu", help="torch device for the networks and attacks (e.g. cuda)")
     p.add_argument("--quick", action="store_true", help="5 iterations and 100 queries: a smoke test, not a figure")
-    p.add_argument("--unseen", action="append", default=[], metavar="NAME=FILE.onnx",
-                   help="an unseen classifier to attack end to end through the purifier (repeatable)")
+    p.add_argument("--unseen", action="append", default=[], metavar="NAME[=FILE.onnx]",
+                   help="an unseen classifier to attack end to end through the purifier: an ONNX file, or the "
+                        "dataset's trained classifier NAME (repeatable)")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA_ROOT)
     p.add_argument("--out", type=Path, help="where to write the JSON (default <bundle>/robustness.json)")
     args = p.parse_args(argv)
     setup(args.seed, args.threads, args.device)
-    unseen = {}
+    unseen: dict[str, Path | None] = {}
     for item in args.unseen:
         name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise SystemExit(f"--unseen takes NAME=FILE.onnx, not {item!r}")
-        unseen[name] = Path(path)
+        if not name or (sep and not path):
+            raise SystemExit(f"--unseen takes NAME or NAME=FILE.onnx, not {item!r}")
+        unseen[name] = Path(path) if sep else None
     bundle = args.bundle.resolve()
     result = evaluate(bundle, args.n, args.seed, args.quick, unseen, args.data, args.sweep_n)
     out = args.out or bundle / "robustness.json"
