@@ -11,6 +11,7 @@ from ..training.gan import VALIDATION_IMAGES, recorded_loss_weights
 from ..training.records import training_records
 from .phrases import (PAPER, history_table, loss_line, mean_interval, noise_pairs, pair_attack_parameters, pct, points,
                       schedule_line, verdict, weak_attacks)
+from .robust_card import autoattack_section
 from .template import fill, phrase
 
 
@@ -302,6 +303,7 @@ def render_card(ds, results: dict, out: Path, sweep_n: int) -> str:
                 targets_section=targets_section(results, intervals[seen], out),
                 adaptive_rows="\n".join(f"| {name} | {json.dumps(r['params'])} | {pct(r)} (n = {r['n']}) |"
                                          for name, r in results["adaptive"].items()),
+                autoattack_section=autoattack_section(out),
                 oblivious_sections="\n".join(oblivious),
                 clean_psnr=f"{quality['clean']['psnr']:.2f}", clean_ssim=f"{quality['clean']['ssim']:.4f}",
                 pgd_psnr_adv=f"{quality['pgd']['psnr_adversarial']:.2f}",
