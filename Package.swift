@@ -78,7 +78,7 @@ let package = Package(
         ),
         .target(
             name: "PurifyImage",
-            dependencies: ["CImageCodecs"],
+            dependencies: ["CImageCodecs", "PurifySystem"],
             swiftSettings: swiftSettings
         ),
         .target(

@@ -1,4 +1,5 @@
 import CImageCodecs
+import PurifySystem
 
 #if canImport(Glibc)
 import Glibc
@@ -111,43 +112,16 @@ public struct ImageDecoder: Sendable {
     /// is refused without blocking; a symbolic link too, when `followsSymlinks` is false).
     public func readFile(atPath path: String,
                          followsSymlinks: Bool = true) throws(ImageError) -> [UInt8] {
-        // O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
-        let flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | (followsSymlinks ? 0 : O_NOFOLLOW)
-        let descriptor = open(path, flags)
-        guard descriptor >= 0 else {
-            if errno == ELOOP && !followsSymlinks {
-                throw .io("\(path) is a symbolic link")
+        do throws(RegularFileReadError) {
+            return try FileSystem.readRegularFile(atPath: path, maxBytes: limits.maxBytes, followsSymlinks: followsSymlinks)
+        } catch {
+            switch error {
+            case .tooLarge(_, let bytes, _): try limits.check(byteCount: bytes)
+            case .symbolicLink, .notRegularFile: break
+            case .failed(let failure): throw .io("cannot \(failure.call) \(path): \(failure.errno)")
             }
-            throw .io("cannot open \(path): \(errnoDescription())")
+            throw .io(error.description)
         }
-        defer { close(descriptor) }
-        var status = stat()
-        guard fstat(descriptor, &status) == 0 else {
-            throw .io("cannot stat \(path): \(errnoDescription())")
-        }
-        guard status.st_mode & S_IFMT == S_IFREG else {
-            throw .io("\(path) is not a regular file")
-        }
-        let size = Int(status.st_size)
-        try limits.check(byteCount: size)
-        var readError: Int32 = 0
-        let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
-            while initialized < size {
-                let count = read(descriptor, buffer.baseAddress! + initialized, size - initialized)
-                if count > 0 {
-                    initialized += count
-                } else if count == 0 {
-                    break  // the file shrank; decoding reports what is missing
-                } else if errno != EINTR {
-                    readError = errno
-                    break
-                }
-            }
-        }
-        if readError != 0 {
-            throw .io("cannot read \(path): \(String(cString: strerror(readError)))")
-        }
-        return bytes
     }
 
     private func parseHeader(
@@ -201,10 +175,6 @@ extension [UInt8] {
         }
         return try result.get()
     }
-}
-
-private func errnoDescription() -> String {
-    String(cString: strerror(errno))
 }
 
 /// A fixed buffer for the codec shims' failure messages.

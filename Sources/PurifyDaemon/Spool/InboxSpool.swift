@@ -324,40 +324,15 @@ public final class InboxSpool: Sendable {
     /// Reads a claimed file whole: opened with O_NOFOLLOW, checked with fstat to be a regular
     /// file of at most `limits.maxBytes` bytes (``DaemonError/Code/inputRejected`` otherwise).
     public func contents(of file: ClaimedFile) throws -> [UInt8] {
-        try Self.readRegularFile(file.path, maxBytes: configuration.limits.maxBytes)
+        do throws(RegularFileReadError) {
+            return try FileSystem.readRegularFile(atPath: file.path, maxBytes: configuration.limits.maxBytes)
+        } catch {
+            if case .failed(let failure) = error { throw failure }
+            throw DaemonError(code: .inputRejected, message: error.description)
+        }
     }
 
     // MARK: - Finishing
-
-    /// Reads a whole regular file without following a final symlink or blocking on a FIFO;
-    /// anything else, or a file over `maxBytes`, is refused with ``DaemonError/Code/inputRejected``.
-    private static func readRegularFile(_ path: String, maxBytes: Int) throws -> [UInt8] {
-        let fd: Int32
-        do throws(SystemError) {
-            fd = try SystemCall.retrying("open", path: path) { open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) }
-        } catch {
-            if error.errno == .tooManySymbolicLinkLevels { throw DaemonError(code: .inputRejected, message: "\(path) is a symbolic link") }
-            throw error
-        }
-        defer { close(fd) }
-        var status = stat()
-        try SystemCall.retrying("fstat", path: path) { fstat(fd, &status) }
-        guard FileKind(mode: status.st_mode) == .regular else {
-            throw DaemonError(code: .inputRejected, message: "\(path) is not a regular file")
-        }
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(min(Int(status.st_size), maxBytes))
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            let count = try SystemCall.retrying("read", path: path) { chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) } }
-            if count == 0 { return bytes }
-            bytes += chunk[0..<count]
-            if bytes.count > maxBytes {
-                throw DaemonError(code: .inputRejected, message: "\(path) is larger than \(maxBytes) bytes")
-            }
-        }
-    }
-
 
     /// Commits a purified image: writes `output` as `<original stem>.<outputExtension>` in the
     /// outbox (or `<stem>-<n>.<ext>` if taken) and then the report `<output name>.json`, each
