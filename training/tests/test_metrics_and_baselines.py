@@ -1,7 +1,8 @@
 import torch
 
 from purifyd_train.evaluation.baselines import bit_depth, jpeg, median3, total_variation
-from purifyd_train.evaluation.metrics import psnr, ssim, wilson
+from purifyd_train.evaluation.metrics import psnr, ssim
+from purifyd_train.intervals import wilson
 
 
 def test_wilson_interval_contains_the_proportion_and_narrows_with_n():

@@ -3,14 +3,14 @@ robustness.json, recipe.json and bundle.toml files (no attack runs)."""
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from purifyd_train.cards.robust_card import autoattack_section, evaluate_command, main, render_card
-from purifyd_train.evaluation.metrics import wilson
+from purifyd_train.cards.robust_card import autoattack_section, main, render_card
+from purifyd_train.intervals import wilson
 from purifyd_train.robust.evaluate import AttackOutcome, Cascade, MaskingChecks, RobustEvaluation
 from purifyd_train.robust.train import recipe_for
 from purifyd_train.runs import write_json
 
 EPS = {"mnist": 0.3, "fashion-mnist": 0.1, "cifar10": 8 / 255}
-PASSING_CHECKS = MaskingChecks(sweep={"0.1500": 0.95, "0.3000": 0.9, "0.4500": 0.4, "0.6000": 0.05, "0.9000": 0.0},
+PASSING_CHECKS = MaskingChecks(images=200, sweep={"0.1500": 0.95, "0.3000": 0.9, "0.4500": 0.4, "0.6000": 0.05, "0.9000": 0.0},
                                white_box=0.9, square_broke_after_white_box=0, square_alone=0.97, apgd_ce_alone=0.93,
                                transfer=0.98, sweep_reaches_zero=True, black_box_not_stronger=True, transfer_weaker=True)
 
@@ -27,7 +27,9 @@ def evaluation(dataset: str, bundle: str, clean: float, robust: float, quick: bo
     return RobustEvaluation(bundle=bundle, dataset=dataset, n=1000, seed=0, eps=EPS[dataset], quick=quick,
                             seen=cascade("seen", clean, [robust + 0.02, robust + 0.01, robust, robust]),
                             unseen=[cascade(name, clean - 0.01, [0.5, 0.4, 0.3, 0.3]) for name in unseen],
-                            checks=checks, seconds=60.0)
+                            checks=checks, seconds=60.0,
+                            command=f"python -m purifyd_train robust-evaluate --bundle {bundle} --n 1000 --seed 0"
+                                    + (" --quick" if quick else "") + "".join(f" --unseen {name}" for name in unseen))
 
 
 def write_bundle(folder: Path, name: str, classifier: bytes = b"classifier", threat_model: str | None = None) -> Path:
@@ -190,10 +192,11 @@ def test_the_command_writes_card_md_in_the_bundle(tmp_path):
     assert (bundle / "card.md").read_text() == render_card(bundle)
 
 
-def test_the_evaluate_command_is_rebuilt_from_what_robustness_json_records():
-    record = asdict(evaluation("cifar10", "models/cifar10-robust", 0.8, 0.4, quick=True, unseen=("vgg", "mlp")))
-    assert evaluate_command(record) == ("python -m purifyd_train robust-evaluate --bundle models/cifar10-robust --n 1000 "
-                                        "--seed 0 --quick --unseen vgg --unseen mlp")
+def test_the_card_gives_the_evaluate_command_and_the_sweep_size_that_robustness_json_records(tmp_path):
+    bundle = robust_bundle(tmp_path, "mnist")
+    card = render_card(bundle)
+    assert "python -m purifyd_train robust-evaluate --bundle models/mnist-robust --n 1000" in card
+    assert "on the first 200 test images of the same permutation" in card
 
 
 def test_the_oblivious_card_gains_the_autoattack_section_only_with_a_robustness_json(tmp_path):

@@ -14,9 +14,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from scipy.stats import binomtest
-
 from ..data.datasets import DATASETS
+from ..intervals import wilson
 from ..runs import REPO_ROOT
 from .phrases import pct, points, verdict
 from .template import fill, phrase
@@ -79,10 +78,7 @@ def manifest(bundle: Path) -> dict:
 
 def accuracy_record(accuracy: float, n: int) -> dict:
     """An accuracy on n images with its 95% Wilson interval, as the evaluation's records hold them."""
-    # scipy's interval, not evaluation.metrics.wilson: the evaluation imports the cards, so the cards cannot import
-    # it back; the tests check the two agree.
-    interval = binomtest(round(accuracy * n), n).proportion_ci(0.95, method="wilson")
-    return {"acc": accuracy, "n": n, "ci95": [interval.low, interval.high]}
+    return {"acc": accuracy, "n": n, "ci95": list(wilson(round(accuracy * n), n))}
 
 
 def autoattack_accuracy(cascade: dict) -> float:
@@ -145,14 +141,8 @@ def cascade_sections(evaluation: dict, architecture: str) -> str:
 
 
 def evaluate_command(evaluation: dict) -> str:
-    """The robust-evaluate command line that wrote an evaluation, from what it records."""
-    words = ["python -m purifyd_train robust-evaluate --bundle", evaluation["bundle"], "--n", str(evaluation["n"]),
-             "--seed", str(evaluation["seed"])]
-    if evaluation["quick"]:
-        words.append("--quick")
-    for cascade in evaluation["unseen"]:
-        words += ["--unseen", cascade["classifier"]]
-    return " ".join(words)
+    """The robust-evaluate command line that wrote an evaluation, as it records it."""
+    return evaluation["command"]
 
 
 def quick_warning(evaluation: dict) -> str:
@@ -177,7 +167,7 @@ def masking_section(checks: dict, end_to_end: float) -> str:
                     end_to_end=f"{100 * end_to_end:.1f}"),
              result(checks["transfer_weaker"]))]
     passed = checks["sweep_reaches_zero"] and checks["black_box_not_stronger"] and checks["transfer_weaker"]
-    return fill("robust_card/masking",
+    return fill("robust_card/masking", images=checks["images"],
                 sweep_rows="\n".join(f"| {float(eps):.4g} | {100 * accuracy:.1f} |" for eps, accuracy in checks["sweep"].items()),
                 check_rows="\n".join(f"| {check} | {measured} | {outcome} |" for check, measured, outcome in rows),
                 masking_note="" if passed else "\n\n" + fill("robust_card/masking_failed"))

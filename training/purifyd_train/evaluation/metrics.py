@@ -1,23 +1,11 @@
 """The evaluation's measures: accuracy with its Wilson interval, PSNR, SSIM and perturbation norms."""
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
+from ..intervals import wilson
 from ..models.ops import gaussian_kernel
-
-
-def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval for a proportion."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def acc_record(pred: torch.Tensor, y: torch.Tensor) -> dict:

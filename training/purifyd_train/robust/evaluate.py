@@ -19,6 +19,7 @@ Results go to <bundle>/robustness.json (or --out) as a `RobustEvaluation`.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -64,6 +65,7 @@ class Cascade:
 class MaskingChecks:
     """The checks against gradient masking (Carlini et al. 2019; Croce & Hein 2020)."""
 
+    images: int                        # the first test images the sweep and the alone checks ran on
     sweep: dict[str, float]            # eps -> accuracy under APGD-CE + APGD-T at that eps
     white_box: float                   # accuracy after APGD-CE, APGD-T and FAB-T
     square_broke_after_white_box: int  # images only the black-box attack broke
@@ -89,6 +91,7 @@ class RobustEvaluation:
     unseen: list[Cascade]
     checks: MaskingChecks
     seconds: float
+    command: str                       # the robust-evaluate command line that wrote it
     notes: list[str] = field(default_factory=list)
 
 
@@ -168,7 +171,7 @@ def masking_checks(model: nn.Module, undefended: nn.Module, x: torch.Tensor, y: 
     transfer_attack = torchattacks.PGD(undefended, eps=eps, alpha=2.5 * eps / (10 if quick else 40),
                                        steps=10 if quick else 40, random_start=True)
     transfer = float(correct(model, run_attack(transfer_attack, x, y), y).float().mean())
-    return MaskingChecks(sweep, white_box, square_broke, square_alone, apgd_alone, transfer,
+    return MaskingChecks(len(xs), sweep, white_box, square_broke, square_alone, apgd_alone, transfer,
                          sweep_reaches_zero=sweep[max(sweep, key=float)] <= 0.02,
                          black_box_not_stronger=square_alone >= apgd_alone - 0.01 and square_broke <= max(1, len(x) // 100),
                          transfer_weaker=transfer >= seen.robust)
@@ -187,7 +190,7 @@ def unseen_classifier(dataset: str, name: str, path: Path | None, sample: torch.
 
 
 def evaluate(bundle: Path, n: int, seed: int, quick: bool, unseen: dict[str, Path | None], data_root: Path,
-             sweep_n: int) -> RobustEvaluation:
+             sweep_n: int, command: str) -> RobustEvaluation:
     started = time.time()
     settings = bundle_settings(bundle)
     dataset = spec(settings.get("training", {}).get("dataset", settings["name"].removesuffix("-robust")))
@@ -203,7 +206,8 @@ def evaluate(bundle: Path, n: int, seed: int, quick: bool, unseen: dict[str, Pat
     checks = masking_checks(model, classifier, x, y, eps, seen, seed, quick, min(sweep_n, n))
     unseen_cascades = [cascade(other, name, x, y, autoattack(other, eps, seed, quick)) for name, other in others.items()]
     return RobustEvaluation(str(bundle.relative_to(REPO_ROOT) if bundle.is_relative_to(REPO_ROOT) else bundle),
-                            dataset.name, n, seed, eps, quick, seen, unseen_cascades, checks, time.time() - started)
+                            dataset.name, n, seed, eps, quick, seen, unseen_cascades, checks, time.time() - started,
+                            command)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -229,7 +233,8 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"--unseen takes NAME or NAME=FILE.onnx, not {item!r}")
         unseen[name] = Path(path) if sep else None
     bundle = args.bundle.resolve()
-    result = evaluate(bundle, args.n, args.seed, args.quick, unseen, args.data, args.sweep_n)
+    command = " ".join(["python -m purifyd_train robust-evaluate", *(argv if argv is not None else sys.argv[1:])])
+    result = evaluate(bundle, args.n, args.seed, args.quick, unseen, args.data, args.sweep_n, command)
     out = args.out or bundle / "robustness.json"
     write_json(out, asdict(result))
     log(f"seen classifier: clean {result.seen.clean:.4f}, AutoAttack {result.seen.robust:.4f}; wrote {out}")
