@@ -181,9 +181,13 @@ extension PlanBuilder {
     /// purifier's last layer (to 1 or 3 channels at full resolution) took an eighth of a batch-1
     /// run. The plan runs it as its own kernel.
     static func runsAsNarrowConvolution(_ convolution: Convolution, inputChannels: Int) -> Bool {
-        !convolution.transposed && convolution.groups == 1 && convolution.outputChannels < channelBlock
+        narrowConvolutionSupported && !convolution.transposed && convolution.groups == 1 && convolution.outputChannels < channelBlock
             && inputChannels % channelBlock == 0 && convolution.strides == [1, 1] && convolution.dilations == [1, 1]
     }
+
+    /// Whether the CPU has what the narrow-convolution kernel needs (AVX2 and FMA); without it
+    /// oneDNN runs those convolutions.
+    static let narrowConvolutionSupported = purify_narrow_convolution_supported() != 0
 
     /// The element-wise operations of `postOps`, or nil if it holds a sum.
     static func eltwiseOnly(_ postOps: [FusedPostOp]) -> [Eltwise]? {

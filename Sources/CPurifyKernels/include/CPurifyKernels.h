@@ -7,11 +7,14 @@
 ///   output[n][o][y][x] = bias[o] + sum over c, ky, kx with the input pixel inside the image of
 ///                        input[n][c / block][y + ky - top][x + kx - left][c % block] * weights[o][ky][kx][c]
 ///
-/// `channels` is a multiple of `block`, and `block` is 8 or 16. Uses AVX2 and FMA where the CPU
-/// has them.
+/// `channels` is a multiple of `block`, and `block` is 8 or 16. Only where
+/// ``purify_narrow_convolution_supported`` says so.
 void purify_narrow_convolution(const float *input, const float *weights, const float *bias, float *output,
                                int batch, int channels, int block, int height, int width,
                                int outputs, int output_height, int output_width,
                                int kernel_height, int kernel_width, int top, int left);
+
+/// Whether this CPU can run ``purify_narrow_convolution`` (it needs AVX2 and FMA).
+int purify_narrow_convolution_supported(void);
 
 #endif
