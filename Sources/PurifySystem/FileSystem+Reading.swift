@@ -50,24 +50,45 @@ extension FileSystem {
         guard FileKind(mode: status.st_mode) == .regular else { throw .notRegularFile(path: path) }
         let size = Int(status.st_size)
         guard size <= maxBytes else { throw .tooLarge(path: path, bytes: size, limit: maxBytes) }
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(size)
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            let count: Int
+        // Read straight into an array one byte longer than the file: a short read is the end (or
+        // a file that shrank), a full one means it grew, and the rest is read in chunks.
+        var failure: SystemError?
+        var bytes = [UInt8](unsafeUninitializedCapacity: size + 1) { buffer, count in
             do throws(SystemError) {
-                count = try SystemCall.retrying("read", path: path) {
-                    chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-                }
+                count = try readAll(fd, path: path, into: UnsafeMutableRawBufferPointer(buffer))
             } catch {
-                throw .failed(error)
+                failure = error
             }
-            if count == 0 { break }
-            guard bytes.count + count <= maxBytes else {
-                throw .tooLarge(path: path, bytes: bytes.count + count, limit: maxBytes)
+        }
+        if let failure { throw .failed(failure) }
+        if bytes.count > size {
+            var chunk = [UInt8](repeating: 0, count: 1 << 16)
+            while bytes.count <= maxBytes {
+                let count: Int
+                do throws(SystemError) {
+                    // withUnsafeMutableBytes rethrows untyped: the typed error travels in a Result.
+                    count = try chunk.withUnsafeMutableBytes { buffer in
+                        Result { () throws(SystemError) in try readAll(fd, path: path, into: buffer) }
+                    }.get()
+                } catch {
+                    throw .failed(error)
+                }
+                bytes += chunk[..<count]
+                if count < chunk.count { break }
             }
-            bytes += chunk[..<count]
+            guard bytes.count <= maxBytes else { throw .tooLarge(path: path, bytes: bytes.count, limit: maxBytes) }
         }
         return bytes
+    }
+
+    /// Reads until `buffer` is full or the file ends; returns how many bytes it read.
+    private static func readAll(_ fd: Int32, path: String, into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> Int {
+        var count = 0
+        while count < buffer.count {
+            let read = try SystemCall.retrying("read", path: path) { Glibc.read(fd, buffer.baseAddress! + count, buffer.count - count) }
+            if read == 0 { break }
+            count += read
+        }
+        return count
     }
 }

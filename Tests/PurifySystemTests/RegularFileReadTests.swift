@@ -30,6 +30,18 @@ import Testing
         #expect(bytes == 101 && limit == 100)
     }
 
+    /// /proc files say they are empty and are not: a file longer than fstat said, as one that grew.
+    @Test func aFileLongerThanItsStatedSizeIsReadToItsEndWithinTheLimit() throws {
+        let status = try FileSystem.readRegularFile(atPath: "/proc/self/status", maxBytes: 1 << 20)
+        #expect(String(decoding: status, as: UTF8.self).hasPrefix("Name:"))
+        #expect(status.count > 100)
+        let error = #expect(throws: RegularFileReadError.self) {
+            try FileSystem.readRegularFile(atPath: "/proc/self/status", maxBytes: 100)
+        }
+        guard case .tooLarge(_, let bytes, 100)? = error else { Issue.record("\(String(describing: error))"); return }
+        #expect(bytes > 100)
+    }
+
     @Test func aSymbolicLinkIsRefusedUnlessFollowed() throws {
         let target = try file("target", bytes: [1, 2, 3])
         let link = FilePaths.join(directory, "link")
