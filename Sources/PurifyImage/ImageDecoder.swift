@@ -116,7 +116,7 @@ public struct ImageDecoder: Sendable {
             return try FileSystem.readRegularFile(atPath: path, maxBytes: limits.maxBytes, followsSymlinks: followsSymlinks)
         } catch {
             switch error {
-            case .tooLarge(_, let bytes, _): try limits.check(byteCount: bytes)
+            case .tooLarge(_, let bytes, _): try limits.check(byteCount: bytes)  // the decoder's own tooLarge
             case .symbolicLink, .notRegularFile: break
             case .failed(let failure): throw .io("cannot \(failure.call) \(path): \(failure.errno)")
             }
