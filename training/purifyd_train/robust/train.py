@@ -258,6 +258,7 @@ def train(recipe: Recipe, folder: Path, data_root: Path = DEFAULT_DATA_ROOT, dea
             saved, started, losses = iteration, time.time(), []
     if iteration != saved:
         checkpoint()
+    if iteration < recipe.iterations:
         log(f"stopped at iteration {iteration} of {recipe.iterations}; run again to resume")
     return history
 
