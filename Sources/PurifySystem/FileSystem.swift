@@ -120,6 +120,20 @@ public enum FileSystem {
         }
     }
 
+    /// ``writeNewFile(_:bytes:mode:synchronizes:)`` for a temporary file of a fixed name: a file
+    /// already at `path` (left by a crash) is removed and the write made again. Creating first
+    /// spares the common case a failing unlink.
+    public static func writeNewFileReplacingLeftover(
+        _ path: String, bytes: some Collection<UInt8>, mode: mode_t = 0o640, synchronizes: Bool = true
+    ) throws(SystemError) {
+        do throws(SystemError) {
+            try writeNewFile(path, bytes: bytes, mode: mode, synchronizes: synchronizes)
+        } catch where error.errno == .fileExists {
+            try removeIfPresent(path)
+            try writeNewFile(path, bytes: bytes, mode: mode, synchronizes: synchronizes)
+        }
+    }
+
     /// Writes all of `bytes` to the new file `fd`, fsyncs it when `synchronizes`, and closes it.
     private static func write(_ bytes: some Collection<UInt8>, to fd: Int32, path: String, synchronizes: Bool) throws(SystemError) {
         var closed = false
@@ -170,8 +184,7 @@ public enum FileSystem {
         let directory = FilePaths.directory(of: path)
         let temporary: String
         if let temporaryPath {
-            try removeIfPresent(temporaryPath)
-            try writeNewFile(temporaryPath, bytes: bytes, mode: mode, synchronizes: synchronizes)
+            try writeNewFileReplacingLeftover(temporaryPath, bytes: bytes, mode: mode, synchronizes: synchronizes)
             temporary = temporaryPath
         } else {
             temporary = try writeUniqueTemporary(beside: path, in: directory, bytes: bytes, mode: mode, synchronizes: synchronizes)

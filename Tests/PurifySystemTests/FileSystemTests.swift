@@ -31,6 +31,19 @@ import Testing
         #expect(try !FileSystem.exists(temporary))
     }
 
+    @Test func aLeftoverTemporaryIsReplacedButADirectoryInTheWayIsAnError() throws {
+        let directory = try temporaryDirectory()
+        let path = FilePaths.join(directory, ".claim.output")
+        try FileSystem.writeNewFileReplacingLeftover(path, bytes: Array("first".utf8))
+        try FileSystem.writeNewFileReplacingLeftover(path, bytes: Array("second".utf8))
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == "second")
+        let taken = FilePaths.join(directory, "taken")
+        try FileSystem.createDirectories(taken)
+        let error = #expect(throws: SystemError.self) { try FileSystem.writeNewFileReplacingLeftover(taken, bytes: [1]) }
+        // O_EXCL meets the directory, and unlink(2) refuses to remove it.
+        #expect(error?.call == "unlink" && error?.errno == Errno(rawValue: EISDIR))
+    }
+
     @Test func aFailedRenameLeavesNoTemporaryFile() throws {
         let directory = try temporaryDirectory()
         // A directory in the way: rename(2) of a file over a directory fails with EISDIR.

@@ -360,10 +360,8 @@ public final class InboxSpool: Sendable {
             let reportName = outputName + ".json"
             let reportBytes = try report(outputName)
 
-            try FileSystem.removeIfPresent(outputTemporary)
-            try FileSystem.writeNewFile(outputTemporary, bytes: output)
-            try FileSystem.removeIfPresent(reportTemporary)
-            try FileSystem.writeNewFile(reportTemporary, bytes: reportBytes)
+            try FileSystem.writeNewFileReplacingLeftover(outputTemporary, bytes: output)
+            try FileSystem.writeNewFileReplacingLeftover(reportTemporary, bytes: reportBytes)
 
             var journal = SpoolJournal(renames: [
                 .init(from: outputTemporary, to: FilePaths.join(outbox, outputName)),
@@ -682,8 +680,7 @@ public final class InboxSpool: Sendable {
         let report = FailureRecord(inbox: configuration.name, input: originalName, storedAs: name, claimID: claimID,
                                    failedAt: Date.now.ISO8601Format(), error: .init(code: code, message: message), details: details)
         let reportTemporary = FilePaths.join(directory, "\(temporaryPrefix)\(claimID).error")
-        try FileSystem.removeIfPresent(reportTemporary)
-        try FileSystem.writeNewFile(reportTemporary, bytes: try report.encoded())
+        try FileSystem.writeNewFileReplacingLeftover(reportTemporary, bytes: try report.encoded())
         let failedPath = FilePaths.join(directory, name)
         let reportPath = failedPath + ".error.json"
         try run(SpoolJournal(renames: [.init(from: path, to: failedPath), .init(from: reportTemporary, to: reportPath)]), claimID: claimID)
