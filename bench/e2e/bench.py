@@ -13,8 +13,8 @@ report and nothing failed or was left behind, reads the side's peak RSS (VmHWM) 
 
 Prints images/s (min, median, max over rounds) per side, the ratio daemon / watcher of the
 medians, the side's CPU time (user + system, all threads) per image during the burst, peak RSS,
-and how often the two sides' reports agree on the input's and the purified image's top-1 class (the same job done the same way should agree almost always); writes
-results.json under --out.
+and how often the two sides' reports agree on the input's and the purified image's top-1 class
+(the same job done the same way should agree almost always); writes results.json under --out.
 """
 
 import argparse
