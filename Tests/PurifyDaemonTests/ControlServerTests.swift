@@ -160,7 +160,13 @@ struct ControlServerTests {
     @Test("concurrent clients each get their own replies, a crowd of 100 × 50 requests included",
           arguments: [(clients: 50, requests: 5), (clients: 100, requests: 50)])
     func concurrentClients(clients: Int, requests: Int) async throws {
-        try await serving { path, _ in
+        // The server's timeouts are not under test here; a sanitizer starting 100 client threads
+        // on two cores can take longer than the default 2 s before a client's first line.
+        let timeouts: (inout ControlServer.Configuration) -> Void = {
+            $0.firstLineTimeout = $0.firstLineTimeout * testTimeScale
+            $0.readTimeout = $0.readTimeout * testTimeScale
+        }
+        try await serving(configure: timeouts) { path, _ in
             try await withThrowingTaskGroup(of: Int.self) { group in
                 for clientIndex in 0..<clients {
                     group.addTask { try await offPool {

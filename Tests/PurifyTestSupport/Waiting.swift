@@ -6,9 +6,11 @@ public func offPool<Value: Sendable>(_ body: @escaping @Sendable () throws -> Va
     try await SystemThread.run(name: "test-blocking", body)
 }
 
-/// Polls `condition` every `interval` until it holds or `timeout` passes; returns whether it held.
+/// Polls `condition` every `interval` until it holds or `timeout` passes (30 s by default, times
+/// ``testTimeScale`` under a sanitizer); returns whether it held.
 public func eventually(
-    timeout: Duration = .seconds(30), interval: Duration = .milliseconds(10), _ condition: () async throws -> Bool
+    timeout: Duration = .seconds(30) * testTimeScale, interval: Duration = .milliseconds(10),
+    _ condition: () async throws -> Bool
 ) async rethrows -> Bool {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
