@@ -6,7 +6,8 @@ import PurifyImage
 /// `maxBatchPixels` (at least one), when its first image has
 /// waited `maxDelay`, when `maxPending` images wait in all groups together (the oldest group
 /// leaves), or at ``finish()``. ``add(_:)`` suspends while the batch it completes waits for
-/// room in `output`, which carries the purifier's backpressure back to the decoders.
+/// room in `output`, and while `maxPending` inputs wait in groups or in batches not yet taken
+/// (a deadline's batch too): that carries the purifier's backpressure back to the decoders.
 actor DynamicBatcher {
     private struct Shape: Hashable {
         let width: Int
@@ -26,7 +27,11 @@ actor DynamicBatcher {
     private let maxDelay: Duration
     private let maxPending: Int
     private var groups: [Shape: Group] = [:]
+    /// Inputs in groups or in batches handed to `output` but not yet taken.
     private var pending = 0
+    /// Adders waiting for `pending` to fall below `maxPending`, by waiter number.
+    private var roomWaiters: [UInt64: CheckedContinuation<Void, any Error>] = [:]
+    private var waiters: UInt64 = 0
     private var generations: UInt64 = 0
     /// Batches handed to `output` but not yet taken, and who waits for them at `finish`.
     private var sending = 0
@@ -60,9 +65,34 @@ actor DynamicBatcher {
         let fits = max(1, maxBatchPixels / max(1, shape.width * shape.height))
         if groups[shape]!.tiles.count >= min(maxBatchSize, fits) {
             try await emit(shape)
-        } else if pending >= maxPending, let oldest = groups.min(by: { $0.value.opened < $1.value.opened })?.key {
-            try await emit(oldest)
         }
+        while pending >= maxPending {
+            if let oldest = groups.min(by: { $0.value.opened < $1.value.opened })?.key {
+                try await emit(oldest)
+            } else {
+                try await waitForRoom()  // every pending input is in a batch on its way out
+            }
+        }
+    }
+
+    private func waitForRoom() async throws {
+        waiters += 1
+        let waiter = waiters
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                if Task.isCancelled {
+                    continuation.resume(throwing: CancellationError())
+                } else {
+                    roomWaiters[waiter] = continuation
+                }
+            }
+        } onCancel: {
+            Task { await self.cancelWaiter(waiter) }
+        }
+    }
+
+    private func cancelWaiter(_ waiter: UInt64) {
+        roomWaiters.removeValue(forKey: waiter)?.resume(throwing: CancellationError())
     }
 
     /// Sends every waiting group, then ends `output` once all sends are through.
@@ -87,10 +117,16 @@ actor DynamicBatcher {
 
     private func emit(_ shape: Shape) async throws {
         guard let group = groups.removeValue(forKey: shape) else { return }
-        pending -= group.tiles.count
         sending += 1
         defer {
+            // Counted until taken (or refused): a deadline's batch waiting on a full `output`
+            // must hold the decoders back like any other.
+            pending -= group.tiles.count
             sending -= 1
+            if pending < maxPending {
+                for waiter in roomWaiters.values { waiter.resume() }
+                roomWaiters.removeAll()
+            }
             if sending == 0 {
                 for waiter in sendsDrained { waiter.resume() }
                 sendsDrained.removeAll()

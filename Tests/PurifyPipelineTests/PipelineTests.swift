@@ -143,10 +143,13 @@ struct PipelineTests {
         #expect(try await TestSupport.schemaViolations(in: TestSupport.reports(under: output) + TestSupport.reports(under: pngOutput)) == [])
     }
 
-    @Test("submit suspends while the pipeline is full, and everything comes out once results are read")
-    func backpressure() async throws {
+    /// With a zero delay every image leaves as a batch of its own by its deadline before the next
+    /// one arrives: those batches must hold the decoders back too.
+    @Test("submit suspends while the pipeline is full, and everything comes out once results are read",
+          arguments: [Duration.milliseconds(1), .zero])
+    func backpressure(maxBatchDelay: Duration) async throws {
         let total = 40
-        let configuration = PipelineConfiguration(maxBatchSize: 2, maxBatchDelay: .milliseconds(1), queueCapacity: 2,
+        let configuration = PipelineConfiguration(maxBatchSize: 2, maxBatchDelay: maxBatchDelay, queueCapacity: 2,
                                                   ioThreadCount: 1, classifies: false)
         let (pipeline, path) = try await TestSupport.pipelineWithImage(configuration, seed: 9)
         let submitted = Counter()
