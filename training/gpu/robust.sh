@@ -29,8 +29,8 @@ if ! $PY -c "import torchattacks" 2>/dev/null; then
   $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
 fi
 export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}training
-FOLDER=$($PY -c "from purifyd_train.data.datasets import spec; print(spec('$DATASET').folder)") || exit 1
-NAME=$($PY -c "from purifyd_train.data.datasets import spec; print(spec('$DATASET').name)")
+read -r FOLDER NAME < <($PY -c "from purifyd_train.data.datasets import spec; d = spec('$DATASET'); print(d.folder, d.name)")
+[ -n "${NAME:-}" ] || exit 1
 if [ -z "${PURIFYD_DATA:-}" ]; then
   if [ -f ".gpu-data/$FOLDER/test.npz" ]; then
     export PURIFYD_DATA=.gpu-data

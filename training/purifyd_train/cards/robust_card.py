@@ -140,11 +140,6 @@ def cascade_sections(evaluation: dict, architecture: str) -> str:
     return "\n\n".join(sections)
 
 
-def evaluate_command(evaluation: dict) -> str:
-    """The robust-evaluate command line that wrote an evaluation, as it records it."""
-    return evaluation["command"]
-
-
 def quick_warning(evaluation: dict) -> str:
     """The smoke-test warning for an evaluation run with --quick, else nothing."""
     return fill("robust_card/quick") + "\n" if evaluation["quick"] else ""
@@ -243,8 +238,8 @@ def render_card(bundle: Path) -> str:
     return fill("robust_card", name=settings["name"], quick_warning=quick_warning(evaluation),
                 dataset=DATASETS[dataset].note or dataset, source=record["source_bundle"],
                 classifier=classifier_line(bundle, source),
-                evaluate_command=evaluate_command(evaluation), n=evaluation["n"], seed=evaluation["seed"],
-                source_command=(phrase("robust_card", "source_command", command=evaluate_command(source_evaluation))
+                evaluate_command=evaluation["command"], n=evaluation["n"], seed=evaluation["seed"],
+                source_command=(phrase("robust_card", "source_command", command=source_evaluation["command"])
                                 if source_evaluation else
                                 phrase("robust_card", "source_not_evaluated", source=record["source_bundle"])) + "\n",
                 bundle=repository_path(bundle),
@@ -269,7 +264,7 @@ def autoattack_section(bundle: Path) -> str:
     if (variant / EVALUATION_FILE).exists():
         figures.append(bundle_figures(variant))
     return fill("robust_card/autoattack", quick_warning=quick_warning(evaluation),
-                evaluate_command=evaluate_command(evaluation), n=evaluation["n"], seed=evaluation["seed"],
+                evaluate_command=evaluation["command"], n=evaluation["n"], seed=evaluation["seed"],
                 eps=f"{evaluation['eps']:.4g}", comparison=comparison_section(evaluation["dataset"], figures),
                 cascades=cascade_sections(evaluation, manifest(bundle)["classifier"].get("architecture", ""))) + "\n\n"
 
