@@ -13,6 +13,7 @@ from purifyd_train.data import datasets as data
 from purifyd_train.runs import REPO_ROOT
 from purifyd_train.models.ops import freeze
 from purifyd_train.robust.evaluate import Defended, autoattack, cascade
+from purifyd_train.robust.ledger import AttackLedger
 from purifyd_train.robust.train import bundle_classifier, bundle_purifier, load_models, pgd, recipe_for
 
 TRAINING = Path(__file__).resolve().parents[1]
@@ -50,11 +51,28 @@ def test_pgd_through_purifier_and_classifier_stays_in_the_eps_ball_and_lowers_ac
 def test_autoattack_cascade_attacks_only_what_is_left_and_ends_at_its_last_accuracy():
     x, y = data.test_subset(data.spec("mnist"), 24, 1)
     model = Defended(freeze(bundle_purifier(SHIPPED)), bundle_classifier(SHIPPED, x)).eval()
-    result = cascade(model, "seen", x, y, autoattack(model, 0.3, 0, quick=True))
+    result = cascade(model, "seen", x, y, autoattack(model, 0.3, 0, quick=True), seed=0)
     assert [a.name for a in result.attacks] == ["APGD-CE", "APGD-T", "FAB-T", "Square"]
     accuracies = [result.clean] + [a.accuracy for a in result.attacks]
     assert accuracies == sorted(accuracies, reverse=True)
     assert sum(a.broken for a in result.attacks) == round((result.clean - result.robust) * len(x))
+
+
+def test_a_stopped_cascade_resumes_from_its_ledger_to_the_figures_of_an_uninterrupted_one(tmp_path):
+    x, y = data.test_subset(data.spec("mnist"), 20, 2)
+    model = Defended(freeze(bundle_purifier(SHIPPED)), bundle_classifier(SHIPPED, x)).eval()
+    path = tmp_path / "ledger.pt"
+    whole = cascade(model, "seen", x, y, autoattack(model, 0.15, 0, quick=True), 0, AttackLedger(path))
+    entries = torch.load(path)
+    before = [whole.clean] + [a.accuracy for a in whole.attacks[:-1]]
+    assert set(entries) == {f"seen {a.name} #0" for a, left in zip(whole.attacks, before) if left > 0}
+    # Stopped after APGD-CE: only its batch is on disk, and the resumed run keeps it as it was.
+    torch.save({"seen APGD-CE #0": entries["seen APGD-CE #0"]}, path)
+    resumed = cascade(model, "seen", x, y, autoattack(model, 0.15, 0, quick=True), 0, AttackLedger(path))
+    assert torch.load(path)["seen APGD-CE #0"][1] == entries["seen APGD-CE #0"][1]
+    fresh = cascade(model, "seen", x, y, autoattack(model, 0.15, 0, quick=True), 0)
+    for run in (resumed, fresh):
+        assert [(a.accuracy, a.broken) for a in run.attacks] == [(a.accuracy, a.broken) for a in whole.attacks]
 
 
 def test_train_resume_export_and_evaluate_make_a_bundle_purify_loads(tmp_path):
@@ -95,6 +113,15 @@ def test_train_resume_export_and_evaluate_make_a_bundle_purify_loads(tmp_path):
                         "--unseen", f"same={SHIPPED / 'classifier.onnx'}", "--threads", "2", runs=runs)
     assert evaluated.returncode == 0, evaluated.stderr
     result = json.loads((bundle / "robustness.json").read_text())
+    copy = tmp_path / "copy.onnx"
+    copy.write_bytes((SHIPPED / "classifier.onnx").read_bytes())
+    again = command("robust-evaluate", "--bundle", str(bundle), "--n", "12", "--sweep-n", "6", "--quick",
+                    "--unseen", f"same={SHIPPED / 'classifier.onnx'}", "--unseen", f"copy={copy}", "--threads", "2",
+                    runs=runs)
+    assert again.returncode == 0, again.stderr
+    attacked = [line.split()[1] for line in again.stdout.splitlines() if ": images " in line]
+    assert "resuming" in again.stdout and attacked and set(attacked) == {"copy"}, again.stdout
+    assert json.loads((bundle / "robustness.json").read_text())["seen"] == result["seen"]
     assert result["dataset"] == "mnist" and result["eps"] == pytest.approx(0.3) and result["quick"]
     assert [a["name"] for a in result["seen"]["attacks"]] == ["APGD-CE", "APGD-T", "FAB-T", "Square"]
     assert result["unseen"][0]["classifier"] == "same"

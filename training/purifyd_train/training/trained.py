@@ -1,6 +1,8 @@
 """The networks `classifiers` trained, loaded back from the run folder."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from ..data.datasets import spec
@@ -9,10 +11,15 @@ from ..models.ops import freeze
 from ..runs import load, run_dir
 
 
+def trained_weights_path(dataset: str, name: str) -> Path:
+    """Where `classifiers` saves the weights of network `name`."""
+    return run_dir(dataset) / "classifiers" / f"{name}.pt"
+
+
 def trained_weights(dataset: str, name: str, kind: str) -> dict:
     """The weights `classifiers` saved for network `name`; SystemExit naming the command that trains it
     when they are missing (`kind` says what the network is, for that message)."""
-    path = run_dir(dataset) / "classifiers" / f"{name}.pt"
+    path = trained_weights_path(dataset, name)
     if not path.exists():
         raise SystemExit(f"{dataset}: the {kind} {name} is not trained ({path} is missing): "
                          f"train it with `classifiers --dataset {dataset} --only {name}`")
