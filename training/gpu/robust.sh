@@ -2,15 +2,16 @@
 # A robust bundle variant (robust-train, robust-export, robust-evaluate) on one GPU machine, in one call
 # of under 10 minutes. Training resumes from training/runs/<dataset>-robust when that folder is carried
 # along and stops with a checkpoint by TRAIN_END seconds; once the recipe's last iteration is reached,
-# the export and the end-to-end AutoAttack follow. The run folder (and the bundle, when exported) come
-# back in $OUT, split into files under 16 MiB. Prepared on a machine with network access (the GPU
+# the export and the end-to-end AutoAttack follow; an evaluation cut short resumes in the next call from
+# its ledger (training/runs/robust-evaluate). The run folder, the ledger and the bundle, when exported,
+# come back in $OUT, split into files under 16 MiB. Prepared on a machine with network access (the GPU
 # machine has none), as training/gpu/cifar10.sh says for the torchattacks wheel (.whl), and:
 #   mkdir -p .gpu-data && cp -r ../shared/data/mnist .gpu-data/            # MNIST, Fashion-MNIST as they are
 #   python training/gpu/pack_data.py pack ../shared/data/cifar10 .gpu-data  # CIFAR-10, packed
-# then run there from the repository root, carrying .gpu-data, .whl and training/runs/<dataset>-robust
-# (and training/runs/<dataset>/classifiers for UNSEEN):
+# then run there from the repository root, carrying .gpu-data, .whl, training/runs/<dataset>-robust and
+# training/runs/robust-evaluate (and training/runs/<dataset>/classifiers for UNSEEN):
 #   DATASET=mnist bash training/gpu/robust.sh
-# Back here: cat OUT/run.tgz.* | tar xzf - -C training/runs (and bundle.tgz.* into models).
+# Back here: cat OUT/run.tgz.* | tar xzf - -C training/runs (ledger.tgz.* there too, bundle.tgz.* into models).
 set -u
 T0=$(date +%s)
 elapsed() { echo $(( $(date +%s) - T0 )); }
@@ -67,6 +68,7 @@ elif say "robust-evaluate (at most ${LEFT}s)"; timeout $LEFT $PY -m purifyd_trai
     --device $DEV --threads $THREADS $EVAL $UNSEEN > /tmp/logs/evaluate.log 2>&1; then
   say "evaluated"; tail -1 /tmp/logs/evaluate.log
 else
-  say "evaluation did not finish"; tail -15 /tmp/logs/evaluate.log
+  say "evaluation did not finish: call again to resume it"; tail -15 /tmp/logs/evaluate.log
 fi
+[ -d "$PURIFYD_RUNS/robust-evaluate" ] && pack ledger "$PURIFYD_RUNS" robust-evaluate
 pack bundle "$MODELS" "$RUN"; pack_logs; ls -la "$OUT"; say "end"

@@ -7,3 +7,25 @@ PY=${PY:-.venv/bin/python}
 PURIFY=${PURIFY:-.build/debug/purify}
 export PYTHONPATH=training
 train() { "$PY" -m purifyd_train "$@"; }
+
+# robust_variant DATASET UNSEEN...: the variant models/DATASET-robust, the shipped purifier fine-tuned against
+# attacks computed end to end through it and the frozen seen classifier (robust/train.py's recipe for the
+# dataset), exported; then end-to-end AutoAttack on 1,000 test images, with the gradient-masking checks and
+# the unseen classifiers named, for it and for the oblivious models/DATASET, and both cards. Training
+# checkpoints at every validation and resumes; the evaluation resumes from its ledger: run it again after
+# a stop.
+robust_variant() {
+    local dataset=$1 name unseen=()
+    shift
+    for name in "$@"; do
+        [ -f "training/runs/$dataset/classifiers/$name.pt" ] || train classifiers --dataset "$dataset" --only "$name" --threads 2
+        unseen+=(--unseen "$name")
+    done
+    train robust-train --dataset "$dataset" --threads 2
+    train robust-export --dataset "$dataset"
+    for bundle in "models/$dataset" "models/$dataset-robust"; do
+        train robust-evaluate --bundle "$bundle" --n 1000 "${unseen[@]}" --threads 2
+    done
+    train robust-card --bundle "models/$dataset-robust"
+    train evaluate --dataset "$dataset" --card-only   # the oblivious card again, with its AutoAttack section
+}

@@ -25,6 +25,7 @@ from torch import nn
 from ..runs import REPO_ROOT, command_parser, log, run_dir, setup
 from ..data.datasets import DEFAULT_DATA_ROOT, load_split, shuffled, spec
 from ..models.networks import Purifier
+from ..models.ops import channels_last
 from ..bundles.onnx_classifier import _inert_torchvision, load_classifier
 
 
@@ -109,10 +110,10 @@ def bundle_classifier(bundle: Path, sample: torch.Tensor) -> nn.Module:
 def load_models(bundle: Path, sample: torch.Tensor) -> Models:
     """The bundle's purifier, trainable, and its classifier, frozen and checked against ONNX Runtime on
     `sample`."""
-    purifier = bundle_purifier(bundle)
+    purifier = channels_last(bundle_purifier(bundle))
     for p in purifier.parameters():
         p.requires_grad_(True)
-    return Models(purifier, bundle_classifier(bundle, sample), purifier.multiple)
+    return Models(purifier, channels_last(bundle_classifier(bundle, sample)), purifier.multiple)
 
 
 def pgd(models: Models, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int, step: float,
