@@ -14,7 +14,9 @@ one of the dataset's unseen classifiers trained by `python -m purifyd_train clas
 (training/runs/<dataset>/classifiers/<name>.pt).
 
 Test images come from the test split's seeded permutation and are never used for any training choice.
-Results go to <bundle>/robustness.json (or --out) as a `RobustEvaluation`.
+Results go to <bundle>/robustness.json (or --out) as a `RobustEvaluation`. Each finished batch of each attack
+is kept in a ledger under training/runs/robust-evaluate (ledger.py): a stopped evaluation, run again, resumes
+where it stopped, and adding an --unseen classifier later attacks only that one.
 """
 from __future__ import annotations
 
