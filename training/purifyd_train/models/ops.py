@@ -30,8 +30,7 @@ def gaussian_kernel(radius: int, sigma: float) -> torch.Tensor:
 
 def channels_last(model: nn.Module) -> nn.Module:
     """The model with its weights in channels-last layout, so that oneDNN's convolutions on a CPU run without
-    reordering (their outputs follow the weights' layout): on two cores, the MNIST purifier and classifier
-    ran a third faster forward and a sixth faster forward + backward, and end-to-end attacks and robust
+    reordering their activations (outputs follow the weights' layout); end-to-end attacks and robust
     training are almost all convolutions."""
     return model.to(memory_format=torch.channels_last)
 
