@@ -76,38 +76,38 @@ def interval(successes: int, n: int = 1000) -> str:
 
 def test_the_published_anchors_stand_beside_purifyd_and_fashion_mnist_has_none(tmp_path):
     mnist = render_card(robust_bundle(tmp_path / "a", "mnist"))
-    assert "| adversarial training (Madry et al. 2018) | white box: attacks on the classifier, which is itself the defence | – | 88.4 | – |" in mnist
+    assert "| adversarial training (Madry et al. 2018) | white box: attacks on the classifier, which is itself the defence | – | – | 88.4 | – |" in mnist
     assert "| best adversarially trained classifier (RobustBench leaderboard) | white box:" in mnist
-    assert table_row(mnist, "| best adversarially trained").split(" | ")[3] == "94.0"
+    assert table_row(mnist, "| best adversarially trained").split(" | ")[4] == "94.0"
     assert "## Beside the published defences (ℓ∞, ε = 0.3)" in mnist and "no published anchor" not in mnist
     cifar = render_card(robust_bundle(tmp_path / "b", "cifar10", robust=0.45))
-    assert table_row(cifar, "| adversarial training").split(" | ")[3] == "44.3"
-    assert table_row(cifar, "| best adversarially trained").split(" | ")[3] == "73.7 (75.3 with MeanSparse)"
+    assert table_row(cifar, "| adversarial training").split(" | ")[4] == "44.3"
+    assert table_row(cifar, "| best adversarially trained").split(" | ")[4] == "73.7 (75.3 with MeanSparse)"
     assert table_row(cifar, "| best purification, one attempt (DiffPure and successors after adaptive re-evaluation) |"
-                     ).split(" | ")[3] == "42–47"
+                     ).split(" | ")[4] == "42–47"
     assert "ε = 0.03137" in cifar and "on CIFAR-10 (JPEG-q75 copy" in cifar
     fashion = render_card(robust_bundle(tmp_path / "c", "fashion-mnist", robust=0.8))
-    assert "| no published anchor at this ε | – | – | – | – |" in fashion
+    assert "| no published anchor at this ε | – | – | – | – | – |" in fashion
     assert "Madry" not in fashion and "RobustBench" not in fashion
 
 
-def test_the_robust_row_gives_clean_and_autoattack_accuracy_with_wilson_intervals(tmp_path):
+def test_the_robust_row_gives_clean_oblivious_and_autoattack_accuracy_with_wilson_intervals(tmp_path):
     card = render_card(robust_bundle(tmp_path, "mnist", clean=0.99, robust=0.92))
     row = table_row(card, "| purifyd `mnist-robust` |")
     assert row == (f"| purifyd `mnist-robust` | adaptive: purifier fine-tuned on attacks through purifier and classifier | "
-                   f"99.0 {interval(990)} | **92.0 {interval(920)}** | 1000 |")
+                   f"99.0 {interval(990)} | 98.0 {interval(980)} | **92.0 {interval(920)}** | 1000 |")
 
 
 def test_the_oblivious_row_is_not_evaluated_until_the_source_has_its_own_robustness_json(tmp_path):
     without = render_card(robust_bundle(tmp_path / "a", "mnist"))
     row = table_row(without, "| purifyd `mnist` |")
     assert row == (f"| purifyd `mnist` | oblivious: purifier trained on attacks against the classifier alone | "
-                   f"99.6 {interval(1992, 2000)} | not evaluated | 2000 |")
+                   f"99.6 {interval(1992, 2000)} | not evaluated | not evaluated | 2000 |")
     assert "The source bundle has no `robustness.json`" in without
-    measured = evaluation("mnist", "models/mnist", 0.996, 0.012)
+    measured = evaluation("mnist", "models/mnist", 0.996, 0.012, checks=replace(PASSING_CHECKS, transfer=0.985))
     with_source = render_card(robust_bundle(tmp_path / "b", "mnist", source_evaluation=measured))
     row = table_row(with_source, "| purifyd `mnist` |")
-    assert row.endswith(f"| 99.6 {interval(996)} | **1.2 {interval(12)}** | 1000 |")
+    assert row.endswith(f"| 99.6 {interval(996)} | 98.5 {interval(985)} | **1.2 {interval(12)}** | 1000 |")
     assert ("`PYTHONPATH=training python -m purifyd_train robust-evaluate --bundle models/mnist --n 1000 --seed 0` wrote "
             "the source bundle's `robustness.json`") in with_source
 

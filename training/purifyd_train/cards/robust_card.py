@@ -55,12 +55,14 @@ ANCHORS: dict[str, tuple[Anchor, ...]] = {
 
 @dataclass(frozen=True)
 class BundleFigures:
-    """One purifyd bundle's row beside the published defences: accuracy records (acc, n, ci95) for clean images
-    and for AutoAttack end to end through its purifier and seen classifier; None where not evaluated."""
+    """One purifyd bundle's row beside the published defences: accuracy records (acc, n, ci95) for clean images,
+    for the oblivious attacker (PGD-40 on the classifier alone, then purified) and for AutoAttack end to end
+    through its purifier and seen classifier; None where not evaluated."""
 
     name: str
     threat_model: str  # "oblivious" or "adaptive"
     clean: dict | None
+    oblivious: dict | None
     autoattack: dict | None
     quick: bool
 
@@ -87,32 +89,35 @@ def autoattack_accuracy(cascade: dict) -> float:
 
 
 def bundle_figures(bundle: Path) -> BundleFigures:
-    """A bundle's clean and AutoAttack accuracy from its robustness.json; without one, its clean purified accuracy
-    from its results.json (the oblivious evaluation) and AutoAttack not evaluated."""
+    """A bundle's clean, oblivious-attacker and AutoAttack accuracy from its robustness.json; without one, its
+    clean purified accuracy from its results.json (the oblivious evaluation) and neither attacker evaluated."""
     settings = manifest(bundle)
     threat_model = settings.get("training", {}).get("threat_model", "oblivious")
     evaluation = read_json(bundle / EVALUATION_FILE)
     if evaluation:
         seen, n = evaluation["seen"], evaluation["n"]
         return BundleFigures(settings["name"], threat_model, accuracy_record(seen["clean"], n),
+                             accuracy_record(evaluation["checks"]["transfer"], n),
                              accuracy_record(autoattack_accuracy(seen), n), evaluation["quick"])
     results = read_json(bundle / "results.json")
     clean = results["clean"][results["seen"]]["purifier"] if results else None
-    return BundleFigures(settings["name"], threat_model, clean, None, False)
+    return BundleFigures(settings["name"], threat_model, clean, None, None, False)
 
 
 def comparison_rows(dataset: str, bundles: list[BundleFigures]) -> list[str]:
     """The table beside the published defences: the dataset's anchors (or a row saying it has none), then each
     purifyd bundle."""
-    rows = [f"| {a.defence} ({a.source}) | {phrase('robust_card', a.threat_model)} | – | {a.autoattack} | – |"
+    rows = [f"| {a.defence} ({a.source}) | {phrase('robust_card', a.threat_model)} | – | – | {a.autoattack} | – |"
             for a in ANCHORS.get(dataset, ())]
     if not rows:
-        rows.append(f"| {phrase('robust_card', 'no_anchor')} | – | – | – | – |")
+        rows.append(f"| {phrase('robust_card', 'no_anchor')} | – | – | – | – | – |")
+    not_evaluated = phrase("robust_card", "not_evaluated")
     for b in bundles:
         figure = b.autoattack or b.clean
         rows.append(f"| {phrase('robust_card', 'purifyd', name=b.name)}{phrase('robust_card', 'quick') if b.quick else ''} | "
-                    f"{phrase('robust_card', b.threat_model)} | {pct(b.clean) if b.clean else phrase('robust_card', 'not_evaluated')} | "
-                    f"{'**' + pct(b.autoattack) + '**' if b.autoattack else phrase('robust_card', 'not_evaluated')} | "
+                    f"{phrase('robust_card', b.threat_model)} | {pct(b.clean) if b.clean else not_evaluated} | "
+                    f"{pct(b.oblivious) if b.oblivious else not_evaluated} | "
+                    f"{'**' + pct(b.autoattack) + '**' if b.autoattack else not_evaluated} | "
                     f"{figure['n'] if figure else '–'} |")
     return rows
 
