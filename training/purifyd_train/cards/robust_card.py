@@ -88,12 +88,12 @@ def autoattack_accuracy(cascade: dict) -> float:
     return cascade["attacks"][-1]["accuracy"] if cascade["attacks"] else cascade["clean"]
 
 
-def bundle_figures(bundle: Path) -> BundleFigures:
-    """A bundle's clean, oblivious-attacker and AutoAttack accuracy from its robustness.json; without one, its
-    clean purified accuracy from its results.json (the oblivious evaluation) and neither attacker evaluated."""
+def bundle_figures(bundle: Path, evaluation: dict | None) -> BundleFigures:
+    """A bundle's clean, oblivious-attacker and AutoAttack accuracy from its robustness.json (evaluation, as the
+    caller read it); without one, its clean purified accuracy from its results.json (the oblivious evaluation)
+    and neither attacker evaluated."""
     settings = manifest(bundle)
     threat_model = settings.get("training", {}).get("threat_model", "oblivious")
-    evaluation = read_json(bundle / EVALUATION_FILE)
     if evaluation:
         seen, n = evaluation["seen"], evaluation["n"]
         return BundleFigures(settings["name"], threat_model, accuracy_record(seen["clean"], n),
@@ -249,7 +249,7 @@ def render_card(bundle: Path) -> str:
                                 phrase("robust_card", "source_not_evaluated", source=record["source_bundle"])) + "\n",
                 bundle=repository_path(bundle),
                 eps=f"{evaluation['eps']:.4g}",
-                comparison=comparison_section(dataset, [bundle_figures(source), bundle_figures(bundle)]),
+                comparison=comparison_section(dataset, [bundle_figures(source, source_evaluation), bundle_figures(bundle, evaluation)]),
                 target_rows="\n".join(f"| {t} | {m} | {v} |" for t, m, v in rows),
                 target_note="\n" + tried + "\n" if missed else "",
                 cascades=cascade_sections(evaluation, settings["classifier"].get("architecture", "")),
@@ -264,10 +264,11 @@ def autoattack_section(bundle: Path) -> str:
     evaluation = read_json(bundle / EVALUATION_FILE)
     if evaluation is None:
         return ""
-    figures = [bundle_figures(bundle)]
+    figures = [bundle_figures(bundle, evaluation)]
     variant = bundle.parent / f"{bundle.name}-robust"
-    if (variant / EVALUATION_FILE).exists():
-        figures.append(bundle_figures(variant))
+    variant_evaluation = read_json(variant / EVALUATION_FILE)
+    if variant_evaluation:
+        figures.append(bundle_figures(variant, variant_evaluation))
     return fill("robust_card/autoattack", quick_warning=quick_warning(evaluation),
                 evaluate_command=evaluation["command"], n=evaluation["n"], seed=evaluation["seed"],
                 eps=f"{evaluation['eps']:.4g}", comparison=comparison_section(evaluation["dataset"], figures),
